@@ -1,0 +1,1 @@
+"""Contracts shared by the ingest and writer processes: event model, settings, wire protocol, errors."""

@@ -1,0 +1,152 @@
+"""The audit event model: named fields, timestamp rules and normalization of one posted event."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from shared.errors import EventError
+
+NAMED_FIELDS: tuple[str, ...] = (
+    "audit_event_id",
+    "ts",
+    "type",
+    "tenant_id",
+    "subject_hash",
+    "subject_ref",
+    "actor_ref",
+    "action",
+    "outcome",
+    "reason_code",
+    "correlation_id",
+    "component",
+    "resource_ref",
+    "pdp",
+    "source",
+)
+RECEIVED_AT = "received_at"
+TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+TS_LENGTH = len("2026-01-01T00:00:00.000000Z")
+
+
+class AuditEvent(BaseModel):
+    """One audit event as producers post it: named string fields plus any other preserved fields."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    audit_event_id: str | None = None
+    ts: str | int | float | None = None
+    type: str | None = None
+    tenant_id: str | None = None
+    subject_hash: str | None = None
+    subject_ref: str | None = None
+    actor_ref: str | None = None
+    action: str | None = None
+    outcome: str | None = None
+    reason_code: str | None = None
+    correlation_id: str | None = None
+    component: str | None = None
+    resource_ref: str | None = None
+    pdp: str | None = None
+    source: str | None = None
+
+
+def format_ts(moment: datetime) -> str:
+    """Render an aware datetime as the canonical ISO-8601 UTC form with microseconds and ``Z``."""
+    return moment.astimezone(timezone.utc).strftime(TS_FORMAT)
+
+
+def parse_iso(text: str) -> datetime:
+    """Parse an ISO-8601 timestamp; naive means UTC. Raise ValueError when unparsable."""
+    value = text.strip()
+    if not value:
+        raise ValueError("empty timestamp")
+    if value[-1] in "zZ":
+        value = value[:-1] + "+00:00"
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
+
+
+def canonical_ts(value: Any) -> str:
+    """Turn a posted ``ts`` (ISO-8601 string or epoch seconds) into the canonical string."""
+    if isinstance(value, bool):
+        raise EventError("field 'ts' must be an ISO-8601 string or epoch seconds")
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise EventError("field 'ts' must be a finite number of epoch seconds")
+        try:
+            return format_ts(datetime.fromtimestamp(value, tz=timezone.utc))
+        except (OverflowError, OSError, ValueError):
+            raise EventError(f"field 'ts' is out of range: {value!r}") from None
+    if isinstance(value, str):
+        if len(value) == TS_LENGTH and value[-1] == "Z" and value[10] == "T":
+            return value if _looks_canonical(value) else _reformat(value)
+        return _reformat(value)
+    raise EventError("field 'ts' must be an ISO-8601 string or epoch seconds")
+
+
+def _looks_canonical(value: str) -> bool:
+    try:
+        datetime.strptime(value, TS_FORMAT)
+    except ValueError:
+        return False
+    return True
+
+
+def _reformat(value: str) -> str:
+    try:
+        return format_ts(parse_iso(value))
+    except (ValueError, OverflowError):
+        raise EventError(f"field 'ts' is not an ISO-8601 timestamp: {value[:64]!r}") from None
+
+
+def _type_error(event: dict[str, Any], index: int | None) -> EventError:
+    where = "event" if index is None else f"event {index}"
+    try:
+        AuditEvent.model_validate(event)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        return EventError(f"{where}: field '{field}' {_describe(first)}")
+    return EventError(f"{where}: invalid event")
+
+
+def _describe(error: dict[str, Any]) -> str:
+    if error["loc"] and error["loc"][0] == "ts":
+        return "must be an ISO-8601 string or epoch seconds"
+    return "must be a string"
+
+
+def normalize_event(raw: Any, received_at: str, index: int | None = None) -> dict[str, Any]:
+    """Validate one posted event and return the stored form.
+
+    Null-valued keys are dropped, ``audit_event_id`` and ``ts`` are filled when absent, ``ts`` becomes
+    canonical, ``received_at`` records server time; every other field is kept unchanged.
+    """
+    if not isinstance(raw, dict):
+        where = "event" if index is None else f"event {index}"
+        raise EventError(f"{where} must be a JSON object")
+    event = {key: value for key, value in raw.items() if value is not None}
+    for name in NAMED_FIELDS:
+        value = event.get(name)
+        if value is not None and type(value) is not str and name != "ts":
+            raise _type_error(event, index)
+    if "audit_event_id" not in event:
+        event["audit_event_id"] = str(uuid.uuid4())
+    ts = event.get("ts")
+    if ts is None:
+        event["ts"] = received_at
+    else:
+        try:
+            event["ts"] = canonical_ts(ts)
+        except EventError as exc:
+            where = "event" if index is None else f"event {index}"
+            raise EventError(f"{where}: {exc}") from None
+    event[RECEIVED_AT] = received_at
+    return event

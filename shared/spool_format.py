@@ -1,0 +1,133 @@
+"""The on-disk spool record format, written by the writer and read back by it and by ingest's reads.
+
+A spool segment is a file of records, each a 28-byte header followed by its payload:
+
+    offset  size  field
+    0       2     magic b"SR"
+    2       1     version (1)
+    3       1     reserved, zero
+    4       8     sequence number (one per record, increasing across segments)
+    12      8     batch id of the wire frame the record came from
+    20      4     payload length
+    24      4     CRC-32 of bytes 2..24 and of the payload
+
+The payload is the batch's NDJSON events. A record cut short at the end of a segment is a torn tail
+(a crash during an append); any other damage makes the segment corrupt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+MAGIC = b"SR"
+VERSION = 1
+HEADER = struct.Struct(">2sBBQQII")
+HEADER_SIZE = HEADER.size
+SEGMENT_PREFIX = "seg-"
+SEGMENT_SUFFIX = ".log"
+CHECKPOINT_NAME = "checkpoint.json"
+
+
+class SpoolCorrupt(Exception):
+    """A segment holds a damaged record before its end."""
+
+    def __init__(self, path: Path, offset: int, reason: str) -> None:
+        super().__init__(f"{path.name} at byte {offset}: {reason}")
+        self.path = path
+        self.offset = offset
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SpoolRecord:
+    """One spooled batch."""
+
+    seq: int
+    batch_id: int
+    payload: bytes
+
+    @property
+    def event_count(self) -> int:
+        """Number of NDJSON events in the payload."""
+        return self.payload.count(b"\n")
+
+
+def encode_record(seq: int, batch_id: int, payload: bytes) -> bytes:
+    """Encode one spool record."""
+    partial = struct.pack(">BBQQI", VERSION, 0, seq, batch_id, len(payload))
+    crc = zlib.crc32(payload, zlib.crc32(partial))
+    return MAGIC + partial + struct.pack(">I", crc) + payload
+
+
+def segment_name(first_seq: int) -> str:
+    """File name of the segment whose first record has ``first_seq``."""
+    return f"{SEGMENT_PREFIX}{first_seq:020d}{SEGMENT_SUFFIX}"
+
+
+def segment_first_seq(path: Path) -> int | None:
+    """The first sequence number encoded in a segment's name, or None for other files."""
+    name = path.name
+    if not (name.startswith(SEGMENT_PREFIX) and name.endswith(SEGMENT_SUFFIX)):
+        return None
+    digits = name[len(SEGMENT_PREFIX) : -len(SEGMENT_SUFFIX)]
+    return int(digits) if digits.isdigit() else None
+
+
+def list_segments(spool_dir: Path) -> list[tuple[int, Path]]:
+    """Segments in a spool directory, ordered by first sequence number."""
+    found = []
+    try:
+        entries = list(spool_dir.iterdir())
+    except FileNotFoundError:
+        return []
+    for path in entries:
+        first = segment_first_seq(path)
+        if first is not None:
+            found.append((first, path))
+    found.sort()
+    return found
+
+
+def iter_records(data: bytes, path: Path) -> Iterator[tuple[int, SpoolRecord]]:
+    """Yield (end offset, record) for each whole record; stop silently at a torn tail.
+
+    Raises SpoolCorrupt when a record before the tail is damaged.
+    """
+    offset = 0
+    size = len(data)
+    while offset < size:
+        if size - offset < HEADER_SIZE:
+            return
+        magic, version, _reserved, seq, batch_id, length, crc = HEADER.unpack_from(data, offset)
+        if magic != MAGIC or version != VERSION:
+            if _only_zeros(data, offset):
+                return
+            raise SpoolCorrupt(path, offset, "bad record header")
+        end = offset + HEADER_SIZE + length
+        if end > size:
+            return
+        payload = data[offset + HEADER_SIZE : end]
+        if zlib.crc32(payload, zlib.crc32(data[offset + 2 : offset + 24])) != crc:
+            if end == size:
+                return
+            raise SpoolCorrupt(path, offset, "checksum mismatch")
+        yield end, SpoolRecord(seq, batch_id, payload)
+        offset = end
+
+
+def _only_zeros(data: bytes, offset: int) -> bool:
+    return not data[offset:].strip(b"\x00")
+
+
+def read_segment(path: Path) -> tuple[list[SpoolRecord], int]:
+    """All whole records of a segment and the offset where valid data ends."""
+    data = path.read_bytes()
+    records = []
+    valid_end = 0
+    for end, record in iter_records(data, path):
+        records.append(record)
+        valid_end = end
+    return records, valid_end

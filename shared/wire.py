@@ -1,0 +1,144 @@
+"""The ingest-writer wire protocol: the only module that knows the bytes on the Unix socket.
+
+Every message is one frame: a fixed 24-byte header followed by a payload.
+
+    offset  size  field
+    0       2     magic  b"AL"
+    2       1     version (1)
+    3       1     kind: BATCH, ACK, NACK, HELLO, STATUS
+    4       4     reserved, zero
+    8       8     batch id (unsigned; 0 for HELLO and STATUS)
+    16      4     payload length in bytes
+    20      4     CRC-32 of the payload
+
+BATCH payloads are NDJSON (one normalized event per line, each line ending in a newline). ACK and NACK
+echo the batch id of the BATCH they answer; their payload, like HELLO's and STATUS's, is a JSON object.
+A successful write to the socket proves nothing: only an ACK says the writer holds the batch durably.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import struct
+import zlib
+from typing import Any
+
+import orjson
+
+from shared.errors import CorruptFrame, FrameTooLarge, TruncatedFrame, UnsupportedVersion
+
+MAGIC = b"AL"
+VERSION = 1
+HEADER = struct.Struct(">2sBBIQII")
+HEADER_SIZE = HEADER.size
+DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
+
+
+class Kind(enum.IntEnum):
+    """What a frame carries."""
+
+    BATCH = 1
+    ACK = 2
+    NACK = 3
+    HELLO = 4
+    STATUS = 5
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Frame:
+    """One decoded frame."""
+
+    kind: Kind
+    batch_id: int
+    payload: bytes
+
+    def json(self) -> dict[str, Any]:
+        """The payload of a control frame as a JSON object ({} when empty)."""
+        if not self.payload:
+            return {}
+        value = orjson.loads(self.payload)
+        if not isinstance(value, dict):
+            raise CorruptFrame(f"{self.kind.name} payload is not a JSON object")
+        return value
+
+
+def encode(kind: Kind, batch_id: int, payload: bytes, max_payload: int = DEFAULT_MAX_PAYLOAD_BYTES) -> bytes:
+    """Encode one frame; raise FrameTooLarge when the payload exceeds ``max_payload``."""
+    if len(payload) > max_payload:
+        raise FrameTooLarge(f"payload of {len(payload)} bytes exceeds the {max_payload}-byte frame limit")
+    header = HEADER.pack(MAGIC, VERSION, int(kind), 0, batch_id, len(payload), zlib.crc32(payload))
+    return header + payload
+
+
+def encode_json(kind: Kind, body: dict[str, Any], batch_id: int = 0) -> bytes:
+    """Encode a control frame (ACK, NACK, HELLO, STATUS) whose payload is a JSON object."""
+    return encode(kind, batch_id, orjson.dumps(body))
+
+
+def batch(batch_id: int, ndjson: bytes, max_payload: int = DEFAULT_MAX_PAYLOAD_BYTES) -> bytes:
+    """Encode a BATCH frame of NDJSON events."""
+    return encode(Kind.BATCH, batch_id, ndjson, max_payload)
+
+
+def ack(batch_id: int, events: int) -> bytes:
+    """Encode the ACK of a batch the writer holds durably."""
+    return encode_json(Kind.ACK, {"events": events}, batch_id)
+
+
+def nack(batch_id: int, reason: str, retryable: bool) -> bytes:
+    """Encode the NACK of a batch the writer did not store."""
+    return encode_json(Kind.NACK, {"reason": reason, "retryable": retryable}, batch_id)
+
+
+def parse_header(header: bytes, max_payload: int) -> tuple[Kind, int, int, int]:
+    """Check a header; return (kind, batch id, payload length, crc)."""
+    magic, version, kind, _reserved, batch_id, length, crc = HEADER.unpack(header)
+    if magic != MAGIC:
+        raise CorruptFrame(f"bad magic {magic!r}")
+    if version != VERSION:
+        raise UnsupportedVersion(f"protocol version {version} is not supported (this build speaks {VERSION})")
+    try:
+        frame_kind = Kind(kind)
+    except ValueError:
+        raise CorruptFrame(f"unknown frame kind {kind}") from None
+    if length > max_payload:
+        raise FrameTooLarge(f"frame announces {length} bytes, over the {max_payload}-byte limit")
+    return frame_kind, batch_id, length, crc
+
+
+def _checked(kind: Kind, batch_id: int, payload: bytes, crc: int) -> Frame:
+    if zlib.crc32(payload) != crc:
+        raise CorruptFrame(f"checksum mismatch in {kind.name} frame {batch_id}")
+    return Frame(kind, batch_id, payload)
+
+
+def decode(buffer: bytes, max_payload: int = DEFAULT_MAX_PAYLOAD_BYTES) -> tuple[Frame, int]:
+    """Decode the first frame of ``buffer``; return it and the bytes consumed.
+
+    Raises TruncatedFrame when the buffer ends before the frame does.
+    """
+    if len(buffer) < HEADER_SIZE:
+        raise TruncatedFrame(f"{len(buffer)} bytes is shorter than a frame header")
+    kind, batch_id, length, crc = parse_header(buffer[:HEADER_SIZE], max_payload)
+    end = HEADER_SIZE + length
+    if len(buffer) < end:
+        raise TruncatedFrame(f"frame needs {end} bytes, buffer holds {len(buffer)}")
+    return _checked(kind, batch_id, bytes(buffer[HEADER_SIZE:end]), crc), end
+
+
+async def read_frame(reader: asyncio.StreamReader, max_payload: int = DEFAULT_MAX_PAYLOAD_BYTES) -> Frame | None:
+    """Read one frame from a stream; None on a clean end of stream between frames."""
+    try:
+        header = await reader.readexactly(HEADER_SIZE)
+    except asyncio.IncompleteReadError as exc:
+        if not exc.partial:
+            return None
+        raise TruncatedFrame("stream ended inside a frame header") from None
+    kind, batch_id, length, crc = parse_header(header, max_payload)
+    try:
+        payload = await reader.readexactly(length)
+    except asyncio.IncompleteReadError:
+        raise TruncatedFrame(f"stream ended inside the payload of {kind.name} frame {batch_id}") from None
+    return _checked(kind, batch_id, payload, crc)

@@ -1,0 +1,41 @@
+"""Entry point of the writer process: ``python -m writer`` or ``auditlake-writer``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from shared.errors import ConfigError
+from shared.logs import configure_logging
+from shared.settings import Settings
+
+EXIT_CONFIG_ERROR = 3
+EXIT_START_FAILED = 4
+
+
+def main() -> None:
+    """Read settings from the environment, then run the writer until SIGTERM."""
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"auditlake-writer: configuration error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG_ERROR)
+    configure_logging("writer", settings.log_level)
+    from writer.service import WriterService
+
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency on supported platforms
+        runner = asyncio.run
+    try:
+        runner(WriterService(settings).run())
+    except OSError as exc:
+        logging.getLogger("auditlake.writer").error("writer failed to start", extra={"error": repr(exc)})
+        sys.exit(EXIT_START_FAILED)
+
+
+if __name__ == "__main__":
+    main()

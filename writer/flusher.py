@@ -1,0 +1,156 @@
+"""The flush loop: moves spooled batches into storage by size or age, retrying failures forever."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+
+from writer.batches import group_records
+from writer.local_store import LocalStore
+from writer.spool import Spool
+from writer.stats import WriterStats, utc_now_iso
+
+log = logging.getLogger("auditlake.writer.flush")
+MAX_FLUSH_BYTES = 32 * 1024 * 1024
+BACKOFF_START_SECONDS = 0.25
+BACKOFF_MAX_SECONDS = 30.0
+FLUSH_FAILED = "flush to storage failed; events wait in the spool and are retried"
+
+
+class Flusher:
+    """Owns publishing and retention: the only code that writes the store."""
+
+    def __init__(self, spool: Spool, store: LocalStore, stats: WriterStats, batch_size: int,
+                 interval_seconds: float, retention_interval_seconds: float) -> None:
+        self.spool = spool
+        self.store = store
+        self.stats = stats
+        self.batch_size = batch_size
+        self.interval_seconds = interval_seconds
+        self.retention_interval_seconds = retention_interval_seconds
+        self.max_events = max(batch_size * 100, 50_000)
+        self.flushed = asyncio.Event()
+        self._stopping = False
+        self._oldest_unflushed_at: float | None = None
+        self._next_retention = 0.0
+
+    def stop(self) -> None:
+        """Ask the loop to flush what is left and return."""
+        self._stopping = True
+
+    async def run(self) -> None:
+        """Flush until stopped and the spool is empty (or a failure persists while stopping)."""
+        backoff = BACKOFF_START_SECONDS
+        redo = self.spool.read_flush_marker()
+        while True:
+            if time.monotonic() >= self._next_retention:
+                await self._retention()
+            if not self._due(redo is not None):
+                if self._stopping and not self.spool.index:
+                    return
+                await asyncio.sleep(min(0.05, self.interval_seconds))
+                continue
+            ok = await self._flush_once(redo)
+            if ok:
+                redo = None
+                backoff = BACKOFF_START_SECONDS
+                continue
+            redo = self.spool.read_flush_marker()
+            if self._stopping:
+                return
+            await asyncio.sleep(backoff * (0.5 + random.random()))
+            backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
+
+    def _due(self, redo: bool) -> bool:
+        if redo:
+            return True
+        if not self.spool.index:
+            self._oldest_unflushed_at = None
+            return False
+        if self._oldest_unflushed_at is None:
+            self._oldest_unflushed_at = time.monotonic()
+        if self._stopping:
+            return True
+        if self.spool.backlog_events >= self.batch_size:
+            return True
+        return time.monotonic() - self._oldest_unflushed_at >= self.interval_seconds
+
+    def _plan(self) -> list:
+        entries = []
+        events = size = 0
+        for entry in self.spool.index:
+            if entries and (events + entry.events > self.max_events or size + entry.length > MAX_FLUSH_BYTES):
+                break
+            entries.append(entry)
+            events += entry.events
+            size += entry.length
+        return entries
+
+    async def _flush_once(self, redo: tuple[int, int] | None) -> bool:
+        loop = asyncio.get_running_loop()
+        if redo is not None:
+            entries = [entry for entry in self.spool.index if redo[0] <= entry.seq <= redo[1]]
+        else:
+            entries = self._plan()
+        if not entries:
+            if redo is not None:
+                await loop.run_in_executor(None, self.spool.checkpoint, max(redo[1], self.spool.flushed_seq))
+            return True
+        first, last = entries[0].seq, entries[-1].seq
+        started = time.monotonic()
+        try:
+            if redo is None:
+                await loop.run_in_executor(None, self.spool.write_flush_marker, first, last)
+            records = await loop.run_in_executor(None, self.spool.read_entries, entries)
+            batch = await loop.run_in_executor(None, group_records, records)
+            result = await loop.run_in_executor(None, self.store.publish, batch, redo is not None)
+            await loop.run_in_executor(None, self.spool.checkpoint, last)
+        except Exception as exc:  # every failure is retried; it must never kill the loop
+            self.stats.failed_flushes += 1
+            self.stats.last_error = FLUSH_FAILED
+            if self.stats.failing_since is None:
+                self.stats.failing_since = time.time()
+            log.error("flush failed", extra={"first_seq": first, "last_seq": last, "error": repr(exc)})
+            return False
+        dead = self.spool.forget_flushed(last)
+        await loop.run_in_executor(None, _unlink_all, dead)
+        self._oldest_unflushed_at = None
+        self.stats.flushes += 1
+        self.stats.flushed_events += batch.events
+        self.stats.duplicate_events += batch.duplicates
+        self.stats.unparsable_lines += len(batch.unparsable)
+        self.stats.last_flush_at = utc_now_iso()
+        self.stats.last_error = None
+        self.stats.failing_since = None
+        self.flushed.set()
+        self.flushed.clear()
+        log.info("flush", extra={
+            "first_seq": first, "last_seq": last, "events": batch.events, "duplicates": batch.duplicates,
+            "files": len(result.files), "bytes": result.bytes_written,
+            "duration_ms": round((time.monotonic() - started) * 1000, 2),
+        })
+        return True
+
+    async def _retention(self) -> None:
+        self._next_retention = time.monotonic() + self.retention_interval_seconds
+        loop = asyncio.get_running_loop()
+        try:
+            files, removed = await loop.run_in_executor(None, self.store.purge)
+        except OSError as exc:
+            log.error("retention run failed", extra={"error": repr(exc)})
+            return
+        self.stats.retention_files_deleted += files
+        self.stats.retention_bytes_deleted += removed
+        self.stats.last_retention_at = utc_now_iso()
+        log.info("retention", extra={"files_deleted": files, "bytes_deleted": removed,
+                                     "retention_days": self.store.retention_days})
+
+
+def _unlink_all(paths: list) -> None:
+    for path in paths:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass

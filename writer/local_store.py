@@ -1,0 +1,136 @@
+"""The local backend: publishes day-partitioned NDJSON(.gz) files atomically, purges them by age."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from shared import layout
+from writer.batches import FlushBatch
+from writer.fsutil import fsync_dir
+
+log = logging.getLogger("auditlake.writer.local")
+GZIP_LEVEL = 6
+
+
+@dataclasses.dataclass(frozen=True)
+class PublishResult:
+    """What one publish wrote."""
+
+    files: list[str]
+    bytes_written: int
+
+
+class LocalStore:
+    """Files under ``<root>/YYYY/MM/DD/``; the store that reads on the ingest side look at."""
+
+    def __init__(self, root: Path, gzip_enabled: bool, retention_days: int,
+                 warning_percent: float, critical_percent: float) -> None:
+        self.root = root
+        self.gzip_enabled = gzip_enabled
+        self.retention_days = retention_days
+        self.warning_percent = warning_percent
+        self.critical_percent = critical_percent
+
+    def prepare(self) -> None:
+        """Create the store root; raise OSError when it cannot be created."""
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def publish(self, batch: FlushBatch, redo: bool) -> PublishResult:
+        """Write one file per day for a spool range (worker thread); a redo first removes stale copies."""
+        names = []
+        written = 0
+        if redo:
+            self._remove_range(batch.first_seq, batch.last_seq)
+        for (year, month, day), lines in sorted(batch.days.items()):
+            directory = layout.day_dir(self.root, year, month, day)
+            directory.mkdir(parents=True, exist_ok=True)
+            name = layout.file_name(lines[0][0], lines[-1][0], batch.first_seq, batch.last_seq, self.gzip_enabled)
+            body = b"".join(line + b"\n" for _, line in lines)
+            if self.gzip_enabled:
+                body = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
+            self._write_file(directory / name, body)
+            names.append(f"{year}/{month}/{day}/{name}")
+            written += len(body)
+        return PublishResult(names, written)
+
+    def _write_file(self, path: Path, body: bytes) -> None:
+        tmp = path.with_name(f".tmp-{path.name}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        try:
+            view = memoryview(body)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+
+    def _remove_range(self, first_seq: int, last_seq: int) -> None:
+        for directory in layout.all_day_dirs(self.root):
+            for path in directory.iterdir():
+                info = layout.describe(path)
+                if info and info.first_seq == first_seq and info.last_seq == last_seq:
+                    path.unlink()
+                elif path.name.startswith(".tmp-"):
+                    path.unlink()
+
+    def purge(self, now: float | None = None) -> tuple[int, int]:
+        """Delete files published more than ``retention_days`` ago (server time); return (files, bytes)."""
+        if self.retention_days <= 0:
+            return 0, 0
+        cutoff = (time.time() if now is None else now) - self.retention_days * 86400
+        files = removed_bytes = 0
+        for directory in layout.all_day_dirs(self.root):
+            for path in list(directory.iterdir()):
+                if layout.describe(path) is None and not path.name.startswith(".tmp-"):
+                    continue
+                stat = path.stat()
+                if stat.st_mtime < cutoff:
+                    path.unlink()
+                    files += 1
+                    removed_bytes += stat.st_size
+            _remove_if_empty(directory)
+        return files, removed_bytes
+
+    def health(self) -> dict[str, Any]:
+        """Disk usage of the store's file system and the status it implies."""
+        try:
+            usage = shutil.disk_usage(self.root)
+        except OSError as exc:
+            return {"backend": "local", "status": "down", "detail": f"storage path unusable: {exc.strerror}",
+                    "local_path": str(self.root)}
+        used_percent = round(usage.used * 100.0 / usage.total, 2) if usage.total else 100.0
+        status, detail = "healthy", "disk usage normal"
+        if used_percent >= self.critical_percent:
+            status, detail = "down", f"disk usage {used_percent}% at or above critical {self.critical_percent}%"
+        elif used_percent >= self.warning_percent:
+            status, detail = "warning", f"disk usage {used_percent}% at or above warning {self.warning_percent}%"
+        return {
+            "backend": "local",
+            "status": status,
+            "detail": detail,
+            "local_path": str(self.root),
+            "total_bytes": usage.total,
+            "used_bytes": usage.used,
+            "free_bytes": usage.free,
+            "used_percent": used_percent,
+            "warning_percent": self.warning_percent,
+            "critical_percent": self.critical_percent,
+        }
+
+
+def _remove_if_empty(directory: Path) -> None:
+    """Remove a day directory and its month/year parents once empty."""
+    for path in (directory, directory.parent, directory.parent.parent):
+        try:
+            path.rmdir()
+        except OSError:
+            return

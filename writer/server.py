@@ -1,0 +1,137 @@
+"""The writer's Unix-socket server: receives BATCH frames, spools them, answers ACK or NACK."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from shared import wire
+from shared.errors import WireError
+from writer.spool import Spool, SpoolFull, SpoolWriteError
+from writer.stats import WriterStats
+
+log = logging.getLogger("auditlake.writer.server")
+STATUS_INTERVAL_SECONDS = 0.5
+
+
+class SocketServer:
+    """Accepts ingest connections on a Unix socket created owner-only."""
+
+    def __init__(self, path: Path, spool: Spool, stats: WriterStats, max_frame_bytes: int,
+                 status: Callable[[], dict[str, Any]]) -> None:
+        self.path = path
+        self.spool = spool
+        self.stats = stats
+        self.max_frame_bytes = max_frame_bytes
+        self.status = status
+        self._server: asyncio.base_events.Server | None = None
+        self._connections: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Bind the socket (removing a stale one) with a umask that keeps it owner-only."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        old_umask = os.umask(0o077)
+        try:
+            self._server = await asyncio.start_unix_server(
+                self._serve, path=str(self.path), limit=self.max_frame_bytes + wire.HEADER_SIZE
+            )
+        finally:
+            os.umask(old_umask)
+
+    async def close(self) -> None:
+        """Stop accepting, let in-progress acks go out, close every connection."""
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._connections):
+            writer.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    def broadcast_status(self) -> None:
+        """Send the current status to every connected ingest."""
+        if not self._connections:
+            return
+        frame = wire.encode_json(wire.Kind.STATUS, self.status())
+        for writer in list(self._connections):
+            if not writer.is_closing():
+                writer.write(frame)
+
+    async def run_status_broadcast(self) -> None:
+        """Push status to ingest periodically, so its status endpoint answers from cache."""
+        while True:
+            await asyncio.sleep(STATUS_INTERVAL_SECONDS)
+            self.broadcast_status()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self._connections.add(writer)
+        log.info("ingest connected")
+        try:
+            writer.write(wire.encode_json(wire.Kind.HELLO, {"role": "writer", "pid": os.getpid()}))
+            writer.write(wire.encode_json(wire.Kind.STATUS, self.status()))
+            while True:
+                frame = await wire.read_frame(reader, self.max_frame_bytes)
+                if frame is None:
+                    break
+                if frame.kind is wire.Kind.BATCH:
+                    self._on_batch(frame, writer)
+                elif frame.kind is wire.Kind.HELLO:
+                    continue
+                else:
+                    log.warning("unexpected frame from ingest", extra={"kind": frame.kind.name})
+        except WireError as exc:
+            log.error("closing ingest connection after a protocol error", extra={"error": str(exc)})
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self._connections.discard(writer)
+            self._tasks.discard(task)
+            writer.close()
+            log.info("ingest disconnected")
+
+    def _on_batch(self, frame: wire.Frame, writer: asyncio.StreamWriter) -> None:
+        events = frame.payload.count(b"\n")
+        if self.spool.knows_batch(frame.batch_id):
+            self.stats.duplicate_batches += 1
+            writer.write(wire.ack(frame.batch_id, events))
+            return
+        pending = self.spool.pending_batch(frame.batch_id)
+        if pending is None:
+            try:
+                pending = self.spool.append(frame.batch_id, frame.payload)
+            except SpoolFull as exc:
+                self._nack(writer, frame.batch_id, f"spool full: {exc}", retryable=True)
+                return
+            self.stats.received_batches += 1
+            self.stats.received_events += events
+        else:
+            self.stats.duplicate_batches += 1
+        pending.add_done_callback(lambda done: self._answer(done, writer, frame.batch_id, events))
+
+    def _answer(self, done: asyncio.Future[int], writer: asyncio.StreamWriter, batch_id: int, events: int) -> None:
+        if writer.is_closing():
+            return
+        if done.cancelled():
+            self._nack(writer, batch_id, "writer shutting down", retryable=True)
+        elif isinstance(done.exception(), SpoolWriteError):
+            self._nack(writer, batch_id, str(done.exception()), retryable=True)
+        else:
+            writer.write(wire.ack(batch_id, events))
+
+    def _nack(self, writer: asyncio.StreamWriter, batch_id: int, reason: str, retryable: bool) -> None:
+        self.stats.nacked_batches += 1
+        if not writer.is_closing():
+            writer.write(wire.nack(batch_id, reason, retryable))

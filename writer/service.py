@@ -1,0 +1,137 @@
+"""The writer's lifecycle: start the spool, flusher, socket and health port; drain on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from typing import Any
+
+from aiohttp import web
+
+from shared.settings import Settings
+from writer.flusher import Flusher
+from writer.health import create_health_app
+from writer.local_store import LocalStore
+from writer.server import SocketServer
+from writer.spool import Spool
+from writer.stats import WriterStats
+
+log = logging.getLogger("auditlake.writer")
+FLUSH_FAILING_NOT_READY_SECONDS = 30.0
+HEALTH_REFRESH_SECONDS = 1.0
+
+
+class WriterService:
+    """Owns every part of the writer process and every background task it starts."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stats = WriterStats()
+        self.spool = Spool(settings.resolved_spool_path, settings.spool_segment_bytes, settings.spool_max_bytes)
+        self.store = LocalStore(settings.local_path, settings.local_gzip, settings.local_retention_days,
+                                settings.disk_warning_percent, settings.disk_critical_percent)
+        self.flusher = Flusher(self.spool, self.store, self.stats, settings.flush_batch_size,
+                               settings.flush_interval_seconds, settings.retention_interval_seconds)
+        self.server = SocketServer(settings.resolved_socket_path, self.spool, self.stats,
+                                   settings.max_frame_bytes, self.status)
+        self._storage_health: dict[str, Any] = {"backend": settings.backend, "status": "healthy", "detail": "starting"}
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._runner: web.AppRunner | None = None
+
+    def status(self) -> dict[str, Any]:
+        """The writer's status from cached state: counters, spool, storage health, readiness."""
+        reason = self._not_ready_reason()
+        return {
+            "ready": reason is None,
+            "not_ready_reason": reason,
+            "writer_id": self.settings.writer_id,
+            "backend": self.settings.backend,
+            **self.stats.snapshot(),
+            "last_error": self.spool.last_write_error or self.stats.last_error,
+            "spool_bytes": self.spool.bytes,
+            "spool_segments": self.spool.segments,
+            "spool_backlog_events": self.spool.backlog_events,
+            "spool_max_bytes": self.spool.max_bytes,
+            "flushed_seq": self.spool.flushed_seq,
+            "quarantined_segments": list(self.spool.quarantined),
+            "storage": self._storage_health,
+        }
+
+    def _not_ready_reason(self) -> str | None:
+        if self.spool.last_write_error:
+            return "spool is not writable"
+        failing = self.stats.failing_since
+        if failing is not None and time.time() - failing > FLUSH_FAILING_NOT_READY_SECONDS:
+            return "flushes to storage have been failing"
+        if self._storage_health.get("status") == "down":
+            return f"storage down: {self._storage_health.get('detail')}"
+        return None
+
+    async def run(self) -> None:
+        """Start everything, serve until SIGTERM/SIGINT, then drain within the deadline."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        await self.start()
+        log.info("writer started", extra={"socket": str(self.settings.resolved_socket_path),
+                                         "spool": str(self.settings.resolved_spool_path),
+                                         "backlog_events": self.spool.backlog_events})
+        stopped = asyncio.create_task(self._stop.wait())
+        await asyncio.wait([stopped, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in self._tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                log.error("background task failed", extra={"task": task.get_name(), "error": repr(task.exception())})
+        await self.shutdown()
+
+    async def start(self) -> None:
+        """Open the spool (recovering what a crash left), then listen on the socket and health port."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.spool.open)
+        await loop.run_in_executor(None, self.store.prepare)
+        await self._refresh_health()
+        self._tasks.append(asyncio.create_task(self.spool.run_committer(), name="spool-committer"))
+        self._tasks.append(asyncio.create_task(self.flusher.run(), name="flusher"))
+        self._tasks.append(asyncio.create_task(self._health_loop(), name="storage-health"))
+        await self.server.start()
+        self._tasks.append(asyncio.create_task(self.server.run_status_broadcast(), name="status-broadcast"))
+        self._runner = web.AppRunner(create_health_app(self.status), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.writer_health_host, self.settings.writer_health_port)
+        await site.start()
+
+    async def shutdown(self) -> None:
+        """Stop taking batches, finish the commit in progress, flush the spool until the deadline."""
+        deadline = self.settings.drain_seconds
+        log.info("writer draining", extra={"backlog_events": self.spool.backlog_events})
+        await self.server.close()
+        self.spool.close()
+        self.flusher.stop()
+        named = {task.get_name(): task for task in self._tasks}
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(named["spool-committer"], named["flusher"], return_exceptions=True), deadline
+            )
+        except asyncio.TimeoutError:
+            log.warning("drain deadline reached; the spool keeps the rest for the next start",
+                        extra={"backlog_events": self.spool.backlog_events})
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.spool.release()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        log.info("writer stopped", extra={"flushed_events": self.stats.flushed_events})
+
+    async def _health_loop(self) -> None:
+        while True:
+            await asyncio.sleep(HEALTH_REFRESH_SECONDS)
+            await self._refresh_health()
+
+    async def _refresh_health(self) -> None:
+        health = await asyncio.get_running_loop().run_in_executor(None, self.store.health)
+        if self.stats.failing_since is not None and health["status"] != "down":
+            health = {**health, "status": "warning", "detail": "flushes failing; events wait in the spool"}
+        self._storage_health = health

@@ -1,0 +1,333 @@
+"""The durable spool: append-only segments of batches, group-committed with fsync before any ack."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from shared import spool_format
+from shared.spool_format import SpoolCorrupt
+from writer.fsutil import fsync_dir, write_atomic
+
+log = logging.getLogger("auditlake.writer.spool")
+RECENT_BATCH_IDS = 8192
+QUARANTINE_DIR = "quarantine"
+FLUSH_MARKER = "flush-pending.json"
+
+
+class SpoolFull(Exception):
+    """The spool holds its configured maximum of bytes; the batch was not taken."""
+
+
+class SpoolWriteError(Exception):
+    """Appending or syncing the spool failed; the batch is not durable."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class IndexEntry:
+    """Where an unflushed record lives."""
+
+    seq: int
+    batch_id: int
+    path: Path
+    offset: int
+    length: int
+    events: int
+
+
+@dataclasses.dataclass
+class _Pending:
+    seq: int
+    batch_id: int
+    data: bytes
+    payload_length: int
+    events: int
+    future: asyncio.Future[int]
+
+
+class Spool:
+    """Append batches durably; index what is not yet flushed; checkpoint what is."""
+
+    def __init__(self, directory: Path, segment_bytes: int, max_bytes: int) -> None:
+        self.directory = directory
+        self.segment_bytes = segment_bytes
+        self.max_bytes = max_bytes
+        self.index: collections.deque[IndexEntry] = collections.deque()
+        self.flushed_seq = 0
+        self.next_seq = 1
+        self.quarantined: list[str] = []
+        self.last_write_error: str | None = None
+        self.recent_batch_ids: collections.OrderedDict[int, int] = collections.OrderedDict()
+        self._segment_sizes: dict[Path, int] = {}
+        self._active: Path | None = None
+        self._fd: int | None = None
+        self._pending: list[_Pending] = []
+        self._pending_by_batch: dict[int, asyncio.Future[int]] = {}
+        self._wakeup = asyncio.Event()
+        self._closing = False
+
+    # -- startup -----------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Create the directory owner-only, read the checkpoint, index what remains, trim torn tails."""
+        old_umask = os.umask(0o077)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        finally:
+            os.umask(old_umask)
+        checkpoint = self._read_checkpoint()
+        self.flushed_seq = int(checkpoint.get("flushed_seq", 0))
+        for batch_id in checkpoint.get("recent_batch_ids", []):
+            self._remember(int(batch_id), 0)
+        self.next_seq = self.flushed_seq + 1
+        for first, path in spool_format.list_segments(self.directory):
+            self._load_segment(path)
+        self._open_new_segment()
+
+    def _read_checkpoint(self) -> dict[str, Any]:
+        path = self.directory / spool_format.CHECKPOINT_NAME
+        try:
+            return orjson.loads(path.read_bytes())
+        except FileNotFoundError:
+            return {}
+
+    def _load_segment(self, path: Path) -> None:
+        data = path.read_bytes()
+        records = []
+        valid_end = 0
+        try:
+            for end, record in spool_format.iter_records(data, path):
+                records.append(record)
+                valid_end = end
+        except SpoolCorrupt as exc:
+            self._quarantine(path, str(exc))
+            if records:
+                write_atomic(path, data[:valid_end])
+            data = data[:valid_end]
+        if valid_end < len(data):
+            log.warning("trimming torn spool tail", extra={"segment": path.name, "bytes": len(data) - valid_end})
+            with open(path, "r+b") as handle:
+                handle.truncate(valid_end)
+                os.fsync(handle.fileno())
+        offset = 0
+        live = False
+        for record in records:
+            length = spool_format.HEADER_SIZE + len(record.payload)
+            if record.seq > self.flushed_seq:
+                self.index.append(
+                    IndexEntry(record.seq, record.batch_id, path, offset, length, record.event_count)
+                )
+                live = True
+            self._remember(record.batch_id, record.seq)
+            self.next_seq = max(self.next_seq, record.seq + 1)
+            offset += length
+        if live:
+            self._segment_sizes[path] = valid_end
+        elif path.exists():
+            path.unlink()
+
+    def _quarantine(self, path: Path, reason: str) -> None:
+        target_dir = self.directory / QUARANTINE_DIR
+        target_dir.mkdir(exist_ok=True)
+        target = target_dir / f"{path.name}.{int(time.time())}"
+        shutil.copy2(path, target)
+        path.unlink()
+        fsync_dir(self.directory)
+        self.quarantined.append(target.name)
+        log.error("quarantined corrupt spool segment", extra={"segment": path.name, "reason": reason})
+
+    def _open_new_segment(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+        path = self.directory / spool_format.segment_name(self.next_seq)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fsync_dir(self.directory)
+        self._active = path
+        self._segment_sizes[path] = os.fstat(self._fd).st_size
+
+    # -- state -------------------------------------------------------------------------------------
+
+    @property
+    def bytes(self) -> int:
+        """Bytes held in live segments."""
+        return sum(self._segment_sizes.values())
+
+    @property
+    def segments(self) -> int:
+        """Number of live segment files."""
+        return len(self._segment_sizes)
+
+    @property
+    def backlog_events(self) -> int:
+        """Events appended but not yet flushed."""
+        return sum(entry.events for entry in self.index)
+
+    def knows_batch(self, batch_id: int) -> bool:
+        """True when a batch with this id is already durable in the spool or was flushed recently."""
+        return batch_id in self.recent_batch_ids
+
+    def pending_batch(self, batch_id: int) -> asyncio.Future[int] | None:
+        """The commit future of a batch waiting for the current group commit, if any."""
+        return self._pending_by_batch.get(batch_id)
+
+    def _remember(self, batch_id: int, seq: int) -> None:
+        self.recent_batch_ids[batch_id] = seq
+        self.recent_batch_ids.move_to_end(batch_id)
+        while len(self.recent_batch_ids) > RECENT_BATCH_IDS:
+            self.recent_batch_ids.popitem(last=False)
+
+    # -- appends and group commit ------------------------------------------------------------------
+
+    def append(self, batch_id: int, payload: bytes) -> asyncio.Future[int]:
+        """Queue a batch for the next group commit; the future resolves to its seq once fsync'd."""
+        pending_bytes = sum(len(item.data) for item in self._pending)
+        if self.bytes + pending_bytes + len(payload) > self.max_bytes:
+            raise SpoolFull(f"spool holds {self.bytes + pending_bytes} of {self.max_bytes} bytes")
+        seq = self.next_seq
+        self.next_seq += 1
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        data = spool_format.encode_record(seq, batch_id, payload)
+        self._pending.append(_Pending(seq, batch_id, data, len(payload), payload.count(b"\n"), future))
+        self._pending_by_batch[batch_id] = future
+        self._wakeup.set()
+        return future
+
+    async def run_committer(self) -> None:
+        """Write and fsync pending appends in groups until closed; resolve or fail their futures."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            group, self._pending = self._pending, []
+            try:
+                offsets = await loop.run_in_executor(None, self._write_group, [item.data for item in group])
+            except OSError as exc:
+                self.last_write_error = f"spool write failed: {exc.strerror or exc.__class__.__name__}"
+                log.error("spool group commit failed", extra={"batches": len(group), "error": str(exc)})
+                for item in group:
+                    self._pending_by_batch.pop(item.batch_id, None)
+                    if not item.future.done():
+                        item.future.set_exception(SpoolWriteError(self.last_write_error))
+                continue
+            self.last_write_error = None
+            path = self._active
+            assert path is not None
+            for item, offset in zip(group, offsets):
+                self.index.append(IndexEntry(item.seq, item.batch_id, path, offset, len(item.data), item.events))
+                self._remember(item.batch_id, item.seq)
+                self._pending_by_batch.pop(item.batch_id, None)
+                if not item.future.done():
+                    item.future.set_result(item.seq)
+            if self._segment_sizes[path] >= self.segment_bytes:
+                await loop.run_in_executor(None, self._open_new_segment)
+
+    def _write_group(self, chunks: list[bytes]) -> list[int]:
+        """Append records and fsync (in a worker thread); roll the file back on failure."""
+        assert self._fd is not None and self._active is not None
+        start = self._segment_sizes[self._active]
+        offsets = []
+        position = start
+        for chunk in chunks:
+            offsets.append(position)
+            position += len(chunk)
+        try:
+            data = b"".join(chunks)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
+            os.fsync(self._fd)
+        except OSError:
+            self._roll_back(start)
+            raise
+        self._segment_sizes[self._active] = position
+        return offsets
+
+    def _roll_back(self, size: int) -> None:
+        """Cut a failed append off the active segment so it can never be replayed; else start afresh."""
+        assert self._fd is not None
+        try:
+            os.ftruncate(self._fd, size)
+            os.fsync(self._fd)
+        except OSError:
+            log.error("could not roll back a failed spool append; starting a new segment")
+            try:
+                self._open_new_segment()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        """Stop the committer after the pending group and close the active segment."""
+        self._closing = True
+        self._wakeup.set()
+
+    def release(self) -> None:
+        """Close the active segment file descriptor."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    # -- flushing support --------------------------------------------------------------------------
+
+    def read_entries(self, entries: list[IndexEntry]) -> list[spool_format.SpoolRecord]:
+        """Read the records of index entries back from their segments (in a worker thread)."""
+        records = []
+        handles: dict[Path, Any] = {}
+        try:
+            for entry in entries:
+                handle = handles.get(entry.path)
+                if handle is None:
+                    handle = handles[entry.path] = open(entry.path, "rb")
+                data = os.pread(handle.fileno(), entry.length, entry.offset)
+                parsed = list(spool_format.iter_records(data, entry.path))
+                if len(parsed) != 1 or parsed[0][1].seq != entry.seq:
+                    raise SpoolCorrupt(entry.path, entry.offset, "record changed on disk")
+                records.append(parsed[0][1])
+        finally:
+            for handle in handles.values():
+                handle.close()
+        return records
+
+    def read_flush_marker(self) -> tuple[int, int] | None:
+        """The seq range of a flush that was started but not checkpointed, if any."""
+        try:
+            marker = orjson.loads((self.directory / FLUSH_MARKER).read_bytes())
+        except FileNotFoundError:
+            return None
+        return int(marker["first"]), int(marker["last"])
+
+    def write_flush_marker(self, first: int, last: int) -> None:
+        """Record the seq range about to be published, so a crash redoes exactly this range."""
+        write_atomic(self.directory / FLUSH_MARKER, orjson.dumps({"first": first, "last": last}))
+
+    def checkpoint(self, last_seq: int) -> None:
+        """Durably mark everything up to ``last_seq`` flushed and clear the flush marker (worker thread)."""
+        body = {"flushed_seq": last_seq, "recent_batch_ids": list(self.recent_batch_ids)[-RECENT_BATCH_IDS:]}
+        write_atomic(self.directory / spool_format.CHECKPOINT_NAME, orjson.dumps(body))
+        try:
+            (self.directory / FLUSH_MARKER).unlink()
+        except FileNotFoundError:
+            pass
+
+    def forget_flushed(self, last_seq: int) -> list[Path]:
+        """Drop flushed entries from the index; return segments that no longer hold live records."""
+        self.flushed_seq = last_seq
+        while self.index and self.index[0].seq <= last_seq:
+            self.index.popleft()
+        live = {entry.path for entry in self.index}
+        dead = [path for path in self._segment_sizes if path not in live and path != self._active]
+        for path in dead:
+            del self._segment_sizes[path]
+        return dead
