@@ -21,6 +21,10 @@ def main() -> None:
     except ConfigError as exc:
         print(f"auditlake-writer: configuration error: {exc}", file=sys.stderr)
         sys.exit(EXIT_CONFIG_ERROR)
+    if settings.backend == "s3":
+        print("auditlake: configuration error: AUDIT_SERVICE_BACKEND: the s3 backend is not available "
+              "in this build yet; use local", file=sys.stderr)
+        sys.exit(EXIT_CONFIG_ERROR)
     configure_logging("writer", settings.log_level)
     from writer.service import WriterService
 

@@ -1,0 +1,67 @@
+"""Entry point of the ingest process: ``python -m ingest`` or ``auditlake-ingest``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from aiohttp import web
+
+from shared.errors import ConfigError
+from shared.logs import configure_logging
+from shared.settings import Settings
+
+EXIT_CONFIG_ERROR = 3
+EXIT_START_FAILED = 4
+log = logging.getLogger("auditlake.ingest")
+
+
+async def serve(settings: Settings) -> None:
+    """Serve HTTP until SIGTERM/SIGINT, then stop listening and drain outstanding requests."""
+    from ingest.app import create_app
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runner = web.AppRunner(create_app(settings), access_log=None, shutdown_timeout=settings.drain_seconds)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
+    await site.start()
+    log.info("ingest started", extra={"host": settings.host, "port": settings.port,
+                                     "socket": str(settings.resolved_socket_path), "verbosity": settings.verbosity})
+    await stop.wait()
+    log.info("ingest draining")
+    await runner.cleanup()
+    log.info("ingest stopped")
+
+
+def main() -> None:
+    """Read settings from the environment, then run the ingest process until SIGTERM."""
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"auditlake-ingest: configuration error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG_ERROR)
+    if settings.backend == "s3":
+        print("auditlake: configuration error: AUDIT_SERVICE_BACKEND: the s3 backend is not available "
+              "in this build yet; use local", file=sys.stderr)
+        sys.exit(EXIT_CONFIG_ERROR)
+    configure_logging("ingest", settings.log_level)
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency on supported platforms
+        runner = asyncio.run
+    try:
+        runner(serve(settings))
+    except OSError as exc:
+        log.error("ingest failed to start", extra={"error": repr(exc)})
+        sys.exit(EXIT_START_FAILED)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""HTTP handlers for health, status, verbosity, storage and retention: all from cached state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from ingest import keys
+from ingest.errors import error
+from ingest.handlers import json_response
+from ingest.verbosity import describe_setting
+
+NOT_CONNECTED = "audit writer not connected"
+
+
+def status_document(app: web.Application) -> dict[str, Any]:
+    """The body of ``GET /v1/audit/status``: ingest counters merged with the writer's last push."""
+    settings = app[keys.SETTINGS]
+    stats = app[keys.STATS]
+    link = app[keys.LINK]
+    writer = link.writer_status if link.ready else {}
+    storage = writer.get("storage") or {
+        "backend": settings.backend, "status": "down", "detail": NOT_CONNECTED,
+    }
+    last_error = writer.get("last_error") if link.ready else NOT_CONNECTED
+    return {
+        "running": True,
+        "backend": settings.backend,
+        "queue_size": link.queued_events,
+        "queue_max_size": settings.queue_max_size,
+        "queue_bytes": link.queued_bytes,
+        "queue_max_bytes": settings.queue_max_bytes,
+        "frames_in_flight": link.frames_in_flight,
+        "flush_batch_size": settings.flush_batch_size,
+        "flush_interval_seconds": settings.flush_interval_seconds,
+        "accepted_events": stats.accepted_events,
+        "rejected_events": stats.rejected_events,
+        "unconfirmed_events": stats.unconfirmed_events,
+        "dropped_by_verbosity": stats.dropped_by_verbosity,
+        "invalid_requests": stats.invalid_requests,
+        "flushed_events": writer.get("flushed_events", 0),
+        "failed_flushes": writer.get("failed_flushes", 0),
+        "last_received_at": stats.last_received_at,
+        "last_flush_at": writer.get("last_flush_at"),
+        "last_error": last_error,
+        "writer_connected": link.ready,
+        "spool_bytes": writer.get("spool_bytes"),
+        "spool_backlog_events": writer.get("spool_backlog_events"),
+        "quarantined_segments": writer.get("quarantined_segments", []),
+        "storage": storage,
+    }
+
+
+def not_ready_reason(app: web.Application) -> str | None:
+    """Why ingest should not take traffic, or None when it should."""
+    link = app[keys.LINK]
+    if not link.ready:
+        return NOT_CONNECTED
+    writer = link.writer_status
+    if writer and not writer.get("ready", True):
+        return writer.get("not_ready_reason") or "audit writer not ready"
+    storage = writer.get("storage") or {}
+    if storage.get("status") == "down":
+        return f"storage down: {storage.get('detail')}"
+    return None
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness of the ingest process only."""
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """200 with status fields when the writer acknowledges and storage is usable; 503 otherwise."""
+    reason = not_ready_reason(request.app)
+    if reason is not None:
+        return error(503, reason)
+    return json_response({"status": "ready", **status_document(request.app)})
+
+
+async def status(request: web.Request) -> web.Response:
+    """Counters and storage health; always 200."""
+    return json_response(status_document(request.app))
+
+
+async def verbosity(request: web.Request) -> web.Response:
+    """The active verbosity preset and every available one."""
+    return json_response(describe_setting(request.app[keys.PRESET]))
+
+
+async def storage(request: web.Request) -> web.Response:
+    """How much audit data the backend holds."""
+    return json_response(await request.app[keys.STORAGE].describe())
+
+
+async def get_retention(request: web.Request) -> web.Response:
+    """The retention setting of the backend."""
+    return json_response(request.app[keys.STORAGE].retention())
+
+
+async def put_retention(request: web.Request) -> web.Response:
+    """Change retention (S3 only); 400 for a bad body or on the local backend."""
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        return error(400, "body must be JSON like {\"days\": 30}")
+    days = body.get("days") if isinstance(body, dict) else None
+    if type(days) is not int:
+        return error(400, "'days' must be an integer")
+    if days < 0:
+        return error(400, "'days' must not be negative")
+    if request.app[keys.SETTINGS].backend == "local":
+        return error(400, "retention is not configurable on the local backend; "
+                          "set AUDIT_SERVICE_LOCAL_RETENTION_DAYS")
+    return error(501, "retention changes need the s3 backend, which this build does not provide yet")

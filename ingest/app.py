@@ -1,0 +1,63 @@
+"""The ingest app factory: routes, typed state and the writer link's lifetime."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from ingest import admin_handlers, handlers, keys
+from ingest.errors import json_errors
+from ingest.link import WriterLink
+from ingest.stats import IngestStats
+from ingest.storage_view import StorageView
+from ingest.verbosity import resolve
+from shared.settings import Settings
+
+log = logging.getLogger("auditlake.ingest")
+
+
+def create_app(settings: Settings, link: WriterLink | None = None,
+               storage: StorageView | None = None) -> web.Application:
+    """Build the ingest application; ``link`` and ``storage`` may be injected by tests."""
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[json_errors])
+    app[keys.SETTINGS] = settings
+    app[keys.STATS] = IngestStats()
+    app[keys.PRESET] = resolve(settings.verbosity)
+    app[keys.LINK] = link or WriterLink(settings.resolved_socket_path, settings.queue_max_size,
+                                        settings.queue_max_bytes, settings.max_frame_bytes)
+    app[keys.STORAGE] = storage or StorageView(settings)
+    app.cleanup_ctx.append(_writer_link)
+    app.router.add_get("/healthz", admin_handlers.healthz)
+    app.router.add_get("/readyz", admin_handlers.readyz)
+    app.router.add_get("/v1/audit/status", admin_handlers.status)
+    app.router.add_post("/v1/audit/events", handlers.post_events)
+    app.router.add_get("/v1/audit/events", handlers.get_events)
+    app.router.add_get("/v1/audit/verbosity", admin_handlers.verbosity)
+    app.router.add_get("/v1/audit/storage", admin_handlers.storage)
+    app.router.add_get("/v1/audit/retention", admin_handlers.get_retention)
+    app.router.add_put("/v1/audit/retention", admin_handlers.put_retention)
+    return app
+
+
+async def _writer_link(app: web.Application) -> AsyncIterator[None]:
+    """Run the link for the app's lifetime; on shutdown wait for outstanding acks, then stop it."""
+    link = app[keys.LINK]
+    task = asyncio.create_task(link.run(), name="writer-link")
+    task.add_done_callback(_report_crash)
+    yield
+    drained = await link.drain(app[keys.SETTINGS].drain_seconds)
+    if not drained:
+        log.warning("drain deadline reached with events unconfirmed", extra={"queued": link.queued_events})
+    link.stop()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("writer link crashed", extra={"error": repr(task.exception())})

@@ -1,0 +1,36 @@
+"""The one JSON error shape: ``{"detail": "..."}`` for every 4xx and 5xx the ingest process sends."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+log = logging.getLogger("auditlake.ingest.http")
+RETRY_AFTER_SECONDS = "1"
+
+
+def error(status: int, detail: str, headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON error response."""
+    return web.json_response({"detail": detail}, status=status, headers=headers)
+
+
+def unavailable(detail: str) -> web.Response:
+    """A 503 that tells producers when to try again."""
+    return error(503, detail, {"Retry-After": RETRY_AFTER_SECONDS})
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler) -> web.StreamResponse:
+    """Turn aiohttp's own HTTP errors and unexpected exceptions into the JSON error shape."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {key: value for key, value in exc.headers.items() if key.lower() in ("allow", "retry-after")}
+        return error(exc.status, exc.reason if exc.text is None or exc.text.startswith(f"{exc.status}:") else exc.text,
+                     headers)
+    except Exception:
+        log.exception("unhandled error", extra={"path": request.path, "method": request.method})
+        return error(500, "internal error")

@@ -1,0 +1,96 @@
+"""HTTP handlers for posting and querying events: thin adapters between HTTP and the link/reader."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from ingest import keys
+from ingest.errors import error, unavailable
+from ingest.link import AckTimeout, QueueFull, WriterRefused, WriterUnavailable
+from ingest.query_params import QueryError, parse_query
+from ingest.stats import utc_now_iso
+from shared.errors import EventError
+from shared.events import normalize_event
+
+log = logging.getLogger("auditlake.ingest.events")
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    """A JSON response encoded with orjson."""
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+def events_of(document: Any) -> list[Any]:
+    """The list of posted events from any accepted body shape; raise EventError otherwise."""
+    if isinstance(document, dict):
+        if "events" in document:
+            events = document["events"]
+            if not isinstance(events, list):
+                raise EventError("'events' must be an array of event objects")
+            return events
+        return [document]
+    if isinstance(document, list):
+        return document
+    raise EventError("body must be an event object, an array of event objects or {\"events\": [...]}")
+
+
+async def post_events(request: web.Request) -> web.Response:
+    """Validate, filter by verbosity, forward to the writer and answer 202 once it acknowledged."""
+    app = request.app
+    stats = app[keys.STATS]
+    body = await request.read()
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        stats.invalid_requests += 1
+        return error(400, f"malformed JSON: {exc}")
+    received_at = utc_now_iso()
+    try:
+        posted = events_of(document)
+        normalized = [normalize_event(raw, received_at, index) for index, raw in enumerate(posted)]
+    except EventError as exc:
+        stats.invalid_requests += 1
+        return error(400, str(exc))
+    preset = app[keys.PRESET]
+    kept = [event for event in normalized if preset.allows(event.get("type"))]
+    stats.dropped_by_verbosity += len(normalized) - len(kept)
+    link = app[keys.LINK]
+    if not kept:
+        return json_response({"accepted": 0, "queued": link.queued_events}, 202)
+    payload = b"".join(orjson.dumps(event) + b"\n" for event in kept)
+    if len(payload) > link.max_frame_bytes:
+        stats.invalid_requests += 1
+        return error(413, "request events exceed the maximum batch size after normalization")
+    try:
+        submission = link.submit(payload, len(kept))
+        await link.wait(submission, app[keys.SETTINGS].ack_timeout_seconds)
+    except (QueueFull, WriterUnavailable, WriterRefused) as exc:
+        stats.rejected_events += len(kept)
+        return unavailable(str(exc) if not isinstance(exc, WriterRefused) else "audit writer refused the events")
+    except AckTimeout as exc:
+        stats.unconfirmed_events += len(kept)
+        return error(504, str(exc))
+    stats.accepted_events += len(kept)
+    stats.last_received_at = received_at
+    return json_response({"accepted": len(kept), "queued": link.queued_events}, 202)
+
+
+async def get_events(request: web.Request) -> web.Response:
+    """Answer a query: newest first, ``total`` over the whole range, ``truncated`` when cut by limit."""
+    settings = request.app[keys.SETTINGS]
+    try:
+        query = parse_query(request.query, settings.read_default_limit, settings.read_max_limit,
+                            settings.read_max_days)
+    except QueryError as exc:
+        return error(400, str(exc))
+    result = await request.app[keys.STORAGE].query(query)
+    return json_response({
+        "records": result.records,
+        "total": result.total,
+        "limit": query.limit,
+        "truncated": result.total > query.limit,
+    })

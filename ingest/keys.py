@@ -1,0 +1,17 @@
+"""Typed application keys: the state an ingest app carries, set once by the app factory."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ingest.link import WriterLink
+from ingest.stats import IngestStats
+from ingest.storage_view import StorageView
+from ingest.verbosity import Preset
+from shared.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+LINK = web.AppKey("link", WriterLink)
+STATS = web.AppKey("stats", IngestStats)
+PRESET = web.AppKey("preset", Preset)
+STORAGE = web.AppKey("storage", StorageView)

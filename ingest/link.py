@@ -1,0 +1,255 @@
+"""The writer link: a bounded queue of submissions forwarded as framed batches, settled by acks.
+
+A submission is one request's events. It counts against the queue (events and bytes) from the moment
+it is accepted until the writer acknowledges or refuses it. Batches sent but not acknowledged are re-sent
+after a reconnect; the writer recognises a batch it already holds by its id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import logging
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from shared import wire
+from shared.errors import WireError
+
+log = logging.getLogger("auditlake.ingest.link")
+RECONNECT_START_SECONDS = 0.05
+RECONNECT_MAX_SECONDS = 1.0
+MAX_SUBMISSIONS_PER_BATCH = 1024
+
+
+class QueueFull(Exception):
+    """The bounded queue cannot take all events of a request."""
+
+
+class WriterUnavailable(Exception):
+    """No writer is connected and acknowledging."""
+
+
+class WriterRefused(Exception):
+    """The writer answered NACK: nothing of the batch was stored."""
+
+
+class AckTimeout(Exception):
+    """A sent batch was not acknowledged in time: it may or may not be stored."""
+
+
+@dataclasses.dataclass(eq=False)
+class Submission:
+    """One request's events waiting for the writer."""
+
+    payload: bytes
+    events: int
+    future: asyncio.Future[None]
+    sent: bool = False
+
+
+@dataclasses.dataclass
+class _InFlight:
+    batch_id: int
+    frame: bytes
+    submissions: list[Submission]
+    sent_at: float
+
+
+class WriterLink:
+    """Owns the connection to the writer and everything queued for it."""
+
+    def __init__(self, socket_path: Path, max_events: int, max_bytes: int, max_frame_bytes: int) -> None:
+        self.socket_path = socket_path
+        self.max_events = max_events
+        self.max_bytes = max_bytes
+        self.max_frame_bytes = max_frame_bytes
+        self.queued_events = 0
+        self.queued_bytes = 0
+        self.writer_status: dict[str, Any] = {}
+        self.hello = False
+        self.last_ack_at: float | None = None
+        self._pending: collections.deque[Submission] = collections.deque()
+        self._inflight: dict[int, _InFlight] = {}
+        self._next_batch_id = secrets.randbits(62) + 1
+        self._has_work = asyncio.Event()
+        self._connected = asyncio.Event()
+        self._stopping = False
+        self._stream: asyncio.StreamWriter | None = None
+
+    # -- state -------------------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """Connected and greeted by the writer."""
+        return self._stream is not None and self.hello
+
+    @property
+    def frames_in_flight(self) -> int:
+        """Batches sent and not yet answered."""
+        return len(self._inflight)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued or in flight."""
+        return not self._pending and not self._inflight
+
+    # -- submitting --------------------------------------------------------------------------------
+
+    def submit(self, payload: bytes, events: int) -> Submission:
+        """Queue one request's events, all or nothing; raise QueueFull or WriterUnavailable."""
+        if not self.ready:
+            raise WriterUnavailable("audit writer unavailable")
+        if self.queued_events + events > self.max_events or self.queued_bytes + len(payload) > self.max_bytes:
+            raise QueueFull("audit queue full")
+        submission = Submission(payload, events, asyncio.get_running_loop().create_future())
+        self.queued_events += events
+        self.queued_bytes += len(payload)
+        self._pending.append(submission)
+        self._has_work.set()
+        return submission
+
+    async def wait(self, submission: Submission, timeout: float) -> None:
+        """Wait for the writer's answer; withdraw an unsent submission on timeout."""
+        try:
+            await asyncio.wait_for(asyncio.shield(submission.future), timeout)
+        except asyncio.TimeoutError:
+            if not submission.sent and submission in self._pending:
+                self._pending.remove(submission)
+                self._release(submission)
+                raise WriterUnavailable("audit writer did not take the events in time") from None
+            raise AckTimeout("audit writer did not confirm in time; the events may or may not be stored") from None
+
+    def _release(self, submission: Submission) -> None:
+        self.queued_events -= submission.events
+        self.queued_bytes -= len(submission.payload)
+
+    def _settle(self, inflight: _InFlight, error: Exception | None) -> None:
+        for submission in inflight.submissions:
+            self._release(submission)
+            if submission.future.done():
+                continue
+            if error is None:
+                submission.future.set_result(None)
+            else:
+                submission.future.set_exception(error)
+
+    # -- connection loop ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, forward and reconnect until stopped."""
+        delay = RECONNECT_START_SECONDS
+        while not self._stopping:
+            try:
+                reader, writer = await asyncio.open_unix_connection(
+                    str(self.socket_path), limit=self.max_frame_bytes + wire.HEADER_SIZE
+                )
+            except OSError:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_MAX_SECONDS)
+                continue
+            delay = RECONNECT_START_SECONDS
+            log.info("connected to writer", extra={"socket": str(self.socket_path), "resend": len(self._inflight)})
+            await self._session(reader, writer)
+            log.warning("writer connection lost", extra={"in_flight": len(self._inflight)})
+
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._stream = writer
+        receiver = asyncio.create_task(self._receive(reader), name="writer-receive")
+        sender = asyncio.create_task(self._send(writer), name="writer-send")
+        try:
+            await asyncio.wait([receiver, sender], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._stream = None
+            self.hello = False
+            for task in (receiver, sender):
+                task.cancel()
+            await asyncio.gather(receiver, sender, return_exceptions=True)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _receive(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                frame = await wire.read_frame(reader, self.max_frame_bytes)
+                if frame is None:
+                    return
+                self._on_frame(frame)
+        except (WireError, ConnectionError) as exc:
+            log.error("bad data from writer; reconnecting", extra={"error": str(exc)})
+
+    def _on_frame(self, frame: wire.Frame) -> None:
+        if frame.kind is wire.Kind.ACK:
+            inflight = self._inflight.pop(frame.batch_id, None)
+            if inflight is not None:
+                self.last_ack_at = time.monotonic()
+                self._settle(inflight, None)
+        elif frame.kind is wire.Kind.NACK:
+            inflight = self._inflight.pop(frame.batch_id, None)
+            if inflight is not None:
+                reason = frame.json().get("reason", "writer refused the batch")
+                log.warning("writer refused a batch", extra={"batch_id": frame.batch_id, "reason": reason})
+                self._settle(inflight, WriterRefused(reason))
+        elif frame.kind is wire.Kind.STATUS:
+            self.writer_status = frame.json()
+        elif frame.kind is wire.Kind.HELLO:
+            self.hello = True
+
+    async def _send(self, writer: asyncio.StreamWriter) -> None:
+        for inflight in sorted(self._inflight.values(), key=lambda item: item.sent_at):
+            writer.write(inflight.frame)
+        await writer.drain()
+        while True:
+            if not self._pending:
+                self._has_work.clear()
+                await self._has_work.wait()
+                continue
+            inflight = self._next_batch()
+            self._inflight[inflight.batch_id] = inflight
+            writer.write(inflight.frame)
+            await writer.drain()
+
+    def _next_batch(self) -> _InFlight:
+        budget = self.max_frame_bytes
+        taken: list[Submission] = []
+        while self._pending and len(taken) < MAX_SUBMISSIONS_PER_BATCH:
+            size = len(self._pending[0].payload)
+            if taken and size > budget:
+                break
+            submission = self._pending.popleft()
+            submission.sent = True
+            taken.append(submission)
+            budget -= size
+        batch_id = self._next_batch_id
+        self._next_batch_id += 1
+        frame = wire.batch(batch_id, b"".join(item.payload for item in taken), self.max_frame_bytes)
+        return _InFlight(batch_id, frame, taken, time.monotonic())
+
+    # -- shutdown ----------------------------------------------------------------------------------
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until everything queued is answered, up to ``timeout``; True when nothing is left."""
+        deadline = time.monotonic() + timeout
+        while not self.idle and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return self.idle
+
+    def stop(self) -> None:
+        """Stop reconnecting; fail whatever is still waiting."""
+        self._stopping = True
+        leftover = list(self._pending)
+        self._pending.clear()
+        for submission in leftover:
+            self._release(submission)
+            if not submission.future.done():
+                submission.future.set_exception(WriterUnavailable("ingest is shutting down"))
+        for inflight in list(self._inflight.values()):
+            self._settle(inflight, AckTimeout("ingest stopped before the writer confirmed"))
+        self._inflight.clear()
+        if self._stream is not None:
+            self._stream.close()

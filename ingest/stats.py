@@ -1,0 +1,24 @@
+"""Ingest's counters and the status document built from them and the writer's pushed status."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timezone
+from typing import Any
+
+
+def utc_now_iso() -> str:
+    """Now as ISO-8601 UTC with microseconds and ``Z``."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclasses.dataclass
+class IngestStats:
+    """Counters since the ingest process started."""
+
+    accepted_events: int = 0
+    rejected_events: int = 0
+    dropped_by_verbosity: int = 0
+    invalid_requests: int = 0
+    unconfirmed_events: int = 0
+    last_received_at: str | None = None
