@@ -1,0 +1,178 @@
+"""Start the real writer and ingest processes for tests, on free loopback ports and short socket paths."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import urllib.request
+import urllib.error
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http(method: str, url: str, body: Any = None, timeout: float = 10.0,
+         headers: dict[str, str] | None = None) -> tuple[int, Any, dict[str, str]]:
+    """A blocking JSON HTTP call: (status, decoded body, headers)."""
+    data = body if isinstance(body, (bytes, type(None))) else orjson.dumps(body)
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    if data is not None and "Content-Type" not in (headers or {}):
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            raw = response.read()
+            return response.status, orjson.loads(raw) if raw else None, dict(response.headers)
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            decoded = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            decoded = raw
+        return exc.code, decoded, dict(exc.headers)
+
+
+class Service:
+    """The two processes of one auditlake instance, with their data in a temp directory."""
+
+    def __init__(self, root: Path, **env: str) -> None:
+        self.root = root
+        self.run_dir = Path(tempfile.mkdtemp(prefix="al-", dir="/tmp"))
+        self.port = free_port()
+        self.writer_port = free_port()
+        self.store = root / "store"
+        self.spool = root / "spool"
+        self.env = {
+            **os.environ,
+            "AUDIT_SERVICE_LOCAL_PATH": str(self.store),
+            "AUDIT_SERVICE_SPOOL_PATH": str(self.spool),
+            "AUDIT_SERVICE_SOCKET_PATH": str(self.run_dir / "w.sock"),
+            "AUDIT_SERVICE_HOST": "127.0.0.1",
+            "AUDIT_SERVICE_PORT": str(self.port),
+            "AUDIT_SERVICE_WRITER_HEALTH_PORT": str(self.writer_port),
+            "AUDIT_LOG_VERBOSITY": "verbose",
+            "AUDIT_SERVICE_DRAIN_SECONDS": "10",
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.logs: list[Path] = []
+
+    @property
+    def url(self) -> str:
+        """Base URL of the ingest process."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def writer_url(self) -> str:
+        """Base URL of the writer's health port."""
+        return f"http://127.0.0.1:{self.writer_port}"
+
+    def start(self, name: str) -> subprocess.Popen[bytes]:
+        """Start ``writer`` or ``ingest`` as ``python -m NAME``."""
+        log_path = self.root / f"{name}-{len(self.logs)}.log"
+        self.logs.append(log_path)
+        handle = open(log_path, "wb")
+        proc = subprocess.Popen([sys.executable, "-m", name], cwd=REPO, env=self.env,
+                                stdout=handle, stderr=subprocess.STDOUT)
+        handle.close()
+        self.procs[name] = proc
+        return proc
+
+    def start_all(self) -> Service:
+        """Start both processes and wait until ingest is ready."""
+        self.start("writer")
+        self.start("ingest")
+        self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 20.0) -> dict[str, Any]:
+        """Poll ingest's /readyz until 200."""
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            for name, proc in self.procs.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.tail()}")
+            with contextlib.suppress(OSError):
+                status, body, _ = http("GET", f"{self.url}/readyz", timeout=1)
+                if status == 200:
+                    return body
+                last = body
+            time.sleep(0.05)
+        raise TimeoutError(f"ingest not ready: {last}\n{self.tail()}")
+
+    def signal(self, name: str, sig: int = signal.SIGKILL) -> int:
+        """Send a signal to a process and wait for it to exit; return its exit code."""
+        proc = self.procs[name]
+        if proc.poll() is None:
+            proc.send_signal(sig)
+        return proc.wait(timeout=30)
+
+    def post(self, body: Any, timeout: float = 10.0) -> tuple[int, Any, dict[str, str]]:
+        """POST events to ingest."""
+        return http("POST", f"{self.url}/v1/audit/events", body, timeout=timeout)
+
+    def get(self, path: str, timeout: float = 10.0) -> tuple[int, Any, dict[str, str]]:
+        """GET a path of ingest."""
+        return http("GET", f"{self.url}{path}", timeout=timeout)
+
+    def stored_events(self) -> list[dict[str, Any]]:
+        """Every event in the published files of the store (read directly, not through the API)."""
+        import gzip
+
+        events = []
+        for path in sorted(self.store.rglob("audit-*.ndjson*")):
+            data = path.read_bytes()
+            if path.name.endswith(".gz"):
+                data = gzip.decompress(data)
+            events.extend(orjson.loads(line) for line in data.splitlines() if line)
+        return events
+
+    def wait_flushed(self, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+        """Poll the store until it holds at least ``count`` events; return them."""
+        deadline = time.monotonic() + timeout
+        events: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            events = self.stored_events()
+            if len(events) >= count:
+                return events
+            time.sleep(0.1)
+        raise TimeoutError(f"store holds {len(events)} of {count} events\n{self.tail()}")
+
+    def tail(self, lines: int = 30) -> str:
+        """The last lines of every process log, for failure messages."""
+        parts = []
+        for path in self.logs:
+            with contextlib.suppress(OSError):
+                parts.append(f"--- {path.name}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:]))
+        return "\n".join(parts)
+
+    def stop(self) -> None:
+        """Terminate both processes (ingest first) and remove the socket directory."""
+        for name in ("ingest", "writer"):
+            proc = self.procs.get(name)
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        shutil.rmtree(self.run_dir, ignore_errors=True)

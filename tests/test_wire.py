@@ -1,0 +1,96 @@
+"""The wire codec: round trips and every way a frame can be wrong."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+import pytest
+
+from shared import wire
+from shared.errors import CorruptFrame, FrameTooLarge, TruncatedFrame, UnsupportedVersion
+
+
+def test_batch_round_trip_keeps_kind_id_and_payload() -> None:
+    """A BATCH frame decodes to the same kind, batch id and payload bytes."""
+    payload = b'{"a":1}\n{"b":"\xc3\xa9"}\n'
+    frame, used = wire.decode(wire.batch(2**63 + 5, payload))
+    assert (frame.kind, frame.batch_id, frame.payload) == (wire.Kind.BATCH, 2**63 + 5, payload)
+    assert used == wire.HEADER_SIZE + len(payload)
+
+
+def test_control_frames_round_trip_as_json() -> None:
+    """ACK and NACK echo the batch id and carry their JSON bodies."""
+    ack, _ = wire.decode(wire.ack(7, 3))
+    nack, _ = wire.decode(wire.nack(8, "spool full", True))
+    assert (ack.kind, ack.batch_id, ack.json()) == (wire.Kind.ACK, 7, {"events": 3})
+    assert (nack.kind, nack.batch_id, nack.json()) == (wire.Kind.NACK, 8, {"reason": "spool full", "retryable": True})
+
+
+def test_encoding_a_frame_over_the_limit_is_refused() -> None:
+    """A payload larger than the maximum frame size cannot be encoded."""
+    with pytest.raises(FrameTooLarge):
+        wire.batch(1, b"x" * 1025, max_payload=1024)
+
+
+def test_decoding_a_header_announcing_too_much_is_refused() -> None:
+    """A header that announces more than the maximum is rejected before the payload is read."""
+    frame = wire.batch(1, b"x" * 2048)
+    with pytest.raises(FrameTooLarge):
+        wire.decode(frame, max_payload=1024)
+
+
+def test_truncated_frames_are_detected() -> None:
+    """A frame cut inside its header or inside its payload is reported as truncated."""
+    frame = wire.batch(1, b"hello\n")
+    with pytest.raises(TruncatedFrame):
+        wire.decode(frame[:10])
+    with pytest.raises(TruncatedFrame):
+        wire.decode(frame[:-1])
+
+
+def test_unknown_version_is_refused() -> None:
+    """A frame of another protocol version is rejected with UnsupportedVersion."""
+    frame = bytearray(wire.batch(1, b"x\n"))
+    frame[2] = 9
+    with pytest.raises(UnsupportedVersion):
+        wire.decode(bytes(frame))
+
+
+def test_bad_magic_unknown_kind_and_checksum_are_corrupt() -> None:
+    """Bad magic, an unknown kind and a flipped payload byte are each CorruptFrame."""
+    good = wire.batch(1, b"payload\n")
+    bad_magic = b"XX" + good[2:]
+    bad_kind = good[:3] + bytes([77]) + good[4:]
+    flipped = good[:-2] + bytes([good[-2] ^ 0xFF]) + good[-1:]
+    for frame in (bad_magic, bad_kind, flipped):
+        with pytest.raises(CorruptFrame):
+            wire.decode(frame)
+
+
+def test_header_layout_is_stable() -> None:
+    """The header is 24 bytes: magic, version, kind, reserved, batch id, length, crc (big-endian)."""
+    frame = wire.batch(0x0102030405060708, b"abc")
+    magic, version, kind, reserved, batch_id, length, _crc = struct.unpack(">2sBBIQII", frame[:24])
+    assert (magic, version, kind, reserved, batch_id, length) == (b"AL", 1, 1, 0, 0x0102030405060708, 3)
+
+
+async def test_stream_reader_reads_consecutive_frames_and_clean_eof() -> None:
+    """read_frame reads frames back to back and returns None at a clean end of stream."""
+    reader = asyncio.StreamReader()
+    reader.feed_data(wire.batch(1, b"a\n") + wire.ack(1, 1))
+    reader.feed_eof()
+    first = await wire.read_frame(reader)
+    second = await wire.read_frame(reader)
+    assert first is not None and first.payload == b"a\n"
+    assert second is not None and second.kind is wire.Kind.ACK
+    assert await wire.read_frame(reader) is None
+
+
+async def test_stream_reader_reports_a_frame_cut_by_eof() -> None:
+    """A stream that ends in the middle of a payload raises TruncatedFrame, not a clean None."""
+    reader = asyncio.StreamReader()
+    reader.feed_data(wire.batch(1, b"abcdef\n")[:-3])
+    reader.feed_eof()
+    with pytest.raises(TruncatedFrame):
+        await wire.read_frame(reader)
