@@ -106,6 +106,8 @@ class Flusher:
             records = await loop.run_in_executor(None, self.spool.read_entries, entries)
             batch = await loop.run_in_executor(None, group_records, records)
             result = await loop.run_in_executor(None, self.store.publish, batch, redo is not None)
+            if batch.unparsable:
+                await loop.run_in_executor(None, self.spool.quarantine_lines, first, last, batch.unparsable)
             await loop.run_in_executor(None, self.spool.checkpoint, last)
         except Exception as exc:  # every failure is retried; it must never kill the loop
             self.stats.failed_flushes += 1
@@ -121,6 +123,8 @@ class Flusher:
         self.stats.flushed_events += batch.events
         self.stats.duplicate_events += batch.duplicates
         self.stats.unparsable_lines += len(batch.unparsable)
+        if batch.unparsable:
+            log.error("unparsable spooled lines kept in quarantine", extra={"lines": len(batch.unparsable)})
         self.stats.last_flush_at = utc_now_iso()
         self.stats.last_error = None
         self.stats.failing_since = None

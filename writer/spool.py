@@ -300,6 +300,12 @@ class Spool:
                 handle.close()
         return records
 
+    def quarantine_lines(self, first: int, last: int, lines: list[bytes]) -> None:
+        """Keep lines that could not be parsed as events, so nothing is silently discarded."""
+        target_dir = self.directory / QUARANTINE_DIR
+        target_dir.mkdir(exist_ok=True)
+        write_atomic(target_dir / f"unparsable-{first:012d}-{last:012d}.ndjson", b"".join(l + b"\n" for l in lines))
+
     def read_flush_marker(self) -> tuple[int, int] | None:
         """The seq range of a flush that was started but not checkpointed, if any."""
         try:

@@ -1,0 +1,1 @@
+"""Unit tests of single modules, with real files and no processes."""

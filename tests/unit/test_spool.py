@@ -1,0 +1,113 @@
+"""The writer's spool: group commit, recovery of torn tails and corrupt segments, checkpoints, bounds."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+from shared import spool_format
+from writer.spool import Spool, SpoolFull
+
+
+async def _spool_with(directory: Path, payloads: list[bytes], **kwargs) -> Spool:
+    spool = Spool(directory, kwargs.get("segment_bytes", 1 << 20), kwargs.get("max_bytes", 1 << 30))
+    spool.open()
+    committer = asyncio.create_task(spool.run_committer())
+    futures = [spool.append(1000 + index, payload) for index, payload in enumerate(payloads)]
+    await asyncio.gather(*futures)
+    spool.close()
+    await committer
+    spool.release()
+    return spool
+
+
+async def test_concurrent_appends_share_fsyncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A burst of 200 appends is made durable with far fewer than 200 fsync calls (group commit)."""
+    calls = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real_fsync(fd))[1])
+    spool = await _spool_with(tmp_path, [b'{"a":1}\n'] * 200)
+    assert len(spool.index) == 200
+    assert [entry.seq for entry in spool.index] == list(range(1, 201))
+    assert len(calls) < 20
+
+
+async def test_reopen_indexes_unflushed_records_and_remembers_batches(tmp_path: Path) -> None:
+    """After a restart the spool indexes every record, continues the seq and knows the batch ids."""
+    await _spool_with(tmp_path, [b'{"a":1}\n{"b":2}\n', b'{"c":3}\n'])
+    reopened = Spool(tmp_path, 1 << 20, 1 << 30)
+    reopened.open()
+    assert [(entry.seq, entry.batch_id, entry.events) for entry in reopened.index] == [(1, 1000, 2), (2, 1001, 1)]
+    assert reopened.next_seq == 3
+    assert reopened.knows_batch(1001) and not reopened.knows_batch(999)
+    records = reopened.read_entries(list(reopened.index))
+    assert [record.payload for record in records] == [b'{"a":1}\n{"b":2}\n', b'{"c":3}\n']
+    reopened.release()
+
+
+async def test_torn_tail_is_trimmed(tmp_path: Path) -> None:
+    """Half a record at the end of a segment (a crash mid-append) is cut off; whole records survive."""
+    await _spool_with(tmp_path, [b'{"a":1}\n', b'{"b":2}\n'])
+    (_, segment), = spool_format.list_segments(tmp_path)
+    whole = segment.stat().st_size
+    with open(segment, "ab") as handle:
+        handle.write(spool_format.encode_record(3, 77, b'{"torn":true}\n')[:-5])
+    reopened = Spool(tmp_path, 1 << 20, 1 << 30)
+    reopened.open()
+    assert [entry.seq for entry in reopened.index] == [1, 2]
+    assert segment.stat().st_size == whole
+    assert not reopened.knows_batch(77)
+    reopened.release()
+
+
+async def test_corrupt_segment_is_quarantined_keeping_its_good_prefix(tmp_path: Path) -> None:
+    """A damaged record mid-segment moves the file to quarantine; records before the damage stay."""
+    await _spool_with(tmp_path, [b'{"a":1}\n', b'{"b":2}\n', b'{"c":3}\n'])
+    (_, segment), = spool_format.list_segments(tmp_path)
+    data = bytearray(segment.read_bytes())
+    second = spool_format.HEADER_SIZE + len(b'{"a":1}\n')
+    data[second + spool_format.HEADER_SIZE] ^= 0xFF
+    segment.write_bytes(bytes(data))
+    reopened = Spool(tmp_path, 1 << 20, 1 << 30)
+    reopened.open()
+    assert [entry.seq for entry in reopened.index] == [1]
+    assert len(reopened.quarantined) == 1
+    assert (tmp_path / "quarantine" / reopened.quarantined[0]).read_bytes() == bytes(data)
+    reopened.release()
+
+
+async def test_checkpoint_forgets_flushed_records_and_frees_segments(tmp_path: Path) -> None:
+    """Checkpointing a range drops it from the index; full segments holding only flushed data go."""
+    spool = Spool(tmp_path, 400, 1 << 30)
+    spool.open()
+    committer = asyncio.create_task(spool.run_committer())
+    for index in range(6):
+        await spool.append(index, b'{"x":"' + b"y" * 200 + b'"}\n')
+    assert spool.segments >= 3
+    spool.checkpoint(4)
+    dead = spool.forget_flushed(4)
+    for path in dead:
+        path.unlink()
+    spool.close()
+    await committer
+    spool.release()
+    assert dead and [entry.seq for entry in spool.index] == [5, 6]
+    reopened = Spool(tmp_path, 400, 1 << 30)
+    reopened.open()
+    assert [entry.seq for entry in reopened.index] == [5, 6]
+    assert reopened.flushed_seq == 4
+    reopened.release()
+
+
+async def test_a_full_spool_refuses_appends(tmp_path: Path) -> None:
+    """Appending past the byte bound raises SpoolFull and takes nothing."""
+    spool = Spool(tmp_path, 1 << 20, 300)
+    spool.open()
+    spool.append(1, b"a" * 100 + b"\n")
+    with pytest.raises(SpoolFull):
+        spool.append(2, b"b" * 200 + b"\n")
+    assert len(spool._pending) == 1
+    spool.release()
