@@ -112,7 +112,10 @@ class Settings:
     ack_timeout_seconds: float = 30.0
     drain_seconds: float = 20.0
     retention_interval_seconds: float = 3600.0
+    dedupe_window_seconds: float = 86400.0
+    dedupe_max_ids: int = 1_000_000
     log_level: str = "INFO"
+    fault_point: str | None = None
 
     @property
     def resolved_spool_path(self) -> Path:
@@ -158,11 +161,13 @@ class Settings:
                 f"{self.resolved_socket_path} is longer than {MAX_UNIX_SOCKET_PATH_BYTES} bytes; "
                 "set a shorter socket path",
             )
+        if self.fault_point is not None and not re.fullmatch(r"[a-z_]+(:[0-9]+)?", self.fault_point):
+            raise ConfigError("AUDIT_SERVICE_FAULT_POINT", "expected NAME or NAME:COUNT (test use only)")
         if self.max_body_bytes + 1024 * 1024 > self.max_frame_bytes:
             raise ConfigError("AUDIT_SERVICE_MAX_FRAME_BYTES", "must exceed AUDIT_SERVICE_MAX_BODY_BYTES by 1 MiB")
 
 
-_EMPTY_MEANS_UNSET = {"s3_bucket", "s3_endpoint_url", "socket_path", "spool_path"}
+_EMPTY_MEANS_UNSET = {"s3_bucket", "s3_endpoint_url", "socket_path", "spool_path", "fault_point"}
 
 _ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AUDIT_SERVICE_BACKEND": ("backend", _parse_choice("local", "s3")),
@@ -198,6 +203,9 @@ _ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AUDIT_SERVICE_ACK_TIMEOUT_SECONDS": ("ack_timeout_seconds", _parse_float(0.0, exclusive=True)),
     "AUDIT_SERVICE_DRAIN_SECONDS": ("drain_seconds", _parse_float(0.0)),
     "AUDIT_SERVICE_RETENTION_INTERVAL_SECONDS": ("retention_interval_seconds", _parse_float(0.0, exclusive=True)),
+    "AUDIT_SERVICE_DEDUPE_WINDOW_SECONDS": ("dedupe_window_seconds", _parse_float(0.0)),
+    "AUDIT_SERVICE_DEDUPE_MAX_IDS": ("dedupe_max_ids", _parse_int(0)),
+    "AUDIT_SERVICE_FAULT_POINT": ("fault_point", _parse_str),
     "AUDIT_SERVICE_LOG_LEVEL": ("log_level", lambda raw: _parse_choice("debug", "info", "warning", "error")(raw).upper()),
 }
 

@@ -9,6 +9,7 @@ import logging
 import orjson
 
 from shared.spool_format import SpoolRecord
+from writer.dedupe import DedupeWindow, id_hash
 
 log = logging.getLogger("auditlake.writer.batches")
 
@@ -23,12 +24,13 @@ class FlushBatch:
     events: int
     duplicates: int
     unparsable: list[bytes]
+    id_hashes: list[int]
 
 
-def group_records(records: list[SpoolRecord]) -> FlushBatch:
-    """Parse each record's NDJSON lines, drop repeated ids, group by the event's own day."""
+def group_records(records: list[SpoolRecord], window: DedupeWindow | None = None) -> FlushBatch:
+    """Parse each record's NDJSON lines, drop ids seen in the range or the window, group by day."""
     days: dict[tuple[str, str, str], list[tuple[str, bytes]]] = collections.defaultdict(list)
-    seen: set[str] = set()
+    parsed: list[tuple[int, str, bytes]] = []
     duplicates = 0
     events = 0
     unparsable: list[bytes] = []
@@ -43,14 +45,18 @@ def group_records(records: list[SpoolRecord]) -> FlushBatch:
             except (orjson.JSONDecodeError, KeyError, TypeError):
                 unparsable.append(line)
                 continue
-            if event_id in seen:
-                duplicates += 1
-                continue
-            seen.add(event_id)
-            days[(ts[0:4], ts[5:7], ts[8:10])].append((ts, line))
-            events += 1
+            parsed.append((id_hash(str(event_id)), ts, line))
+    earlier = window.seen(item[0] for item in parsed) if window is not None else set()
+    kept: set[int] = set()
+    for hashed, ts, line in parsed:
+        if hashed in kept or hashed in earlier:
+            duplicates += 1
+            continue
+        kept.add(hashed)
+        days[(ts[0:4], ts[5:7], ts[8:10])].append((ts, line))
+        events += 1
     for lines in days.values():
         lines.sort(key=lambda item: item[0])
     first = records[0].seq if records else 0
     last = records[-1].seq if records else 0
-    return FlushBatch(first, last, dict(days), events, duplicates, unparsable)
+    return FlushBatch(first, last, dict(days), events, duplicates, unparsable, list(kept))

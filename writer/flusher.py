@@ -8,6 +8,7 @@ import random
 import time
 
 from writer.batches import group_records
+from writer.dedupe import DedupeWindow
 from writer.local_store import LocalStore
 from writer.spool import Spool
 from writer.stats import WriterStats, utc_now_iso
@@ -15,7 +16,7 @@ from writer.stats import WriterStats, utc_now_iso
 log = logging.getLogger("auditlake.writer.flush")
 MAX_FLUSH_BYTES = 32 * 1024 * 1024
 BACKOFF_START_SECONDS = 0.25
-BACKOFF_MAX_SECONDS = 30.0
+BACKOFF_MAX_SECONDS = 2.0
 FLUSH_FAILED = "flush to storage failed; events wait in the spool and are retried"
 
 
@@ -23,15 +24,16 @@ class Flusher:
     """Owns publishing and retention: the only code that writes the store."""
 
     def __init__(self, spool: Spool, store: LocalStore, stats: WriterStats, batch_size: int,
-                 interval_seconds: float, retention_interval_seconds: float) -> None:
+                 interval_seconds: float, retention_interval_seconds: float,
+                 window: DedupeWindow | None = None) -> None:
         self.spool = spool
+        self.window = window
         self.store = store
         self.stats = stats
         self.batch_size = batch_size
         self.interval_seconds = interval_seconds
         self.retention_interval_seconds = retention_interval_seconds
         self.max_events = max(batch_size * 100, 50_000)
-        self.flushed = asyncio.Event()
         self._stopping = False
         self._oldest_unflushed_at: float | None = None
         self._next_retention = 0.0
@@ -104,11 +106,14 @@ class Flusher:
             if redo is None:
                 await loop.run_in_executor(None, self.spool.write_flush_marker, first, last)
             records = await loop.run_in_executor(None, self.spool.read_entries, entries)
-            batch = await loop.run_in_executor(None, group_records, records)
+            batch = await loop.run_in_executor(None, group_records, records, self.window)
             result = await loop.run_in_executor(None, self.store.publish, batch, redo is not None)
             if batch.unparsable:
                 await loop.run_in_executor(None, self.spool.quarantine_lines, first, last, batch.unparsable)
             await loop.run_in_executor(None, self.spool.checkpoint, last)
+            self.spool.faults.reach("after_checkpoint")
+            if self.window is not None:
+                await loop.run_in_executor(None, self.window.remember, batch.id_hashes)
         except Exception as exc:  # every failure is retried; it must never kill the loop
             self.stats.failed_flushes += 1
             self.stats.last_error = FLUSH_FAILED
@@ -117,19 +122,17 @@ class Flusher:
             log.error("flush failed", extra={"first_seq": first, "last_seq": last, "error": repr(exc)})
             return False
         dead = self.spool.forget_flushed(last)
-        await loop.run_in_executor(None, _unlink_all, dead)
-        self._oldest_unflushed_at = None
         self.stats.flushes += 1
         self.stats.flushed_events += batch.events
         self.stats.duplicate_events += batch.duplicates
         self.stats.unparsable_lines += len(batch.unparsable)
-        if batch.unparsable:
-            log.error("unparsable spooled lines kept in quarantine", extra={"lines": len(batch.unparsable)})
         self.stats.last_flush_at = utc_now_iso()
         self.stats.last_error = None
         self.stats.failing_since = None
-        self.flushed.set()
-        self.flushed.clear()
+        self._oldest_unflushed_at = None
+        await loop.run_in_executor(None, _unlink_all, dead)
+        if batch.unparsable:
+            log.error("unparsable spooled lines kept in quarantine", extra={"lines": len(batch.unparsable)})
         log.info("flush", extra={
             "first_seq": first, "last_seq": last, "events": batch.events, "duplicates": batch.duplicates,
             "files": len(result.files), "bytes": result.bytes_written,

@@ -13,6 +13,7 @@ from typing import Any
 
 from shared import layout
 from writer.batches import FlushBatch
+from writer.faults import FaultPoints
 from writer.fsutil import fsync_dir
 
 log = logging.getLogger("auditlake.writer.local")
@@ -31,8 +32,9 @@ class LocalStore:
     """Files under ``<root>/YYYY/MM/DD/``; the store that reads on the ingest side look at."""
 
     def __init__(self, root: Path, gzip_enabled: bool, retention_days: int,
-                 warning_percent: float, critical_percent: float) -> None:
+                 warning_percent: float, critical_percent: float, faults: FaultPoints | None = None) -> None:
         self.root = root
+        self.faults = faults or FaultPoints(None)
         self.gzip_enabled = gzip_enabled
         self.retention_days = retention_days
         self.warning_percent = warning_percent
@@ -56,6 +58,7 @@ class LocalStore:
             if self.gzip_enabled:
                 body = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
             self._write_file(directory / name, body)
+            self.faults.reach("mid_publish")
             names.append(f"{year}/{month}/{day}/{name}")
             written += len(body)
         return PublishResult(names, written)

@@ -11,6 +11,8 @@ from typing import Any
 from aiohttp import web
 
 from shared.settings import Settings
+from writer.dedupe import DedupeWindow
+from writer.faults import FaultPoints
 from writer.flusher import Flusher
 from writer.health import create_health_app
 from writer.local_store import LocalStore
@@ -29,11 +31,15 @@ class WriterService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.stats = WriterStats()
-        self.spool = Spool(settings.resolved_spool_path, settings.spool_segment_bytes, settings.spool_max_bytes)
+        faults = FaultPoints(settings.fault_point)
+        self.spool = Spool(settings.resolved_spool_path, settings.spool_segment_bytes, settings.spool_max_bytes,
+                           faults)
         self.store = LocalStore(settings.local_path, settings.local_gzip, settings.local_retention_days,
-                                settings.disk_warning_percent, settings.disk_critical_percent)
+                                settings.disk_warning_percent, settings.disk_critical_percent, faults)
+        self.window = DedupeWindow(settings.resolved_spool_path / "dedupe", settings.dedupe_window_seconds,
+                                   settings.dedupe_max_ids)
         self.flusher = Flusher(self.spool, self.store, self.stats, settings.flush_batch_size,
-                               settings.flush_interval_seconds, settings.retention_interval_seconds)
+                               settings.flush_interval_seconds, settings.retention_interval_seconds, self.window)
         self.server = SocketServer(settings.resolved_socket_path, self.spool, self.stats,
                                    settings.max_frame_bytes, self.status)
         self._storage_health: dict[str, Any] = {"backend": settings.backend, "status": "healthy", "detail": "starting"}
@@ -57,8 +63,17 @@ class WriterService:
             "spool_max_bytes": self.spool.max_bytes,
             "flushed_seq": self.spool.flushed_seq,
             "quarantined_segments": list(self.spool.quarantined),
+            "accounted": self._accounted(),
+            "dedupe_ids": self.window.size,
+            "dedupe_window_seconds": round(self.window.covered_seconds, 1),
             "storage": self._storage_health,
         }
+
+    def _accounted(self) -> bool:
+        """Every event that entered the spool is flushed, a dropped duplicate, quarantined or waiting."""
+        came_in = self.stats.recovered_events + self.stats.received_events
+        went_out = self.stats.flushed_events + self.stats.duplicate_events + self.stats.unparsable_lines
+        return came_in == went_out + self.spool.backlog_events
 
     def _not_ready_reason(self) -> str | None:
         if self.spool.last_write_error:
@@ -90,6 +105,8 @@ class WriterService:
         """Open the spool (recovering what a crash left), then listen on the socket and health port."""
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.spool.open)
+        await loop.run_in_executor(None, self.window.load)
+        self.stats.recovered_events = self.spool.backlog_events
         await loop.run_in_executor(None, self.store.prepare)
         await self._refresh_health()
         self._tasks.append(asyncio.create_task(self.spool.run_committer(), name="spool-committer"))

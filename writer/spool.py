@@ -16,6 +16,7 @@ import orjson
 
 from shared import spool_format
 from shared.spool_format import SpoolCorrupt
+from writer.faults import FaultPoints
 from writer.fsutil import fsync_dir, write_atomic
 
 log = logging.getLogger("auditlake.writer.spool")
@@ -57,8 +58,10 @@ class _Pending:
 class Spool:
     """Append batches durably; index what is not yet flushed; checkpoint what is."""
 
-    def __init__(self, directory: Path, segment_bytes: int, max_bytes: int) -> None:
+    def __init__(self, directory: Path, segment_bytes: int, max_bytes: int,
+                 faults: FaultPoints | None = None) -> None:
         self.directory = directory
+        self.faults = faults or FaultPoints(None)
         self.segment_bytes = segment_bytes
         self.max_bytes = max_bytes
         self.index: collections.deque[IndexEntry] = collections.deque()
@@ -245,15 +248,24 @@ class Spool:
             position += len(chunk)
         try:
             data = b"".join(chunks)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view) :]
+            if self.faults.armed_for_mid_append:
+                self._write_all(data[: len(data) // 2])
+                self.faults.reach("spool_mid_append")
+                data = data[len(data) // 2 :]
+            self._write_all(data)
             os.fsync(self._fd)
+            self.faults.reach("after_fsync_before_ack")
         except OSError:
             self._roll_back(start)
             raise
         self._segment_sizes[self._active] = position
         return offsets
+
+    def _write_all(self, data: bytes) -> None:
+        assert self._fd is not None
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
 
     def _roll_back(self, size: int) -> None:
         """Cut a failed append off the active segment so it can never be replayed; else start afresh."""

@@ -18,6 +18,7 @@ class WriterStats:
 
     received_batches: int = 0
     received_events: int = 0
+    recovered_events: int = 0
     duplicate_batches: int = 0
     nacked_batches: int = 0
     flushed_events: int = 0
