@@ -1,0 +1,1 @@
+"""Subcommands of the ``auditlake`` command; each module exposes ``register(subparsers)``."""
