@@ -71,6 +71,8 @@ class Service:
             "PYTHONUNBUFFERED": "1",
             **env,
         }
+        self.store = Path(self.env["AUDIT_SERVICE_LOCAL_PATH"])
+        self.spool = Path(self.env["AUDIT_SERVICE_SPOOL_PATH"])
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.logs: list[Path] = []
 
@@ -84,12 +86,12 @@ class Service:
         """Base URL of the writer's health port."""
         return f"http://127.0.0.1:{self.writer_port}"
 
-    def start(self, name: str) -> subprocess.Popen[bytes]:
-        """Start ``writer`` or ``ingest`` as ``python -m NAME``."""
+    def start(self, name: str, **extra_env: str) -> subprocess.Popen[bytes]:
+        """Start ``writer`` or ``ingest`` as ``python -m NAME`` (``extra_env`` for this start only)."""
         log_path = self.root / f"{name}-{len(self.logs)}.log"
         self.logs.append(log_path)
         handle = open(log_path, "wb")
-        proc = subprocess.Popen([sys.executable, "-m", name], cwd=REPO, env=self.env,
+        proc = subprocess.Popen([sys.executable, "-m", name], cwd=REPO, env={**self.env, **extra_env},
                                 stdout=handle, stderr=subprocess.STDOUT)
         handle.close()
         self.procs[name] = proc
@@ -117,6 +119,10 @@ class Service:
                 last = body
             time.sleep(0.05)
         raise TimeoutError(f"ingest not ready: {last}\n{self.tail()}")
+
+    def writer_status(self) -> dict[str, Any]:
+        """The writer's own status document."""
+        return http("GET", f"{self.writer_url}/status", timeout=5)[1]
 
     def signal(self, name: str, sig: int = signal.SIGKILL) -> int:
         """Send a signal to a process and wait for it to exit; return its exit code."""

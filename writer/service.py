@@ -58,6 +58,7 @@ class WriterService:
             **self.stats.snapshot(),
             "last_error": self.spool.last_write_error or self.stats.last_error,
             "spool_bytes": self.spool.bytes,
+            "spool_file_bytes": self.spool.file_bytes,
             "spool_segments": self.spool.segments,
             "spool_backlog_events": self.spool.backlog_events,
             "spool_max_bytes": self.spool.max_bytes,
@@ -66,8 +67,15 @@ class WriterService:
             "accounted": self._accounted(),
             "dedupe_ids": self.window.size,
             "dedupe_window_seconds": round(self.window.covered_seconds, 1),
-            "storage": self._storage_health,
+            "storage": self._storage(),
         }
+
+    def _storage(self) -> dict[str, Any]:
+        """Cached disk health, overridden at once while flushes fail."""
+        health = self._storage_health
+        if self.stats.failing_since is not None and health.get("status") != "down":
+            return {**health, "status": "warning", "detail": "flushes failing; events wait in the spool"}
+        return health
 
     def _accounted(self) -> bool:
         """Every event that entered the spool is flushed, a dropped duplicate, quarantined or waiting."""
@@ -81,8 +89,9 @@ class WriterService:
         failing = self.stats.failing_since
         if failing is not None and time.time() - failing > FLUSH_FAILING_NOT_READY_SECONDS:
             return "flushes to storage have been failing"
-        if self._storage_health.get("status") == "down":
-            return f"storage down: {self._storage_health.get('detail')}"
+        storage = self._storage()
+        if storage.get("status") == "down":
+            return f"storage down: {storage.get('detail')}"
         return None
 
     async def run(self) -> None:
@@ -148,7 +157,4 @@ class WriterService:
             await self._refresh_health()
 
     async def _refresh_health(self) -> None:
-        health = await asyncio.get_running_loop().run_in_executor(None, self.store.health)
-        if self.stats.failing_since is not None and health["status"] != "down":
-            health = {**health, "status": "warning", "detail": "flushes failing; events wait in the spool"}
-        self._storage_health = health
+        self._storage_health = await asyncio.get_running_loop().run_in_executor(None, self.store.health)

@@ -71,6 +71,8 @@ class Spool:
         self.last_write_error: str | None = None
         self.recent_batch_ids: collections.OrderedDict[int, int] = collections.OrderedDict()
         self._segment_sizes: dict[Path, int] = {}
+        self._backlog_bytes = 0
+        self._backlog_events = 0
         self._active: Path | None = None
         self._fd: int | None = None
         self._pending: list[_Pending] = []
@@ -126,9 +128,7 @@ class Spool:
         for record in records:
             length = spool_format.HEADER_SIZE + len(record.payload)
             if record.seq > self.flushed_seq:
-                self.index.append(
-                    IndexEntry(record.seq, record.batch_id, path, offset, length, record.event_count)
-                )
+                self._indexed(IndexEntry(record.seq, record.batch_id, path, offset, length, record.event_count))
                 live = True
             self._remember(record.batch_id, record.seq)
             self.next_seq = max(self.next_seq, record.seq + 1)
@@ -161,7 +161,12 @@ class Spool:
 
     @property
     def bytes(self) -> int:
-        """Bytes held in live segments."""
+        """Bytes of spooled records not yet flushed: what the byte bound limits."""
+        return self._backlog_bytes
+
+    @property
+    def file_bytes(self) -> int:
+        """Bytes held in live segment files (flushed records included until their segment goes)."""
         return sum(self._segment_sizes.values())
 
     @property
@@ -172,7 +177,12 @@ class Spool:
     @property
     def backlog_events(self) -> int:
         """Events appended but not yet flushed."""
-        return sum(entry.events for entry in self.index)
+        return self._backlog_events
+
+    def _indexed(self, entry: IndexEntry) -> None:
+        self.index.append(entry)
+        self._backlog_bytes += entry.length
+        self._backlog_events += entry.events
 
     def knows_batch(self, batch_id: int) -> bool:
         """True when a batch with this id is already durable in the spool or was flushed recently."""
@@ -229,7 +239,7 @@ class Spool:
             path = self._active
             assert path is not None
             for item, offset in zip(group, offsets):
-                self.index.append(IndexEntry(item.seq, item.batch_id, path, offset, len(item.data), item.events))
+                self._indexed(IndexEntry(item.seq, item.batch_id, path, offset, len(item.data), item.events))
                 self._remember(item.batch_id, item.seq)
                 self._pending_by_batch.pop(item.batch_id, None)
                 if not item.future.done():
@@ -249,9 +259,10 @@ class Spool:
         try:
             data = b"".join(chunks)
             if self.faults.armed_for_mid_append:
-                self._write_all(data[: len(data) // 2])
+                cut = len(data) - len(chunks[-1]) // 2
+                self._write_all(data[:cut])
                 self.faults.reach("spool_mid_append")
-                data = data[len(data) // 2 :]
+                data = data[cut:]
             self._write_all(data)
             os.fsync(self._fd)
             self.faults.reach("after_fsync_before_ack")
@@ -343,7 +354,9 @@ class Spool:
         """Drop flushed entries from the index; return segments that no longer hold live records."""
         self.flushed_seq = last_seq
         while self.index and self.index[0].seq <= last_seq:
-            self.index.popleft()
+            entry = self.index.popleft()
+            self._backlog_bytes -= entry.length
+            self._backlog_events -= entry.events
         live = {entry.path for entry in self.index}
         dead = [path for path in self._segment_sizes if path not in live and path != self._active]
         for path in dead:

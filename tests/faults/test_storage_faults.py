@@ -1,0 +1,111 @@
+"""Storage faults: a read-only store, a full spool, a full spool disk; 503s, then recovery, nothing lost."""
+
+from __future__ import annotations
+
+import time
+
+from tests.faults.test_kill_cycles import settle, wait_for_acks
+from tests.ledger import Ledger, LoadGenerator, make_events
+
+
+def _poll(predicate, timeout: float, message: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, message
+        time.sleep(0.02)
+
+
+def _post_one(service) -> int:
+    events = make_events(50, "probe")
+    return service.post({"events": events}, timeout=5)
+
+
+def test_read_only_store_keeps_accepting_and_recovers(service_factory, tmpfs) -> None:
+    """With the store read-only, events are still acknowledged into the spool, then published once it heals."""
+    store = tmpfs("store", "64m")
+    service = service_factory(AUDIT_SERVICE_LOCAL_PATH=str(store.path / "data"),
+                              AUDIT_SERVICE_FLUSH_INTERVAL_SECONDS="0.1")
+    ledger = Ledger()
+    producers = [LoadGenerator(service, ledger, batch_size=10) for _ in range(2)]
+    for producer in producers:
+        producer.start()
+    try:
+        wait_for_acks(ledger, 100)
+        store.read_only(True)
+        _poll(lambda: service.get("/v1/audit/status")[1]["failed_flushes"] > 0, 10, "flushes did not fail")
+        during = len(ledger.acknowledged)
+        wait_for_acks(ledger, during + 200)
+        status = service.get("/v1/audit/status")[1]
+        assert status["last_error"] and status["storage"]["status"] in ("warning", "down")
+        assert status["spool_backlog_events"] > 0
+        healed_at = time.monotonic()
+        store.read_only(False)
+        _poll(lambda: service.get("/v1/audit/status")[1]["last_error"] is None, 5, "no recovery within 5 s")
+        assert time.monotonic() - healed_at < 5
+    finally:
+        for producer in producers:
+            producer.stop()
+    verdict = settle(service, ledger)
+    assert (verdict.lost, verdict.duplicated, verdict.phantom) == ([], [], [])
+
+
+def test_full_spool_answers_503_then_recovers(service_factory, tmpfs) -> None:
+    """A spool at its byte bound makes ingest answer 503 with Retry-After; space back means 202 within 5 s."""
+    store = tmpfs("store", "64m")
+    service = service_factory(AUDIT_SERVICE_LOCAL_PATH=str(store.path / "data"),
+                              AUDIT_SERVICE_SPOOL_MAX_BYTES="65536", AUDIT_SERVICE_FLUSH_INTERVAL_SECONDS="0.1")
+    ledger = Ledger()
+    store.read_only(True)
+    producer = LoadGenerator(service, ledger, batch_size=20)
+    producer.start()
+    try:
+        _poll(lambda: ledger.refused, 20, "the spool never filled")
+        started = time.monotonic()
+        status, body, headers = _post_one(service)
+        assert status == 503 and headers.get("Retry-After") and "detail" in body
+        assert time.monotonic() - started < 1.0
+        healed_at = time.monotonic()
+        store.read_only(False)
+        _poll(lambda: _post_one(service)[0] == 202, 5, "no 202 within 5 s of space returning")
+        assert time.monotonic() - healed_at < 5
+        wait_for_acks(ledger, len(ledger.acknowledged) + 100)
+    finally:
+        producer.stop()
+    verdict = settle(service, ledger)
+    assert verdict.refused > 0
+    assert (verdict.lost, verdict.duplicated, verdict.phantom) == ([], [], [])
+
+
+def test_full_spool_disk_answers_503_then_recovers(service_factory, tmpfs) -> None:
+    """When the spool's disk is full, appends fail cleanly (503) and resume once space returns."""
+    spool = tmpfs("spool", "4m")
+    service = service_factory(AUDIT_SERVICE_SPOOL_PATH=str(spool.path / "spool"),
+                              AUDIT_SERVICE_FLUSH_INTERVAL_SECONDS="0.1")
+    ledger = Ledger()
+    producer = LoadGenerator(service, ledger, batch_size=20)
+    producer.start()
+    filler = spool.path / "filler"
+    try:
+        wait_for_acks(ledger, 100)
+        with open(filler, "wb") as handle:
+            try:
+                while True:
+                    handle.write(b"\0" * 65536)
+                    handle.flush()
+            except OSError:
+                pass
+        _poll(lambda: ledger.refused, 20, "no request was refused on a full disk")
+        status, _, headers = _post_one(service)
+        assert status == 503 and headers.get("Retry-After")
+        healed_at = time.monotonic()
+        filler.unlink()
+        _poll(lambda: _post_one(service)[0] == 202, 5, "no 202 within 5 s of space returning")
+        assert time.monotonic() - healed_at < 5
+        wait_for_acks(ledger, len(ledger.acknowledged) + 100)
+    finally:
+        producer.stop()
+    verdict = settle(service, ledger)
+    assert (verdict.lost, verdict.duplicated, verdict.phantom) == ([], [], []), service.tail()
