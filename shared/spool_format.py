@@ -12,7 +12,8 @@ A spool segment is a file of records, each a 28-byte header followed by its payl
     24      4     CRC-32 of bytes 2..24 and of the payload
 
 The payload is the batch's NDJSON events. A record cut short at the end of a segment is a torn tail
-(a crash during an append); any other damage makes the segment corrupt.
+(a crash during an append, never acknowledged); any other damage, a checksum mismatch of the last record
+included, makes the segment corrupt.
 """
 
 from __future__ import annotations
@@ -111,8 +112,6 @@ def iter_records(data: bytes, path: Path) -> Iterator[tuple[int, SpoolRecord]]:
             return
         payload = data[offset + HEADER_SIZE : end]
         if zlib.crc32(payload, zlib.crc32(data[offset + 2 : offset + 24])) != crc:
-            if end == size:
-                return
             raise SpoolCorrupt(path, offset, "checksum mismatch")
         yield end, SpoolRecord(seq, batch_id, payload)
         offset = end

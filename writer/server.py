@@ -115,15 +115,9 @@ class SocketServer:
             except SpoolFull as exc:
                 self._nack(writer, frame.batch_id, f"spool full: {exc}", retryable=True)
                 return
-            pending.add_done_callback(lambda done: self._count(done, events))
         else:
             self.stats.duplicate_batches += 1
         pending.add_done_callback(lambda done: self._answer(done, writer, frame.batch_id, events))
-
-    def _count(self, done: asyncio.Future[int], events: int) -> None:
-        if not done.cancelled() and done.exception() is None:
-            self.stats.received_batches += 1
-            self.stats.received_events += events
 
     def _answer(self, done: asyncio.Future[int], writer: asyncio.StreamWriter, batch_id: int, events: int) -> None:
         if writer.is_closing():

@@ -56,6 +56,8 @@ class WriterService:
             "writer_id": self.settings.writer_id,
             "backend": self.settings.backend,
             **self.stats.snapshot(),
+            "received_batches": self.spool.committed_batches,
+            "received_events": self.spool.committed_events,
             "last_error": self.spool.last_write_error or self.stats.last_error,
             "spool_bytes": self.spool.bytes,
             "spool_file_bytes": self.spool.file_bytes,
@@ -79,7 +81,7 @@ class WriterService:
 
     def _accounted(self) -> bool:
         """Every event that entered the spool is flushed, a dropped duplicate, quarantined or waiting."""
-        came_in = self.stats.recovered_events + self.stats.received_events
+        came_in = self.stats.recovered_events + self.spool.committed_events
         went_out = self.stats.flushed_events + self.stats.duplicate_events + self.stats.unparsable_lines
         return came_in == went_out + self.spool.backlog_events
 

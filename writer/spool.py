@@ -73,6 +73,8 @@ class Spool:
         self._segment_sizes: dict[Path, int] = {}
         self._backlog_bytes = 0
         self._backlog_events = 0
+        self.committed_batches = 0
+        self.committed_events = 0
         self._active: Path | None = None
         self._fd: int | None = None
         self._pending: list[_Pending] = []
@@ -240,6 +242,8 @@ class Spool:
             assert path is not None
             for item, offset in zip(group, offsets):
                 self._indexed(IndexEntry(item.seq, item.batch_id, path, offset, len(item.data), item.events))
+                self.committed_batches += 1
+                self.committed_events += item.events
                 self._remember(item.batch_id, item.seq)
                 self._pending_by_batch.pop(item.batch_id, None)
                 if not item.future.done():

@@ -16,8 +16,6 @@ def utc_now_iso() -> str:
 class WriterStats:
     """Counters since start plus the last outcome of each kind of work."""
 
-    received_batches: int = 0
-    received_events: int = 0
     recovered_events: int = 0
     duplicate_batches: int = 0
     nacked_batches: int = 0
