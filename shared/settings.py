@@ -112,6 +112,7 @@ class Settings:
     ack_timeout_seconds: float = 30.0
     drain_seconds: float = 20.0
     retention_interval_seconds: float = 3600.0
+    flush_failing_ready_seconds: float = 30.0
     dedupe_window_seconds: float = 86400.0
     dedupe_max_ids: int = 1_000_000
     log_level: str = "INFO"
@@ -203,6 +204,7 @@ _ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AUDIT_SERVICE_ACK_TIMEOUT_SECONDS": ("ack_timeout_seconds", _parse_float(0.0, exclusive=True)),
     "AUDIT_SERVICE_DRAIN_SECONDS": ("drain_seconds", _parse_float(0.0)),
     "AUDIT_SERVICE_RETENTION_INTERVAL_SECONDS": ("retention_interval_seconds", _parse_float(0.0, exclusive=True)),
+    "AUDIT_SERVICE_FLUSH_FAILING_READY_SECONDS": ("flush_failing_ready_seconds", _parse_float(0.0)),
     "AUDIT_SERVICE_DEDUPE_WINDOW_SECONDS": ("dedupe_window_seconds", _parse_float(0.0)),
     "AUDIT_SERVICE_DEDUPE_MAX_IDS": ("dedupe_max_ids", _parse_int(0)),
     "AUDIT_SERVICE_FAULT_POINT": ("fault_point", _parse_str),

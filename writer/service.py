@@ -21,7 +21,6 @@ from writer.spool import Spool
 from writer.stats import WriterStats
 
 log = logging.getLogger("auditlake.writer")
-FLUSH_FAILING_NOT_READY_SECONDS = 30.0
 HEALTH_REFRESH_SECONDS = 1.0
 
 
@@ -89,7 +88,7 @@ class WriterService:
         if self.spool.last_write_error:
             return "spool is not writable"
         failing = self.stats.failing_since
-        if failing is not None and time.time() - failing > FLUSH_FAILING_NOT_READY_SECONDS:
+        if failing is not None and time.time() - failing > self.settings.flush_failing_ready_seconds:
             return "flushes to storage have been failing"
         storage = self._storage()
         if storage.get("status") == "down":

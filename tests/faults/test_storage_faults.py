@@ -27,7 +27,7 @@ def test_read_only_store_keeps_accepting_and_recovers(service_factory, tmpfs) ->
     """With the store read-only, events are still acknowledged into the spool, then published once it heals."""
     store = tmpfs("store", "64m")
     service = service_factory(AUDIT_SERVICE_LOCAL_PATH=str(store.path / "data"),
-                              AUDIT_SERVICE_FLUSH_INTERVAL_SECONDS="0.1")
+                              AUDIT_SERVICE_FLUSH_INTERVAL_SECONDS="0.1", AUDIT_SERVICE_FLUSH_FAILING_READY_SECONDS="1")
     ledger = Ledger()
     producers = [LoadGenerator(service, ledger, batch_size=10) for _ in range(2)]
     for producer in producers:
@@ -41,9 +41,12 @@ def test_read_only_store_keeps_accepting_and_recovers(service_factory, tmpfs) ->
         status = service.get("/v1/audit/status")[1]
         assert status["last_error"] and status["storage"]["status"] in ("warning", "down")
         assert status["spool_backlog_events"] > 0
+        _poll(lambda: service.get("/readyz")[0] == 503, 5, "readyz stayed 200 while flushes kept failing")
+        assert service.post({"events": make_events(5, "still")})[0] == 202, "the spool still takes events"
         healed_at = time.monotonic()
         store.read_only(False)
         _poll(lambda: service.get("/v1/audit/status")[1]["last_error"] is None, 5, "no recovery within 5 s")
+        _poll(lambda: service.get("/readyz")[0] == 200, 5, "readyz did not recover")
         assert time.monotonic() - healed_at < 5
     finally:
         for producer in producers:
