@@ -51,14 +51,21 @@ class EventBuffer:
     """Queued encoded events bounded by count and bytes (in-flight events included), with drop policy."""
 
     def __init__(self, max_events: int, max_bytes: int, drop_oldest: bool, ready_events: int, ready_bytes: int):
-        self.lock = threading.Lock()
-        self.changed = threading.Condition(self.lock)
         self._max_events = max_events
         self._max_bytes = max_bytes
         self._drop_oldest = drop_oldest
         self._ready_events = ready_events
         self._ready_bytes = ready_bytes
-        self._items: deque[tuple[int, float, bytes]] = deque()
+        self.reset()
+
+    def reset(self) -> None:
+        """Start empty with zeroed counters and a fresh lock (used at creation and in a forked child)."""
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)
+        # Plain bytes and floats in two deques: nothing per event for the garbage collector to track.
+        # Events get consecutive sequence numbers and leave from the left, so the head's is derived.
+        self._items: deque[bytes] = deque()
+        self._times: deque[float] = deque()
         self._queued_bytes = 0
         self._flight: dict[int, Batch] = {}
         self._flight_events = 0
@@ -85,10 +92,12 @@ class EventBuffer:
                 if not (self._drop_oldest and items):
                     self._overflow += 1
                     return False, False
-                self._queued_bytes -= len(items.popleft()[2])
+                self._queued_bytes -= len(items.popleft())
+                self._times.popleft()
                 self._overflow += 1
             self._seq += 1
-            items.append((self._seq, time.monotonic(), data))
+            items.append(data)
+            self._times.append(time.monotonic())
             self._queued_bytes += size
             count = len(items)
             crossed = self._queued_bytes - size < self._ready_bytes <= self._queued_bytes
@@ -106,8 +115,10 @@ class EventBuffer:
         with self.lock:
             if not self._items:
                 return 0, 0, None, None
-            seq, queued_at, _ = self._items[0]
-            return len(self._items), self._queued_bytes, queued_at, seq
+            return len(self._items), self._queued_bytes, self._times[0], self._head_seq()
+
+    def _head_seq(self) -> int:
+        return self._seq - len(self._items) + 1
 
     def last_seq(self) -> int:
         """Sequence number of the newest accepted event."""
@@ -120,7 +131,7 @@ class EventBuffer:
             return self._pending(seq)
 
     def _pending(self, seq: int) -> bool:
-        if self._items and self._items[0][0] <= seq:
+        if self._items and self._head_seq() <= seq:
             return True
         return any(batch.first_seq <= seq for batch in self._flight.values())
 
@@ -132,13 +143,14 @@ class EventBuffer:
                 return None
             taken: list[bytes] = []
             nbytes = 0
-            first_seq = last_seq = items[0][0]
-            while items and len(taken) < max_events and (not taken or nbytes + len(items[0][2]) <= max_bytes):
-                last_seq, _, data = items.popleft()
+            first_seq = self._head_seq()
+            while items and len(taken) < max_events and (not taken or nbytes + len(items[0]) <= max_bytes):
+                data = items.popleft()
+                self._times.popleft()
                 taken.append(data)
                 nbytes += len(data)
             self._queued_bytes -= nbytes
-            batch = Batch(first_seq, last_seq, taken, nbytes)
+            batch = Batch(first_seq, first_seq + len(taken) - 1, taken, nbytes)
             self._flight[first_seq] = batch
             self._flight_events += len(taken)
             self._flight_bytes += nbytes
@@ -179,6 +191,7 @@ class EventBuffer:
             count = len(self._items)
             self._abandoned += count
             self._items.clear()
+            self._times.clear()
             self._queued_bytes = 0
             self.changed.notify_all()
             return count

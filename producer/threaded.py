@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
+import os
 import threading
 import time
 import weakref
@@ -37,6 +39,18 @@ class _ThreadEngine:
 
     def start(self) -> None:
         atexit.register(self.close_at_exit)
+        if hasattr(os, "register_at_fork"):  # hooks cannot be removed: hold the engine weakly
+            os.register_at_fork(after_in_child=functools.partial(_restart_in_child, weakref.ref(self)))
+        self._thread.start()
+
+    def restart_after_fork(self) -> None:
+        """In a forked child: forget the parent's events and counters, start a worker of our own."""
+        if self.buffer.closed:
+            return
+        self.buffer.reset()
+        self.pump = Pump(self.options, self.buffer, shutdown_safe=True, offload=False)
+        self.loop = None
+        self._thread = threading.Thread(target=self._main, name="auditlake-producer", daemon=True)
         self._thread.start()
 
     def _main(self) -> None:
@@ -87,11 +101,18 @@ class _ThreadEngine:
         self.close(self.options.close_timeout)
 
 
+def _restart_in_child(engine_ref: weakref.ref[_ThreadEngine]) -> None:
+    engine = engine_ref()
+    if engine is not None:
+        engine.restart_after_fork()
+
+
 class AuditProducer:
     """Emit audit events from threaded code; ``emit`` never blocks, never raises, never does I/O.
 
     Events are validated and encoded on the caller's thread (microseconds), then queued in a bounded
     buffer; a daemon thread with its own event loop posts batches. ``close`` runs at interpreter exit.
+    A forked child (e.g. a pre-fork web server worker) starts empty with a worker thread of its own.
     """
 
     def __init__(self, base_url: str | None = None, token: str | None = None, *, dumps: Dumps | None = None, **options: Any):

@@ -85,3 +85,27 @@ def test_the_package_works_with_the_standard_library_json_alone(audit_server, ch
     assert child.stdout.strip() == "['orjson']"  # only the blocked placeholder
     (event,) = audit_server.accepted()
     assert event["at"] == "2024-01-01T00:00:00.000000Z" and event["tags"] == ["x"]
+
+
+def test_a_forked_child_gets_its_own_worker_and_sends_only_its_own_events(audit_server, child_env):
+    code = """
+    import os, sys
+    from producer import AuditProducer
+    producer = AuditProducer(sys.argv[1], flush_interval=30)
+    producer.emit({"type": "fork.test", "audit_event_id": "parent-before-fork"})
+    pid = os.fork()
+    if pid == 0:
+        producer.emit({"type": "fork.test", "audit_event_id": "child"})
+        stats = producer.stats()
+        ok = producer.close(5) and stats.emitted == 1
+        os._exit(0 if ok and producer.stats().sent == 1 else 3)
+    _, status = os.waitpid(pid, 0)
+    producer.emit({"type": "fork.test", "audit_event_id": "parent-after-fork"})
+    assert producer.close(5) and producer.stats().sent == 2
+    print(os.waitstatus_to_exitcode(status))
+    """
+    child = run_child(code, [audit_server.url], child_env)
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.strip() == "0", child.stderr
+    ids = sorted(event["audit_event_id"] for event in audit_server.accepted())
+    assert ids == ["child", "parent-after-fork", "parent-before-fork"]
