@@ -45,10 +45,6 @@ def main() -> None:
     except ConfigError as exc:
         print(f"auditlake-ingest: configuration error: {exc}", file=sys.stderr)
         sys.exit(EXIT_CONFIG_ERROR)
-    if settings.backend == "s3":
-        print("auditlake: configuration error: AUDIT_SERVICE_BACKEND: the s3 backend is not available "
-              "in this build yet; use local", file=sys.stderr)
-        sys.exit(EXIT_CONFIG_ERROR)
     configure_logging("ingest", settings.log_level)
     try:
         import uvloop

@@ -10,6 +10,7 @@ from aiohttp import web
 from ingest import keys
 from ingest.errors import error
 from ingest.handlers import json_response
+from ingest.storage_view import RetentionError
 from ingest.verbosity import describe_setting
 
 NOT_CONNECTED = "audit writer not connected"
@@ -97,7 +98,10 @@ async def storage(request: web.Request) -> web.Response:
 
 async def get_retention(request: web.Request) -> web.Response:
     """The retention setting of the backend."""
-    return json_response(request.app[keys.STORAGE].retention())
+    try:
+        return json_response(await request.app[keys.STORAGE].retention())
+    except RetentionError as exc:
+        return error(exc.status, str(exc))
 
 
 async def put_retention(request: web.Request) -> web.Response:
@@ -111,7 +115,7 @@ async def put_retention(request: web.Request) -> web.Response:
         return error(400, "'days' must be an integer")
     if days < 0:
         return error(400, "'days' must not be negative")
-    if request.app[keys.SETTINGS].backend == "local":
-        return error(400, "retention is not configurable on the local backend; "
-                          "set AUDIT_SERVICE_LOCAL_RETENTION_DAYS")
-    return error(501, "retention changes need the s3 backend, which this build does not provide yet")
+    try:
+        return json_response(await request.app[keys.STORAGE].set_retention(days))
+    except RetentionError as exc:
+        return error(exc.status, str(exc))

@@ -13,7 +13,7 @@ from ingest import admin_handlers, handlers, keys
 from ingest.errors import json_errors
 from ingest.link import WriterLink
 from ingest.stats import IngestStats
-from ingest.storage_view import StorageView
+from ingest.storage_view import StorageView, build_storage_view
 from ingest.verbosity import resolve
 from shared.settings import Settings
 
@@ -29,7 +29,7 @@ def create_app(settings: Settings, link: WriterLink | None = None,
     app[keys.PRESET] = resolve(settings.verbosity)
     app[keys.LINK] = link or WriterLink(settings.resolved_socket_path, settings.queue_max_size,
                                         settings.queue_max_bytes, settings.max_frame_bytes)
-    app[keys.STORAGE] = storage or StorageView(settings)
+    app[keys.STORAGE] = storage or build_storage_view(settings)
     app.cleanup_ctx.append(_writer_link)
     app.router.add_get("/healthz", admin_handlers.healthz)
     app.router.add_get("/readyz", admin_handlers.readyz)

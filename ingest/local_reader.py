@@ -18,7 +18,8 @@ from typing import Any
 import orjson
 
 from ingest.query_params import Query
-from shared import layout, spool_format
+from ingest.spool_reader import spooled_events
+from shared import layout
 from shared.errors import EventError
 from shared.events import TS_LENGTH, canonical_ts
 
@@ -78,35 +79,10 @@ def _lines(path: Path) -> Iterator[bytes]:
     return iter(data.splitlines())
 
 
-def _spool_events(spool_dir: Path) -> list[tuple[int, dict[str, Any]]]:
-    """(seq, event) for every spooled event past the checkpoint."""
-    try:
-        checkpoint = orjson.loads((spool_dir / spool_format.CHECKPOINT_NAME).read_bytes())
-        flushed = int(checkpoint.get("flushed_seq", 0))
-    except FileNotFoundError:
-        flushed = 0
-    found = []
-    for _first, path in spool_format.list_segments(spool_dir):
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            continue
-        try:
-            for _end, record in spool_format.iter_records(data, path):
-                if record.seq <= flushed:
-                    continue
-                for line in record.payload.splitlines():
-                    if line:
-                        found.append((record.seq, orjson.loads(line)))
-        except spool_format.SpoolCorrupt as exc:
-            log.warning("skipping the damaged rest of a spool segment", extra={"error": str(exc)})
-    return found
-
-
 def run_local_query(store_root: Path, spool_dir: Path, query: Query) -> QueryResult:
     """Find every event matching ``query`` in the spool and the store; return the newest ``limit``."""
     matcher = EventMatcher(query)
-    spooled = _spool_events(spool_dir)
+    spooled = spooled_events(spool_dir)
     matches: list[tuple[str, str, dict[str, Any]]] = []
     published: dict[tuple[str, str, str], list[tuple[int, int]]] = {}
     seen_ids: set[str] = set()

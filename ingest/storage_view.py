@@ -1,4 +1,4 @@
-"""Ingest's read side of storage: queries and size reports, run off the event loop."""
+"""Ingest's read side of storage: queries, size reports and retention, run off the event loop."""
 
 from __future__ import annotations
 
@@ -6,11 +6,26 @@ import asyncio
 import time
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from ingest.local_reader import QueryResult, run_local_query, store_bytes
 from ingest.query_params import Query
+from ingest.s3_reader import ObjectCache, S3Reader
+from shared import s3_layout
+from shared.s3_client import apply_retention, make_s3_client, read_retention
 from shared.settings import Settings
 
 SIZE_CACHE_SECONDS = 5.0
+S3_SCAN_CAP_OBJECTS = 100_000
+READ_CACHE_BYTES = 256 * 1024 * 1024
+
+
+class RetentionError(Exception):
+    """Retention cannot be read or changed; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
 
 
 def human_bytes(size: float) -> str:
@@ -23,26 +38,29 @@ def human_bytes(size: float) -> str:
 
 
 class StorageView:
-    """Answers reads of the configured backend in worker threads."""
+    """Answers reads of the local backend in worker threads."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._size: tuple[float, int] | None = None
+        self._size: tuple[float, dict[str, Any]] | None = None
+
+    async def _in_thread(self, function, *args):
+        return await asyncio.get_running_loop().run_in_executor(None, function, *args)
 
     async def query(self, query: Query) -> QueryResult:
         """Run a query in a worker thread."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            None, run_local_query, self.settings.local_path, self.settings.resolved_spool_path, query
-        )
+        return await self._in_thread(run_local_query, self.settings.local_path,
+                                     self.settings.resolved_spool_path, query)
 
     async def describe(self) -> dict[str, Any]:
-        """The body of ``GET /v1/audit/storage`` (sizes cached for a few seconds)."""
+        """The body of ``GET /v1/audit/storage`` (figures cached for a few seconds)."""
         now = time.monotonic()
         if self._size is None or now - self._size[0] > SIZE_CACHE_SECONDS:
-            size = await asyncio.get_running_loop().run_in_executor(None, store_bytes, self.settings.local_path)
-            self._size = (now, size)
-        size = self._size[1]
+            self._size = (now, await self._in_thread(self._measure))
+        return self._size[1]
+
+    def _measure(self) -> dict[str, Any]:
+        size = store_bytes(self.settings.local_path)
         return {
             "backend": "local",
             "audit_bytes": size,
@@ -51,7 +69,7 @@ class StorageView:
             "retention_days": self.settings.local_retention_days,
         }
 
-    def retention(self) -> dict[str, Any]:
+    async def retention(self) -> dict[str, Any]:
         """The body of ``GET /v1/audit/retention``."""
         return {
             "backend": "local",
@@ -60,3 +78,73 @@ class StorageView:
             "note": "Local retention is set with AUDIT_SERVICE_LOCAL_RETENTION_DAYS; "
                     "the writer deletes older files at start and hourly.",
         }
+
+    async def set_retention(self, days: int) -> dict[str, Any]:
+        """Local retention is not configurable at run time."""
+        raise RetentionError(400, "retention is not configurable on the local backend; "
+                                  "set AUDIT_SERVICE_LOCAL_RETENTION_DAYS")
+
+
+class S3StorageView(StorageView):
+    """Answers reads of the S3 backend (bucket plus this replica's spool) in worker threads."""
+
+    def __init__(self, settings: Settings, client: Any | None = None) -> None:
+        super().__init__(settings)
+        self.client = client or make_s3_client(settings)
+        self.bucket = settings.s3_bucket or ""
+        self.reader = S3Reader(self.client, self.bucket, settings.s3_prefix, settings.s3_partition,
+                               settings.writer_id, ObjectCache(READ_CACHE_BYTES))
+
+    async def query(self, query: Query) -> QueryResult:
+        """Run a query over the bucket and the spool in a worker thread."""
+        return await self._in_thread(self.reader.query, self.settings.resolved_spool_path, query)
+
+    def _measure(self) -> dict[str, Any]:
+        count = size = 0
+        capped = False
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=s3_layout.base(self.settings.s3_prefix)):
+            for item in page.get("Contents", []):
+                count += 1
+                size += item.get("Size", 0)
+            if count >= S3_SCAN_CAP_OBJECTS:
+                capped = True
+                break
+        return {
+            "backend": "s3",
+            "object_count": count,
+            "total_bytes": size,
+            "total_bytes_human": human_bytes(size),
+            "capped": capped,
+            "bucket": self.bucket,
+            "prefix": self.settings.s3_prefix,
+        }
+
+    def _retention_body(self, days: int) -> dict[str, Any]:
+        return {"backend": "s3", "retention_days": days, "configurable": True,
+                "bucket": self.bucket, "prefix": self.settings.s3_prefix}
+
+    async def retention(self) -> dict[str, Any]:
+        """Our lifecycle rule's days, read from the bucket."""
+        try:
+            days = await self._in_thread(read_retention, self.client, self.bucket)
+        except (ClientError, BotoCoreError) as exc:
+            raise RetentionError(502, f"could not read the bucket's lifecycle configuration: "
+                                      f"{type(exc).__name__}") from None
+        return self._retention_body(days)
+
+    async def set_retention(self, days: int) -> dict[str, Any]:
+        """Replace our lifecycle rule (0 removes it); other rules stay; a failed read changes nothing."""
+        try:
+            await self._in_thread(apply_retention, self.client, self.bucket, self.settings.s3_prefix, days)
+        except ValueError as exc:
+            raise RetentionError(400, str(exc)) from None
+        except (ClientError, BotoCoreError) as exc:
+            raise RetentionError(502, f"could not update the bucket's lifecycle configuration; nothing was "
+                                      f"changed ({type(exc).__name__})") from None
+        return self._retention_body(days)
+
+
+def build_storage_view(settings: Settings) -> StorageView:
+    """The view of the configured backend."""
+    return S3StorageView(settings) if settings.backend == "s3" else StorageView(settings)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 COMPACT_TS = "%Y%m%dT%H%M%SZ"
 _NAME = re.compile(
-    r"^audit-(?P<min>\d{8}T\d{6}Z)-(?P<first>\d{12})-(?P<last>\d{12})-(?P<max>\d{8}T\d{6}Z)\.ndjson(?:\.gz)?$"
+    r"^audit-(?P<min>\d{8}T\d{6}Z)-(?P<first>\d{12,20})-(?P<last>\d{12,20})-(?P<max>\d{8}T\d{6}Z)\.ndjson(?:\.gz)?$"
 )
 _LEGACY = re.compile(r"^audit-(?P<ts>\d{8}T\d{6}Z)-[^/]+\.ndjson(?:\.gz)?$")
 

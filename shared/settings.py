@@ -90,6 +90,11 @@ class Settings:
     s3_region: str = "us-east-1"
     s3_endpoint_url: str | None = None
     s3_retention_days: int = 0
+    s3_partition: str = "hour"
+    s3_upload_interval_seconds: float = 60.0
+    s3_max_object_bytes: int = 64 * 1024 * 1024
+    s3_create_bucket: bool = False
+    s3_test_throttle_ratio: float = 0.0
     queue_max_size: int = 10000
     queue_max_bytes: int = 64 * 1024 * 1024
     flush_batch_size: int = 500
@@ -149,6 +154,8 @@ class Settings:
         """Check rules that span several settings; raise ConfigError naming the variable."""
         if self.backend == "s3" and not self.s3_bucket:
             raise ConfigError("AUDIT_SERVICE_S3_BUCKET", "required when AUDIT_SERVICE_BACKEND=s3")
+        if self.backend == "s3" and self.s3_retention_days > 0 and not self.s3_prefix:
+            raise ConfigError("AUDIT_SERVICE_S3_PREFIX", "must not be empty when a retention rule is applied")
         if self.disk_warning_percent > self.disk_critical_percent:
             raise ConfigError(
                 "AUDIT_SERVICE_LOCAL_DISK_WARNING_PERCENT",
@@ -182,6 +189,11 @@ _ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AUDIT_SERVICE_S3_REGION": ("s3_region", _parse_str),
     "AUDIT_SERVICE_S3_ENDPOINT_URL": ("s3_endpoint_url", _parse_str),
     "AUDIT_SERVICE_S3_RETENTION_DAYS": ("s3_retention_days", _parse_int(0)),
+    "AUDIT_SERVICE_S3_PARTITION": ("s3_partition", _parse_choice("hour", "minute", "day")),
+    "AUDIT_SERVICE_S3_UPLOAD_INTERVAL_SECONDS": ("s3_upload_interval_seconds", _parse_float(0.0, exclusive=True)),
+    "AUDIT_SERVICE_S3_MAX_OBJECT_BYTES": ("s3_max_object_bytes", _parse_int(1024)),
+    "AUDIT_SERVICE_S3_CREATE_BUCKET": ("s3_create_bucket", _parse_bool),
+    "AUDIT_SERVICE_TEST_S3_THROTTLE": ("s3_test_throttle_ratio", _parse_float(0.0)),
     "AUDIT_SERVICE_QUEUE_MAX_SIZE": ("queue_max_size", _parse_int(1)),
     "AUDIT_SERVICE_QUEUE_MAX_BYTES": ("queue_max_bytes", _parse_int(1024)),
     "AUDIT_SERVICE_FLUSH_BATCH_SIZE": ("flush_batch_size", _parse_int(1)),

@@ -21,10 +21,6 @@ def main() -> None:
     except ConfigError as exc:
         print(f"auditlake-writer: configuration error: {exc}", file=sys.stderr)
         sys.exit(EXIT_CONFIG_ERROR)
-    if settings.backend == "s3":
-        print("auditlake: configuration error: AUDIT_SERVICE_BACKEND: the s3 backend is not available "
-              "in this build yet; use local", file=sys.stderr)
-        sys.exit(EXIT_CONFIG_ERROR)
     configure_logging("writer", settings.log_level)
     from writer.service import WriterService
 
@@ -36,6 +32,9 @@ def main() -> None:
         runner = asyncio.run
     try:
         runner(WriterService(settings).run())
+    except ConfigError as exc:
+        print(f"auditlake-writer: configuration error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG_ERROR)
     except OSError as exc:
         logging.getLogger("auditlake.writer").error("writer failed to start", extra={"error": repr(exc)})
         sys.exit(EXIT_START_FAILED)

@@ -9,8 +9,8 @@ import time
 
 from writer.batches import group_records
 from writer.dedupe import DedupeWindow
-from writer.local_store import LocalStore
-from writer.spool import Spool
+from writer.store import Store
+from writer.spool import FlushMarker, Spool
 from writer.stats import WriterStats, utc_now_iso
 
 log = logging.getLogger("auditlake.writer.flush")
@@ -23,9 +23,9 @@ FLUSH_FAILED = "flush to storage failed; events wait in the spool and are retrie
 class Flusher:
     """Owns publishing and retention: the only code that writes the store."""
 
-    def __init__(self, spool: Spool, store: LocalStore, stats: WriterStats, batch_size: int,
+    def __init__(self, spool: Spool, store: Store, stats: WriterStats, batch_size: int,
                  interval_seconds: float, retention_interval_seconds: float,
-                 window: DedupeWindow | None = None) -> None:
+                 window: DedupeWindow | None = None, max_flush_bytes: int = MAX_FLUSH_BYTES) -> None:
         self.spool = spool
         self.window = window
         self.store = store
@@ -34,6 +34,7 @@ class Flusher:
         self.interval_seconds = interval_seconds
         self.retention_interval_seconds = retention_interval_seconds
         self.max_events = max(batch_size * 100, 50_000)
+        self.max_flush_bytes = max_flush_bytes
         self._stopping = False
         self._oldest_unflushed_at: float | None = None
         self._next_retention = 0.0
@@ -75,7 +76,7 @@ class Flusher:
             self._oldest_unflushed_at = time.monotonic()
         if self._stopping:
             return True
-        if self.spool.backlog_events >= self.batch_size:
+        if self.spool.backlog_events >= self.batch_size or self.spool.bytes >= self.max_flush_bytes:
             return True
         return time.monotonic() - self._oldest_unflushed_at >= self.interval_seconds
 
@@ -83,31 +84,34 @@ class Flusher:
         entries = []
         events = size = 0
         for entry in self.spool.index:
-            if entries and (events + entry.events > self.max_events or size + entry.length > MAX_FLUSH_BYTES):
+            if entries and (events + entry.events > self.max_events or size + entry.length > self.max_flush_bytes):
                 break
             entries.append(entry)
             events += entry.events
             size += entry.length
         return entries
 
-    async def _flush_once(self, redo: tuple[int, int] | None) -> bool:
+    async def _flush_once(self, redo: FlushMarker | None) -> bool:
         loop = asyncio.get_running_loop()
         if redo is not None:
-            entries = [entry for entry in self.spool.index if redo[0] <= entry.seq <= redo[1]]
+            entries = [entry for entry in self.spool.index if redo.first <= entry.seq <= redo.last]
         else:
             entries = self._plan()
         if not entries:
             if redo is not None:
-                await loop.run_in_executor(None, self.spool.checkpoint, max(redo[1], self.spool.flushed_seq))
+                await loop.run_in_executor(None, self.spool.checkpoint, max(redo.last, self.spool.flushed_seq))
             return True
         first, last = entries[0].seq, entries[-1].seq
         started = time.monotonic()
         try:
-            if redo is None:
-                await loop.run_in_executor(None, self.spool.write_flush_marker, first, last)
             records = await loop.run_in_executor(None, self.spool.read_entries, entries)
             batch = await loop.run_in_executor(None, group_records, records, self.window)
-            result = await loop.run_in_executor(None, self.store.publish, batch, redo is not None)
+            names = self.store.plan(batch)
+            if redo is not None:
+                stale = [name for name in redo.names if name not in names]
+                await loop.run_in_executor(None, self.store.remove, stale)
+            await loop.run_in_executor(None, self.spool.write_flush_marker, first, last, names)
+            result = await loop.run_in_executor(None, self.store.publish, batch, names)
             if batch.unparsable:
                 await loop.run_in_executor(None, self.spool.quarantine_lines, first, last, batch.unparsable)
             await loop.run_in_executor(None, self.spool.checkpoint, last)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import logging
 import os
@@ -14,18 +13,11 @@ from typing import Any
 from shared import layout
 from writer.batches import FlushBatch
 from writer.faults import FaultPoints
+from writer.store import PublishResult
 from writer.fsutil import fsync_dir
 
 log = logging.getLogger("auditlake.writer.local")
 GZIP_LEVEL = 6
-
-
-@dataclasses.dataclass(frozen=True)
-class PublishResult:
-    """What one publish wrote."""
-
-    files: list[str]
-    bytes_written: int
 
 
 class LocalStore:
@@ -35,6 +27,8 @@ class LocalStore:
                  warning_percent: float, critical_percent: float, faults: FaultPoints | None = None) -> None:
         self.root = root
         self.faults = faults or FaultPoints(None)
+        self._health: dict[str, Any] = {"backend": "local", "status": "healthy", "detail": "not probed yet",
+                                        "local_path": str(root)}
         self.gzip_enabled = gzip_enabled
         self.retention_days = retention_days
         self.warning_percent = warning_percent
@@ -44,24 +38,35 @@ class LocalStore:
         """Create the store root; raise OSError when it cannot be created."""
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def publish(self, batch: FlushBatch, redo: bool) -> PublishResult:
-        """Write one file per day for a spool range (worker thread); a redo first removes stale copies."""
-        names = []
+    def plan(self, batch: FlushBatch) -> list[str]:
+        """The relative paths a publish of ``batch`` writes, one per day, deterministic."""
+        return [
+            f"{year}/{month}/{day}/"
+            + layout.file_name(lines[0][0], lines[-1][0], batch.first_seq, batch.last_seq, self.gzip_enabled)
+            for (year, month, day), lines in sorted(batch.days.items())
+        ]
+
+    def publish(self, batch: FlushBatch, names: list[str]) -> PublishResult:
+        """Write one file per day for a spool range (worker thread), under the planned names."""
         written = 0
-        if redo:
-            self._remove_range(batch.first_seq, batch.last_seq)
-        for (year, month, day), lines in sorted(batch.days.items()):
-            directory = layout.day_dir(self.root, year, month, day)
-            directory.mkdir(parents=True, exist_ok=True)
-            name = layout.file_name(lines[0][0], lines[-1][0], batch.first_seq, batch.last_seq, self.gzip_enabled)
+        for name, (_, lines) in zip(names, sorted(batch.days.items())):
+            path = self.root / name
+            path.parent.mkdir(parents=True, exist_ok=True)
             body = b"".join(line + b"\n" for _, line in lines)
             if self.gzip_enabled:
                 body = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
-            self._write_file(directory / name, body)
+            self._write_file(path, body)
             self.faults.reach("mid_publish")
-            names.append(f"{year}/{month}/{day}/{name}")
             written += len(body)
-        return PublishResult(names, written)
+        return PublishResult(list(names), written)
+
+    def remove(self, names: list[str]) -> None:
+        """Delete published files (stale copies of a range being redone)."""
+        for name in names:
+            try:
+                (self.root / name).unlink()
+            except FileNotFoundError:
+                pass
 
     def _write_file(self, path: Path, body: bytes) -> None:
         tmp = path.with_name(f".tmp-{path.name}")
@@ -75,15 +80,6 @@ class LocalStore:
             os.close(fd)
         os.replace(tmp, path)
         fsync_dir(path.parent)
-
-    def _remove_range(self, first_seq: int, last_seq: int) -> None:
-        for directory in layout.all_day_dirs(self.root):
-            for path in directory.iterdir():
-                info = layout.describe(path)
-                if info and info.first_seq == first_seq and info.last_seq == last_seq:
-                    path.unlink()
-                elif path.name.startswith(".tmp-"):
-                    path.unlink()
 
     def purge(self, now: float | None = None) -> tuple[int, int]:
         """Delete files published more than ``retention_days`` ago (server time); return (files, bytes)."""
@@ -103,7 +99,15 @@ class LocalStore:
             _remove_if_empty(directory)
         return files, removed_bytes
 
+    def probe(self) -> None:
+        """Measure disk usage now (worker thread) for health()."""
+        self._health = self._measure()
+
     def health(self) -> dict[str, Any]:
+        """The last measured disk health."""
+        return self._health
+
+    def _measure(self) -> dict[str, Any]:
         """Disk usage of the store's file system and the status it implies."""
         try:
             usage = shutil.disk_usage(self.root)

@@ -15,13 +15,27 @@ from writer.dedupe import DedupeWindow
 from writer.faults import FaultPoints
 from writer.flusher import Flusher
 from writer.health import create_health_app
+from shared.s3_client import make_s3_client
 from writer.local_store import LocalStore
+from writer.s3_store import S3Store
+from writer.store import Store
 from writer.server import SocketServer
 from writer.spool import Spool
 from writer.stats import WriterStats
 
 log = logging.getLogger("auditlake.writer")
 HEALTH_REFRESH_SECONDS = 1.0
+HEALTH_PROBE_TIMEOUT_SECONDS = 5.0
+
+
+def build_store(settings: Settings, faults: FaultPoints) -> Store:
+    """The configured backend."""
+    if settings.backend == "s3":
+        client = make_s3_client(settings)
+        probe_client = make_s3_client(settings, connect_timeout=1.0, read_timeout=2.0, max_attempts=1)
+        return S3Store(settings, client, probe_client, faults)
+    return LocalStore(settings.local_path, settings.local_gzip, settings.local_retention_days,
+                      settings.disk_warning_percent, settings.disk_critical_percent, faults)
 
 
 class WriterService:
@@ -32,16 +46,18 @@ class WriterService:
         self.stats = WriterStats()
         faults = FaultPoints(settings.fault_point)
         self.spool = Spool(settings.resolved_spool_path, settings.spool_segment_bytes, settings.spool_max_bytes,
-                           faults)
-        self.store = LocalStore(settings.local_path, settings.local_gzip, settings.local_retention_days,
-                                settings.disk_warning_percent, settings.disk_critical_percent, faults)
+                           faults, fresh_start_seq=int(time.time() * 1_000_000))
+        self.store = build_store(settings, faults)
         self.window = DedupeWindow(settings.resolved_spool_path / "dedupe", settings.dedupe_window_seconds,
                                    settings.dedupe_max_ids)
-        self.flusher = Flusher(self.spool, self.store, self.stats, settings.flush_batch_size,
-                               settings.flush_interval_seconds, settings.retention_interval_seconds, self.window)
+        if settings.backend == "s3":
+            self.flusher = Flusher(self.spool, self.store, self.stats, 2**62, settings.s3_upload_interval_seconds,
+                                   settings.retention_interval_seconds, self.window, settings.s3_max_object_bytes)
+        else:
+            self.flusher = Flusher(self.spool, self.store, self.stats, settings.flush_batch_size,
+                                   settings.flush_interval_seconds, settings.retention_interval_seconds, self.window)
         self.server = SocketServer(settings.resolved_socket_path, self.spool, self.stats,
                                    settings.max_frame_bytes, self.status)
-        self._storage_health: dict[str, Any] = {"backend": settings.backend, "status": "healthy", "detail": "starting"}
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._runner: web.AppRunner | None = None
@@ -73,7 +89,7 @@ class WriterService:
 
     def _storage(self) -> dict[str, Any]:
         """Cached disk health, overridden at once while flushes fail."""
-        health = self._storage_health
+        health = self.store.health()
         if self.stats.failing_since is not None and health.get("status") != "down":
             return {**health, "status": "warning", "detail": "flushes failing; events wait in the spool"}
         return health
@@ -158,4 +174,8 @@ class WriterService:
             await self._refresh_health()
 
     async def _refresh_health(self) -> None:
-        self._storage_health = await asyncio.get_running_loop().run_in_executor(None, self.store.health)
+        probe = asyncio.get_running_loop().run_in_executor(None, self.store.probe)
+        try:
+            await asyncio.wait_for(asyncio.shield(probe), HEALTH_PROBE_TIMEOUT_SECONDS)
+        except asyncio.TimeoutError:
+            log.warning("storage probe is slow; keeping the last result")

@@ -45,6 +45,15 @@ class IndexEntry:
     events: int
 
 
+@dataclasses.dataclass(frozen=True)
+class FlushMarker:
+    """A flush in progress: its spool range and the names it publishes."""
+
+    first: int
+    last: int
+    names: list[str]
+
+
 @dataclasses.dataclass
 class _Pending:
     seq: int
@@ -59,8 +68,9 @@ class Spool:
     """Append batches durably; index what is not yet flushed; checkpoint what is."""
 
     def __init__(self, directory: Path, segment_bytes: int, max_bytes: int,
-                 faults: FaultPoints | None = None) -> None:
+                 faults: FaultPoints | None = None, fresh_start_seq: int = 1) -> None:
         self.directory = directory
+        self.fresh_start_seq = fresh_start_seq
         self.faults = faults or FaultPoints(None)
         self.segment_bytes = segment_bytes
         self.max_bytes = max_bytes
@@ -96,7 +106,10 @@ class Spool:
         for batch_id in checkpoint.get("recent_batch_ids", []):
             self._remember(int(batch_id), 0)
         self.next_seq = self.flushed_seq + 1
-        for first, path in spool_format.list_segments(self.directory):
+        segments = spool_format.list_segments(self.directory)
+        if not checkpoint and not segments:
+            self.next_seq = self.fresh_start_seq
+        for first, path in segments:
             self._load_segment(path)
         self._open_new_segment()
 
@@ -333,17 +346,17 @@ class Spool:
         target_dir.mkdir(exist_ok=True)
         write_atomic(target_dir / f"unparsable-{first:012d}-{last:012d}.ndjson", b"".join(l + b"\n" for l in lines))
 
-    def read_flush_marker(self) -> tuple[int, int] | None:
-        """The seq range of a flush that was started but not checkpointed, if any."""
+    def read_flush_marker(self) -> FlushMarker | None:
+        """The flush that was started but not checkpointed, if any."""
         try:
             marker = orjson.loads((self.directory / FLUSH_MARKER).read_bytes())
         except FileNotFoundError:
             return None
-        return int(marker["first"]), int(marker["last"])
+        return FlushMarker(int(marker["first"]), int(marker["last"]), list(marker.get("names", [])))
 
-    def write_flush_marker(self, first: int, last: int) -> None:
-        """Record the seq range about to be published, so a crash redoes exactly this range."""
-        write_atomic(self.directory / FLUSH_MARKER, orjson.dumps({"first": first, "last": last}))
+    def write_flush_marker(self, first: int, last: int, names: list[str]) -> None:
+        """Record the range and the names about to be published, so a crash redoes exactly this flush."""
+        write_atomic(self.directory / FLUSH_MARKER, orjson.dumps({"first": first, "last": last, "names": names}))
 
     def checkpoint(self, last_seq: int) -> None:
         """Durably mark everything up to ``last_seq`` flushed and clear the flush marker (worker thread)."""

@@ -60,11 +60,11 @@ async def test_events_are_filed_by_their_own_day_and_sorted(tmp_path: Path) -> N
 async def test_an_interrupted_flush_is_redone_without_duplicates(tmp_path: Path) -> None:
     """A flush marker left by a crash is redone exactly; a stale partial copy of the range is replaced."""
     spool = await _spool(tmp_path, [_line("a", "2026-01-01T00:00:01.000000Z"), _line("b", "2026-01-01T00:00:02.000000Z")])
-    spool.write_flush_marker(1, 1)
+    stale_name = "2026/01/01/audit-20260101T000000Z-000000000001-000000000001-20260101T000000Z.ndjson.gz"
+    spool.write_flush_marker(1, 1, [stale_name])
     store = LocalStore(tmp_path / "store", True, 0, 85, 95)
-    stale_dir = store.root / "2026" / "01" / "01"
-    stale_dir.mkdir(parents=True)
-    stale = stale_dir / "audit-20260101T000000Z-000000000001-000000000001-20260101T000000Z.ndjson.gz"
+    stale = store.root / stale_name
+    stale.parent.mkdir(parents=True)
     stale.write_bytes(gzip.compress(_line("a", "2026-01-01T00:00:01.000000Z")))
     flusher = Flusher(spool, store, WriterStats(), 500, 0.01, 3600)
     await _flush_until_empty(flusher, spool)

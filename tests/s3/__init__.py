@@ -1,0 +1,1 @@
+"""S3 backend tests against moto in server mode on loopback."""

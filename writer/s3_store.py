@@ -1,0 +1,128 @@
+"""The S3 backend: Hive-partitioned Parquet objects under deterministic keys, uploaded with checksums."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import time
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from shared import s3_layout
+from shared.s3_client import apply_retention
+from shared.errors import ConfigError
+from shared.settings import Settings
+from writer import parquet_encode
+from writer.batches import FlushBatch
+from writer.faults import FaultPoints
+from writer.store import PublishResult
+
+log = logging.getLogger("auditlake.writer.s3")
+
+
+class S3Store:
+    """Publishes one Parquet object per partition of a spool range; retention is a lifecycle rule."""
+
+    def __init__(self, settings: Settings, client: Any, probe_client: Any,
+                 faults: FaultPoints | None = None) -> None:
+        self.settings = settings
+        self.client = client
+        self.probe_client = probe_client
+        self.bucket = settings.s3_bucket or ""
+        self.prefix = settings.s3_prefix
+        self.retention_days = settings.s3_retention_days
+        self.faults = faults or FaultPoints(None)
+        self.uploads = 0
+        self.upload_failures = 0
+        self.bytes_uploaded = 0
+        self._health: dict[str, Any] = self._describe("healthy", "not probed yet")
+
+    def prepare(self) -> None:
+        """Check the bucket (create it only when allowed) and apply the retention rule when configured."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code not in ("404", "NoSuchBucket", "NotFound"):
+                raise ConfigError("AUDIT_SERVICE_S3_BUCKET", f"bucket {self.bucket!r} is not usable: {code}") from None
+            if not self.settings.s3_create_bucket:
+                raise ConfigError("AUDIT_SERVICE_S3_BUCKET",
+                                  f"bucket {self.bucket!r} does not exist (set AUDIT_SERVICE_S3_CREATE_BUCKET=true "
+                                  "to create it)") from None
+            self._create_bucket()
+        except (BotoCoreError, OSError) as exc:
+            raise ConfigError("AUDIT_SERVICE_S3_ENDPOINT_URL", f"object store unreachable: {exc}") from None
+        if self.retention_days > 0:
+            apply_retention(self.client, self.bucket, self.prefix, self.retention_days)
+
+    def _create_bucket(self) -> None:
+        kwargs: dict[str, Any] = {"Bucket": self.bucket}
+        if self.settings.s3_region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.settings.s3_region}
+        self.client.create_bucket(**kwargs)
+        log.warning("created bucket", extra={"bucket": self.bucket})
+
+    def _groups(self, batch: FlushBatch) -> list[tuple[str, list[tuple[str, bytes]]]]:
+        grouped: dict[str, list[tuple[str, bytes]]] = {}
+        for lines in batch.days.values():
+            for ts, line in lines:
+                grouped.setdefault(s3_layout.partition_of(ts, self.settings.s3_partition), []).append((ts, line))
+        return sorted(grouped.items())
+
+    def plan(self, batch: FlushBatch) -> list[str]:
+        """One key per partition: ``<prefix>/dt=…/hour=…/<writer>-<first>-<last>.parquet``."""
+        return [
+            s3_layout.object_key(self.prefix, partition, self.settings.writer_id, batch.first_seq, batch.last_seq)
+            for partition, _ in self._groups(batch)
+        ]
+
+    def publish(self, batch: FlushBatch, names: list[str]) -> PublishResult:
+        """Encode, verify locally, then upload each object with a Content-MD5 the store checks."""
+        written = 0
+        for key, (_, lines) in zip(names, self._groups(batch)):
+            body = parquet_encode.encode(lines)
+            started = time.monotonic()
+            try:
+                self.client.put_object(
+                    Bucket=self.bucket, Key=key, Body=body, ContentType="application/vnd.apache.parquet",
+                    ContentMD5=base64.b64encode(hashlib.md5(body).digest()).decode(),
+                    Metadata={"events": str(len(lines)), "writer-id": self.settings.writer_id},
+                )
+            except Exception:
+                self.upload_failures += 1
+                raise
+            self.uploads += 1
+            self.bytes_uploaded += len(body)
+            written += len(body)
+            log.info("upload", extra={"key": key, "events": len(lines), "bytes": len(body),
+                                      "duration_ms": round((time.monotonic() - started) * 1000, 2)})
+            self.faults.reach("mid_publish")
+        return PublishResult(list(names), written)
+
+    def remove(self, names: list[str]) -> None:
+        """Delete stale objects of a range being redone."""
+        for key in names:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def purge(self) -> tuple[int, int]:
+        """Nothing to do: the bucket's lifecycle rule expires objects."""
+        return 0, 0
+
+    def probe(self) -> None:
+        """Check the bucket answers (worker thread); remember the outcome for health()."""
+        try:
+            self.probe_client.head_bucket(Bucket=self.bucket)
+        except (ClientError, BotoCoreError, OSError) as exc:
+            self._health = self._describe("down", f"object store unreachable: {type(exc).__name__}")
+            return
+        self._health = self._describe("healthy", "object store reachable")
+
+    def health(self) -> dict[str, Any]:
+        """The last probe's outcome plus upload figures (no I/O)."""
+        return {**self._health, "uploads": self.uploads, "upload_failures": self.upload_failures,
+                "bytes_uploaded": self.bytes_uploaded}
+
+    def _describe(self, status: str, detail: str) -> dict[str, Any]:
+        return {"backend": "s3", "status": status, "detail": detail, "bucket": self.bucket, "prefix": self.prefix}

@@ -1,0 +1,43 @@
+"""The storage backend interface the flusher publishes through (local files or S3 objects)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Protocol
+
+from writer.batches import FlushBatch
+
+
+@dataclasses.dataclass(frozen=True)
+class PublishResult:
+    """What one publish wrote."""
+
+    files: list[str]
+    bytes_written: int
+
+
+class Store(Protocol):
+    """A backend: plans deterministic names for a spool range, publishes them, applies retention."""
+
+    retention_days: int
+
+    def prepare(self) -> None:
+        """Check (and where allowed create) the destination at start; raise on a bad configuration."""
+
+    def plan(self, batch: FlushBatch) -> list[str]:
+        """The names a publish of ``batch`` writes: deterministic for the same range and content."""
+
+    def publish(self, batch: FlushBatch, names: list[str]) -> PublishResult:
+        """Write the batch under the planned names (worker thread); idempotent."""
+
+    def remove(self, names: list[str]) -> None:
+        """Delete stale copies of a range being redone."""
+
+    def purge(self) -> tuple[int, int]:
+        """Apply retention; return (files or objects, bytes) deleted."""
+
+    def probe(self) -> None:
+        """Check the storage now (worker thread; may block on I/O) and keep the result for health()."""
+
+    def health(self) -> dict[str, Any]:
+        """The storage block of status from the last probe: backend, status, detail and figures (no I/O)."""
