@@ -8,9 +8,9 @@ import orjson
 from aiohttp import web
 
 from ingest import keys
-from ingest.errors import error
+from ingest.errors import error, unavailable
 from ingest.handlers import json_response
-from ingest.storage_view import RetentionError
+from ingest.storage_view import RetentionError, StorageUnavailable
 from ingest.verbosity import describe_setting
 
 NOT_CONNECTED = "audit writer not connected"
@@ -93,7 +93,10 @@ async def verbosity(request: web.Request) -> web.Response:
 
 async def storage(request: web.Request) -> web.Response:
     """How much audit data the backend holds."""
-    return json_response(await request.app[keys.STORAGE].describe())
+    try:
+        return json_response(await request.app[keys.STORAGE].describe())
+    except StorageUnavailable as exc:
+        return unavailable(str(exc))
 
 
 async def get_retention(request: web.Request) -> web.Response:

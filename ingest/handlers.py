@@ -13,6 +13,7 @@ from ingest.errors import error, unavailable
 from ingest.link import AckTimeout, QueueFull, WriterRefused, WriterUnavailable
 from ingest.query_params import QueryError, parse_query
 from ingest.stats import utc_now_iso
+from ingest.storage_view import StorageUnavailable
 from shared.errors import EventError
 from shared.events import normalize_event
 
@@ -87,7 +88,10 @@ async def get_events(request: web.Request) -> web.Response:
                             settings.read_max_days)
     except QueryError as exc:
         return error(400, str(exc))
-    result = await request.app[keys.STORAGE].query(query)
+    try:
+        result = await request.app[keys.STORAGE].query(query)
+    except StorageUnavailable as exc:
+        return unavailable(str(exc))
     return json_response({
         "records": result.records,
         "total": result.total,

@@ -172,10 +172,19 @@ class S3Reader:
             kept = table.filter(mask)
             order = pc.select_k_unstable(pa.table({"ts": ts_kept}), query.limit, [("ts", "descending")])
             ids = kept.column("audit_event_id") if "audit_event_id" in kept.column_names else None
+            records = kept.column("record_json")
             for index in order.to_pylist():
-                event_id = ids[index].as_py() if ids is not None else None
-                rows.append((ts_kept[index].as_py(), event_id or "", kept.column("record_json")[index].as_py()))
+                record_json = records[index].as_py()
+                event_id = ids[index].as_py() if ids is not None else _id_of(record_json)
+                rows.append((ts_kept[index].as_py(), event_id or "", record_json))
         return count, rows
+
+
+def _id_of(record_json: str) -> str:
+    try:
+        return str(orjson.loads(record_json).get("audit_event_id", ""))
+    except (orjson.JSONDecodeError, AttributeError):
+        return ""
 
 
 def _pruned(metadata: Any, ts_index: int, since_us: int, until_us: int) -> bool:

@@ -20,6 +20,10 @@ S3_SCAN_CAP_OBJECTS = 100_000
 READ_CACHE_BYTES = 256 * 1024 * 1024
 
 
+class StorageUnavailable(Exception):
+    """The backend cannot be read right now (answered with 503)."""
+
+
 class RetentionError(Exception):
     """Retention cannot be read or changed; ``status`` is the HTTP status to answer with."""
 
@@ -56,7 +60,10 @@ class StorageView:
         """The body of ``GET /v1/audit/storage`` (figures cached for a few seconds)."""
         now = time.monotonic()
         if self._size is None or now - self._size[0] > SIZE_CACHE_SECONDS:
-            self._size = (now, await self._in_thread(self._measure))
+            try:
+                self._size = (now, await self._in_thread(self._measure))
+            except (ClientError, BotoCoreError) as exc:
+                raise StorageUnavailable(f"object store unavailable: {type(exc).__name__}") from None
         return self._size[1]
 
     def _measure(self) -> dict[str, Any]:
@@ -97,7 +104,10 @@ class S3StorageView(StorageView):
 
     async def query(self, query: Query) -> QueryResult:
         """Run a query over the bucket and the spool in a worker thread."""
-        return await self._in_thread(self.reader.query, self.settings.resolved_spool_path, query)
+        try:
+            return await self._in_thread(self.reader.query, self.settings.resolved_spool_path, query)
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageUnavailable(f"object store unavailable: {type(exc).__name__}") from None
 
     def _measure(self) -> dict[str, Any]:
         count = size = 0

@@ -29,6 +29,8 @@ NAMED_FIELDS: tuple[str, ...] = (
     "source",
 )
 RECEIVED_AT = "received_at"
+# Types only the service itself writes (reads of audit data, its own start and stop); never accepted over HTTP.
+SERVICE_EVENT_TYPES: frozenset[str] = frozenset({"audit_read", "service_start", "service_stop"})
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 TS_LENGTH = len("2026-01-01T00:00:00.000000Z")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from typing import Any
 
@@ -13,6 +14,8 @@ from botocore.exceptions import ClientError
 
 from shared.s3_layout import lifecycle_rules, retention_days
 from shared.settings import Settings
+
+log = logging.getLogger("auditlake.s3")
 
 
 def make_s3_client(settings: Settings, connect_timeout: float = 3.0, read_timeout: float = 20.0,
@@ -50,6 +53,7 @@ def _inject_throttling(client: Any, ratio: float) -> None:
 
     def maybe_throttle(request: Any, **_: Any) -> AWSResponse | None:
         if random.random() < ratio:
+            log.warning("test throttle: injected SlowDown", extra={"url": request.url})
             return AWSResponse(request.url, 503, {"Content-Type": "application/xml"}, _Body(body))
         return None
 

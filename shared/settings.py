@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from shared.auth_settings import TokenSpec, tokens_from_env
 from shared.errors import ConfigError
 
 MAX_UNIX_SOCKET_PATH_BYTES = 100
@@ -114,6 +115,14 @@ class Settings:
     writer_id: str = dataclasses.field(default_factory=_default_writer_id)
     max_frame_bytes: int = 16 * 1024 * 1024
     max_body_bytes: int = 5 * 1024 * 1024
+    max_events_per_request: int = 10000
+    max_event_bytes: int = 64 * 1024
+    body_read_timeout_seconds: float = 10.0
+    header_read_timeout_seconds: float = 10.0
+    ingest_tokens: tuple[TokenSpec, ...] = dataclasses.field(default=(), repr=False)
+    read_tokens: tuple[TokenSpec, ...] = dataclasses.field(default=(), repr=False)
+    admin_tokens: tuple[TokenSpec, ...] = dataclasses.field(default=(), repr=False)
+    require_auth: bool = False
     ack_timeout_seconds: float = 30.0
     drain_seconds: float = 20.0
     retention_interval_seconds: float = 3600.0
@@ -146,12 +155,22 @@ class Settings:
                 values[field_name] = parse(raw)
             except ValueError as exc:
                 raise ConfigError(variable, f"invalid value {raw!r}: {exc}") from None
+        values.update(tokens_from_env(env))
         settings = cls(**values)
         settings.validate()
         return settings
 
+    @property
+    def auth_enabled(self) -> bool:
+        """True when any token is configured: every non-health endpoint then needs one."""
+        return bool(self.ingest_tokens or self.read_tokens or self.admin_tokens)
+
     def validate(self) -> None:
         """Check rules that span several settings; raise ConfigError naming the variable."""
+        if self.require_auth and not self.auth_enabled:
+            raise ConfigError("AUDIT_SERVICE_REQUIRE_AUTH", "is true but no token is configured; set "
+                              "AUDIT_SERVICE_INGEST_TOKENS, AUDIT_SERVICE_READ_TOKENS or AUDIT_SERVICE_ADMIN_TOKENS "
+                              "(or their _FILE forms)")
         if self.backend == "s3" and not self.s3_bucket:
             raise ConfigError("AUDIT_SERVICE_S3_BUCKET", "required when AUDIT_SERVICE_BACKEND=s3")
         if self.backend == "s3" and self.s3_retention_days > 0 and not self.s3_prefix:
@@ -213,6 +232,11 @@ _ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AUDIT_SERVICE_WRITER_ID": ("writer_id", lambda raw: _parse_writer_id(raw)),
     "AUDIT_SERVICE_MAX_FRAME_BYTES": ("max_frame_bytes", _parse_int(64 * 1024)),
     "AUDIT_SERVICE_MAX_BODY_BYTES": ("max_body_bytes", _parse_int(1024)),
+    "AUDIT_SERVICE_MAX_EVENTS_PER_REQUEST": ("max_events_per_request", _parse_int(1)),
+    "AUDIT_SERVICE_MAX_EVENT_BYTES": ("max_event_bytes", _parse_int(1024)),
+    "AUDIT_SERVICE_BODY_READ_TIMEOUT_SECONDS": ("body_read_timeout_seconds", _parse_float(0.0, exclusive=True)),
+    "AUDIT_SERVICE_HEADER_READ_TIMEOUT_SECONDS": ("header_read_timeout_seconds", _parse_float(0.0, exclusive=True)),
+    "AUDIT_SERVICE_REQUIRE_AUTH": ("require_auth", _parse_bool),
     "AUDIT_SERVICE_ACK_TIMEOUT_SECONDS": ("ack_timeout_seconds", _parse_float(0.0, exclusive=True)),
     "AUDIT_SERVICE_DRAIN_SECONDS": ("drain_seconds", _parse_float(0.0)),
     "AUDIT_SERVICE_RETENTION_INTERVAL_SECONDS": ("retention_interval_seconds", _parse_float(0.0, exclusive=True)),
