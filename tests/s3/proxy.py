@@ -17,6 +17,7 @@ class FaultyProxy:
         self.port = free_port()
         self.down = False
         self.swallow_parquet_puts = 0
+        self.fail_requests_containing: bytes | None = None
         self.swallowed = 0
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
@@ -79,6 +80,11 @@ class FaultyProxy:
                     if not data:
                         return
                     if sock is client:
+                        first_line = data.split(b"\r\n", 1)[0]
+                        if self.fail_requests_containing and self.fail_requests_containing in first_line:
+                            client.sendall(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n"
+                                           b"Connection: close\r\n\r\n")
+                            return
                         if data.startswith(b"PUT ") and b".parquet" in data.split(b"\r\n", 1)[0]:
                             with self._lock:
                                 if self.swallow_parquet_puts > 0:
