@@ -14,6 +14,8 @@ from ingest.storage_view import RetentionError, StorageUnavailable
 from ingest.verbosity import describe_setting
 
 NOT_CONNECTED = "audit writer not connected"
+QUEUE_SATURATED = "audit queue saturated"
+QUEUE_SATURATED_RATIO = 0.95
 
 
 def status_document(app: web.Application) -> dict[str, Any]:
@@ -65,6 +67,9 @@ def not_ready_reason(app: web.Application) -> str | None:
     storage = writer.get("storage") or {}
     if storage.get("status") == "down":
         return f"storage down: {storage.get('detail')}"
+    if (link.queued_events >= QUEUE_SATURATED_RATIO * link.max_events
+            or link.queued_bytes >= QUEUE_SATURATED_RATIO * link.max_bytes):
+        return QUEUE_SATURATED
     return None
 
 

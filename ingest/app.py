@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ingest import admin_handlers, handlers, keys
+from ingest import admin_handlers, handlers, keys, ops
 from ingest.errors import json_errors
 from ingest.link import WriterLink
 from ingest.stats import IngestStats
@@ -40,6 +40,7 @@ def create_app(settings: Settings, link: WriterLink | None = None,
     app.router.add_get("/v1/audit/storage", admin_handlers.storage)
     app.router.add_get("/v1/audit/retention", admin_handlers.get_retention)
     app.router.add_put("/v1/audit/retention", admin_handlers.put_retention)
+    ops.install(app)
     return app
 
 

@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,7 @@ class WriterLink:
         self.writer_status: dict[str, Any] = {}
         self.hello = False
         self.last_ack_at: float | None = None
+        self.on_ack: Callable[[float], None] | None = None  # observes seconds from send to ACK (metrics)
         self._pending: collections.deque[Submission] = collections.deque()
         self._inflight: dict[int, _InFlight] = {}
         self._next_batch_id = secrets.randbits(62) + 1
@@ -188,6 +190,8 @@ class WriterLink:
             inflight = self._inflight.pop(frame.batch_id, None)
             if inflight is not None:
                 self.last_ack_at = time.monotonic()
+                if self.on_ack is not None:
+                    self.on_ack(self.last_ack_at - inflight.sent_at)
                 self._settle(inflight, None)
         elif frame.kind is wire.Kind.NACK:
             inflight = self._inflight.pop(frame.batch_id, None)

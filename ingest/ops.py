@@ -12,7 +12,7 @@ from aiohttp import web
 
 from ingest import keys
 from ingest.metrics import METRICS, IngestMetrics, metrics_handler
-from ingest.openapi import openapi_handler
+from ingest.openapi import install_cache, openapi_handler
 
 access_log = logging.getLogger("auditlake.ingest.access")
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -28,6 +28,7 @@ def install(app: web.Application) -> None:
     app[keys.LINK].on_ack = metrics.ack_seconds.observe
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/openapi.json", openapi_handler)
+    install_cache(app)
 
 
 def route_of(request: web.Request) -> str:

@@ -130,6 +130,7 @@ class Settings:
     dedupe_window_seconds: float = 86400.0
     dedupe_max_ids: int = 1_000_000
     log_level: str = "INFO"
+    access_log_sample_rate: float = 0.0
     fault_point: str | None = None
 
     @property
@@ -244,8 +245,20 @@ _ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AUDIT_SERVICE_DEDUPE_WINDOW_SECONDS": ("dedupe_window_seconds", _parse_float(0.0)),
     "AUDIT_SERVICE_DEDUPE_MAX_IDS": ("dedupe_max_ids", _parse_int(0)),
     "AUDIT_SERVICE_FAULT_POINT": ("fault_point", _parse_str),
+    "AUDIT_SERVICE_ACCESS_LOG": ("access_log_sample_rate", lambda raw: _parse_sample_rate(raw)),
     "AUDIT_SERVICE_LOG_LEVEL": ("log_level", lambda raw: _parse_choice("debug", "info", "warning", "error")(raw).upper()),
 }
+
+
+def _parse_sample_rate(raw: str) -> float:
+    """``off`` (0), ``on`` (1) or a fraction of requests between 0 and 1, such as ``0.01``."""
+    value = raw.strip().lower()
+    if value in ("off", "on"):
+        return 1.0 if value == "on" else 0.0
+    rate = float(value)
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError("expected off, on or a sample rate between 0 and 1")
+    return rate
 
 
 def _parse_writer_id(raw: str) -> str:

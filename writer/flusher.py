@@ -6,6 +6,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable
 
 from writer.batches import group_records
 from writer.dedupe import DedupeWindow
@@ -38,6 +39,7 @@ class Flusher:
         self._stopping = False
         self._oldest_unflushed_at: float | None = None
         self._next_retention = 0.0
+        self.observe_flush: Callable[[float, bool], None] = lambda seconds, ok: None  # metrics hook
 
     def stop(self) -> None:
         """Ask the loop to flush what is left and return."""
@@ -124,10 +126,13 @@ class Flusher:
             if self.stats.failing_since is None:
                 self.stats.failing_since = time.time()
             log.error("flush failed", extra={"first_seq": first, "last_seq": last, "error": repr(exc)})
+            self.observe_flush(time.monotonic() - started, False)
             return False
         dead = self.spool.forget_flushed(last)
         self.stats.flushes += 1
         self.stats.flushed_events += batch.events
+        self.stats.bytes_written += result.bytes_written
+        self.observe_flush(time.monotonic() - started, True)
         self.stats.duplicate_events += batch.duplicates
         self.stats.unparsable_lines += len(batch.unparsable)
         self.stats.last_flush_at = utc_now_iso()

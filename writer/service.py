@@ -15,6 +15,7 @@ from writer.dedupe import DedupeWindow
 from writer.faults import FaultPoints
 from writer.flusher import Flusher
 from writer.health import create_health_app
+from writer.metrics import WriterMetrics
 from shared.s3_client import make_s3_client
 from writer.local_store import LocalStore
 from writer.s3_store import S3Store
@@ -61,6 +62,7 @@ class WriterService:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._runner: web.AppRunner | None = None
+        self.metrics = WriterMetrics(self)
 
     def status(self) -> dict[str, Any]:
         """The writer's status from cached state: counters, spool, storage health, readiness."""
@@ -140,7 +142,7 @@ class WriterService:
         self._tasks.append(asyncio.create_task(self._health_loop(), name="storage-health"))
         await self.server.start()
         self._tasks.append(asyncio.create_task(self.server.run_status_broadcast(), name="status-broadcast"))
-        self._runner = web.AppRunner(create_health_app(self.status), access_log=None)
+        self._runner = web.AppRunner(self.metrics.install(create_health_app(self.status)), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.writer_health_host, self.settings.writer_health_port)
         await site.start()

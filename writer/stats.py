@@ -30,6 +30,7 @@ class WriterStats:
     retention_files_deleted: int = 0
     retention_bytes_deleted: int = 0
     last_retention_at: str | None = None
+    bytes_written: int = 0
 
     def snapshot(self) -> dict[str, Any]:
         """A JSON-ready copy."""
