@@ -177,6 +177,61 @@ def _ndjson(events: list[Any]) -> bytes:
     return b"".join(json.dumps(event).encode() + b"\n" for event in events)
 
 
+class LoopLagProbe:
+    """Measures how late a 1 ms ``asyncio.sleep`` wakes up, run as a task on the loop under test.
+
+    ``lags`` are wall-clock delays minus the time the loop's thread was runnable but not running (from
+    ``/proc/self/task/<tid>/schedstat`` where available): a busy CI machine preempting the process is
+    not the code under test blocking the loop, while CPU work and blocking calls on the loop still count.
+    ``raw_lags`` keep the wall-clock delays.
+    """
+
+    def __init__(self) -> None:
+        self.lags: list[float] = []
+        self.raw_lags: list[float] = []
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._fd: int | None = None
+
+    def _waited(self) -> float:
+        if self._fd is None:
+            return 0.0
+        return int(os.pread(self._fd, 256, 0).split()[1]) / 1e9
+
+    async def _run(self) -> None:
+        try:
+            self._fd = os.open(f"/proc/self/task/{threading.get_native_id()}/schedstat", os.O_RDONLY)
+        except OSError:
+            self._fd = None
+        try:
+            while not self._stop.is_set():
+                started, waited = time.perf_counter(), self._waited()
+                await asyncio.sleep(0.001)
+                raw = time.perf_counter() - started - 0.001
+                self.raw_lags.append(raw)
+                self.lags.append(raw - (self._waited() - waited))
+        finally:
+            if self._fd is not None:
+                os.close(self._fd)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+
+    def describe(self) -> str:
+        return f"max lag {max(self.lags) * 1000:.1f} ms (wall clock {max(self.raw_lags) * 1000:.1f} ms)"
+
+
+@pytest.fixture
+def loop_lag_probe() -> LoopLagProbe:
+    """A loop-lag probe; ``start()`` it inside the test's loop and ``await stop()`` it."""
+    return LoopLagProbe()
+
+
 @pytest.fixture
 def wait_until() -> Callable[..., bool]:
     """``wait_until(predicate, timeout=10)``: poll until true or the timeout; return the last value."""
