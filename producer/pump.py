@@ -29,7 +29,7 @@ class Pump:
         self._flush_target = 0
         self._stop_deadline: float | None = None
         self._delivery: asyncio.Task[None] | None = None
-        self._reported = {"overflow": 0, "invalid": 0, "abandoned": 0}
+        self._reported = {"overflow": 0, "invalid": 0}
         self.abandoned_on_stop = 0
         self.finished = False
 
