@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from typing import Any
 
 import orjson
@@ -10,12 +11,33 @@ from aiohttp import web
 from ingest import keys
 from ingest.errors import error, unavailable
 from ingest.handlers import json_response
+from ingest.redact import visible_reason, visible_status
 from ingest.storage_view import RetentionError, StorageUnavailable
 from ingest.verbosity import describe_setting
+from shared.settings import Settings
 
 NOT_CONNECTED = "audit writer not connected"
 QUEUE_SATURATED = "audit queue saturated"
 QUEUE_SATURATED_RATIO = 0.95
+
+
+def disconnected_storage(settings: Settings) -> dict[str, Any]:
+    """The storage block while no writer reports: down, with what ingest can see itself (one statvfs)."""
+    block: dict[str, Any] = {"backend": settings.backend, "status": "down", "detail": NOT_CONNECTED}
+    if settings.backend == "s3":
+        return {**block, "bucket": settings.s3_bucket, "prefix": settings.s3_prefix}
+    block.update(local_path=str(settings.local_path), warning_percent=settings.disk_warning_percent,
+                 critical_percent=settings.disk_critical_percent)
+    probe = settings.local_path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    try:
+        usage = shutil.disk_usage(probe)
+    except OSError:
+        return {**block, "total_bytes": None, "used_bytes": None, "free_bytes": None, "used_percent": None}
+    used_percent = round(usage.used * 100.0 / usage.total, 2) if usage.total else 100.0
+    return {**block, "total_bytes": usage.total, "used_bytes": usage.used, "free_bytes": usage.free,
+            "used_percent": used_percent}
 
 
 def status_document(app: web.Application) -> dict[str, Any]:
@@ -24,9 +46,7 @@ def status_document(app: web.Application) -> dict[str, Any]:
     stats = app[keys.STATS]
     link = app[keys.LINK]
     writer = link.writer_status if link.ready else {}
-    storage = writer.get("storage") or {
-        "backend": settings.backend, "status": "down", "detail": NOT_CONNECTED,
-    }
+    storage = writer.get("storage") or disconnected_storage(settings)
     last_error = writer.get("last_error") if link.ready else NOT_CONNECTED
     return {
         "running": True,
@@ -82,13 +102,13 @@ async def readyz(request: web.Request) -> web.Response:
     """200 with status fields when the writer acknowledges and storage is usable; 503 otherwise."""
     reason = not_ready_reason(request.app)
     if reason is not None:
-        return error(503, reason)
-    return json_response({"status": "ready", **status_document(request.app)})
+        return error(503, visible_reason(request, reason))
+    return json_response({"status": "ready", **visible_status(request, status_document(request.app))})
 
 
 async def status(request: web.Request) -> web.Response:
     """Counters and storage health; always 200."""
-    return json_response(status_document(request.app))
+    return json_response(visible_status(request, status_document(request.app)))
 
 
 async def verbosity(request: web.Request) -> web.Response:

@@ -10,6 +10,7 @@ import orjson
 import pyarrow.parquet as pq
 
 from tests.s3.conftest import s3_client
+from tests.service import SERVICE_EVENT_TYPES
 
 
 def object_keys(endpoint: str, bucket: str, prefix: str = "") -> list[str]:
@@ -31,7 +32,7 @@ def stored_events(endpoint: str, bucket: str, prefix: str = "audit/") -> list[di
         body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
         table = pq.read_table(io.BytesIO(body), columns=["record_json"])
         events.extend(orjson.loads(value) for value in table.column("record_json").to_pylist())
-    return events
+    return [event for event in events if event.get("type") not in SERVICE_EVENT_TYPES]
 
 
 def wait_uploaded(endpoint: str, bucket: str, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
