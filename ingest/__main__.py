@@ -26,7 +26,10 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(create_app(settings), access_log=None, shutdown_timeout=settings.drain_seconds)
+    from ingest.body import handler_options
+
+    runner = web.AppRunner(create_app(settings), access_log=None, shutdown_timeout=settings.drain_seconds,
+                           **handler_options(settings))
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
     await site.start()

@@ -9,6 +9,7 @@ import orjson
 from aiohttp import web
 
 from ingest import keys
+from ingest.body import Rejected, read_body
 from ingest.errors import error, unavailable
 from ingest.handlers import json_response
 from ingest.redact import visible_reason, visible_status
@@ -135,7 +136,9 @@ async def get_retention(request: web.Request) -> web.Response:
 async def put_retention(request: web.Request) -> web.Response:
     """Change retention (S3 only); 400 for a bad body or on the local backend."""
     try:
-        body = orjson.loads(await request.read())
+        body = orjson.loads(await read_body(request, request.app[keys.SETTINGS]))
+    except Rejected as exc:
+        return exc.response()
     except orjson.JSONDecodeError:
         return error(400, "body must be JSON like {\"days\": 30}")
     days = body.get("days") if isinstance(body, dict) else None

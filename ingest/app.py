@@ -9,11 +9,13 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ingest import admin_handlers, handlers, keys, ops
+from ingest import admin_handlers, auth, handlers, keys, ops
 from ingest.errors import json_errors
 from ingest.link import WriterLink
+from ingest.read_audit import AuditTrail
 from ingest.stats import IngestStats
 from ingest.storage_view import StorageView, build_storage_view
+from ingest.tokens import TokenTable
 from ingest.verbosity import resolve
 from shared.settings import Settings
 
@@ -23,14 +25,18 @@ log = logging.getLogger("auditlake.ingest")
 def create_app(settings: Settings, link: WriterLink | None = None,
                storage: StorageView | None = None) -> web.Application:
     """Build the ingest application; ``link`` and ``storage`` may be injected by tests."""
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[json_errors])
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[json_errors, auth.require_token])
     app[keys.SETTINGS] = settings
     app[keys.STATS] = IngestStats()
     app[keys.PRESET] = resolve(settings.verbosity)
     app[keys.LINK] = link or WriterLink(settings.resolved_socket_path, settings.queue_max_size,
                                         settings.queue_max_bytes, settings.max_frame_bytes)
     app[keys.STORAGE] = storage or build_storage_view(settings)
+    app[keys.TOKENS] = TokenTable(settings)
+    app[keys.TRAIL] = AuditTrail(app[keys.LINK], settings)
     app.cleanup_ctx.append(_writer_link)
+    app.cleanup_ctx.append(app[keys.TRAIL].lifecycle)  # after the link: its cleanup runs before the drain
+    app.on_startup.append(auth.warn_at_start)
     app.router.add_get("/healthz", admin_handlers.healthz)
     app.router.add_get("/readyz", admin_handlers.readyz)
     app.router.add_get("/v1/audit/status", admin_handlers.status)

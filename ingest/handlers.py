@@ -9,7 +9,10 @@ import orjson
 from aiohttp import web
 
 from ingest import keys
+from ingest.auth import confined_query, principal
+from ingest.body import Rejected
 from ingest.errors import error, unavailable
+from ingest.hardening import check_posted, encode_events, guard_events, read_document
 from ingest.link import AckTimeout, QueueFull, WriterRefused, WriterUnavailable
 from ingest.query_params import QueryError, parse_query
 from ingest.stats import utc_now_iso
@@ -43,26 +46,28 @@ async def post_events(request: web.Request) -> web.Response:
     """Validate, filter by verbosity, forward to the writer and answer 202 once it acknowledged."""
     app = request.app
     stats = app[keys.STATS]
-    body = await request.read()
+    settings = app[keys.SETTINGS]
     try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        stats.invalid_requests += 1
-        return error(400, f"malformed JSON: {exc}")
-    received_at = utc_now_iso()
-    try:
+        document = await read_document(request, settings)
+        received_at = utc_now_iso()
         posted = events_of(document)
+        check_posted(posted, settings)
         normalized = [normalize_event(raw, received_at, index) for index, raw in enumerate(posted)]
+        guard_events(normalized, principal(request))
+        lines = encode_events(normalized, settings.max_event_bytes)
+    except Rejected as exc:
+        stats.invalid_requests += 1
+        return exc.response()
     except EventError as exc:
         stats.invalid_requests += 1
         return error(400, str(exc))
     preset = app[keys.PRESET]
-    kept = [event for event in normalized if preset.allows(event.get("type"))]
+    kept = [line for event, line in zip(normalized, lines) if preset.allows(event.get("type"))]
     stats.dropped_by_verbosity += len(normalized) - len(kept)
     link = app[keys.LINK]
     if not kept:
         return json_response({"accepted": 0, "queued": link.queued_events}, 202)
-    payload = b"".join(orjson.dumps(event) + b"\n" for event in kept)
+    payload = b"".join(line + b"\n" for line in kept)
     if len(payload) > link.max_frame_bytes:
         stats.invalid_requests += 1
         return error(413, "request events exceed the maximum batch size after normalization")
@@ -84,7 +89,7 @@ async def get_events(request: web.Request) -> web.Response:
     """Answer a query: newest first, ``total`` over the whole range, ``truncated`` when cut by limit."""
     settings = request.app[keys.SETTINGS]
     try:
-        query = parse_query(request.query, settings.read_default_limit, settings.read_max_limit,
+        query = parse_query(confined_query(request), settings.read_default_limit, settings.read_max_limit,
                             settings.read_max_days)
     except QueryError as exc:
         return error(400, str(exc))
@@ -92,6 +97,8 @@ async def get_events(request: web.Request) -> web.Response:
         result = await request.app[keys.STORAGE].query(query)
     except StorageUnavailable as exc:
         return unavailable(str(exc))
+    request.app[keys.TRAIL].record_read(principal(request), "GET /v1/audit/events", query,
+                                        len(result.records), result.total)
     return json_response({
         "records": result.records,
         "total": result.total,

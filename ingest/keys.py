@@ -5,8 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from ingest.link import WriterLink
+from ingest.read_audit import AuditTrail
 from ingest.stats import IngestStats
 from ingest.storage_view import StorageView
+from ingest.tokens import TokenTable
 from ingest.verbosity import Preset
 from shared.settings import Settings
 
@@ -15,3 +17,5 @@ LINK = web.AppKey("link", WriterLink)
 STATS = web.AppKey("stats", IngestStats)
 PRESET = web.AppKey("preset", Preset)
 STORAGE = web.AppKey("storage", StorageView)
+TOKENS = web.AppKey("tokens", TokenTable)
+TRAIL = web.AppKey("trail", AuditTrail)

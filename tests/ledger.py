@@ -69,8 +69,10 @@ def make_events(count: int, tag: str) -> list[dict[str, Any]]:
 class LoadGenerator(threading.Thread):
     """Posts batches in a loop until stopped, filing every outcome in a ledger."""
 
-    def __init__(self, service: Service, ledger: Ledger, batch_size: int = 20, timeout: float = 15.0) -> None:
+    def __init__(self, service: Service, ledger: Ledger, batch_size: int = 20, timeout: float = 15.0,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(daemon=True)
+        self.headers = headers
         self.service = service
         self.ledger = ledger
         self.batch_size = batch_size
@@ -84,7 +86,7 @@ class LoadGenerator(threading.Thread):
             ids = [event["audit_event_id"] for event in events]
             try:
                 status, _, _ = http("POST", f"{self.service.url}/v1/audit/events", {"events": events},
-                                    timeout=self.timeout)
+                                    timeout=self.timeout, headers=self.headers)
             except OSError:
                 status = None
             self.ledger.record(ids, status)

@@ -19,6 +19,7 @@ import urllib.request
 import urllib.error
 
 REPO = Path(__file__).resolve().parent.parent
+SERVICE_EVENT_TYPES = frozenset({"audit_read", "service_start", "service_stop"})
 
 
 def free_port() -> int:
@@ -139,8 +140,12 @@ class Service:
         """GET a path of ingest."""
         return http("GET", f"{self.url}{path}", timeout=timeout)
 
-    def stored_events(self) -> list[dict[str, Any]]:
-        """Every event in the published files of the store (read directly, not through the API)."""
+    def stored_events(self, include_service_events: bool = False) -> list[dict[str, Any]]:
+        """Every posted event in the published files of the store (read directly, not through the API).
+
+        The service's own events (``audit_read``, ``service_start``, ``service_stop``) are left out
+        unless ``include_service_events``.
+        """
         import gzip
 
         events = []
@@ -149,7 +154,9 @@ class Service:
             if path.name.endswith(".gz"):
                 data = gzip.decompress(data)
             events.extend(orjson.loads(line) for line in data.splitlines() if line)
-        return events
+        if include_service_events:
+            return events
+        return [event for event in events if event.get("type") not in SERVICE_EVENT_TYPES]
 
     def wait_flushed(self, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
         """Poll the store until it holds at least ``count`` events; return them."""
