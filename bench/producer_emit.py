@@ -1,9 +1,8 @@
-"""Benchmark: emit latency and host-loop lag of the producers against a healthy, down, stalled or 503 service.
+"""Benchmark: emit latency and host-loop lag of the producers against a healthy, down, stalled or 503 service."""
 
-Run from the repository root: ``python bench/producer_emit.py [--calls N] [--stdlib-json]``.
-Targets: emit p99 < 50 µs and host event-loop lag < 5 ms (the loop's own lag: time its thread spent waiting
-for a CPU is reported but not held against the producer); exits 1 when a figure misses them.
-"""
+# Run from the repository root: python bench/producer_emit.py [--calls N] [--stdlib-json]
+# Targets: emit p99 < 50 µs and host event-loop lag < 5 ms (the loop's own lag: time its thread spent
+# waiting for a CPU is reported but not held against the producer); exits 1 when a figure misses them.
 
 from __future__ import annotations
 
@@ -94,6 +93,39 @@ class GcWatch:
             self.longest_ms = max(self.longest_ms, (time.perf_counter() - self._started) * 1000)
 
 
+class CallbackTimer:
+    """Times every event-loop callback except the benchmark's own tasks: the producer's longest turn.
+
+    Wall time includes preemption by other processes; thread CPU time does not, so a long callback with
+    little CPU means the machine, not the code, held the loop up.
+    """
+
+    def __init__(self) -> None:
+        self.wall_ms = 0.0
+        self.cpu_ms = 0.0
+        self._original = asyncio.events.Handle._run
+
+    def __enter__(self) -> CallbackTimer:
+        timer, original = self, self._original
+
+        def timed_run(handle: asyncio.events.Handle) -> None:
+            wall, cpu = time.perf_counter(), time.thread_time()
+            try:
+                original(handle)
+            finally:
+                task = getattr(handle._callback, "__self__", None)  # type: ignore[attr-defined]
+                coro = task.get_coro() if isinstance(task, asyncio.Task) else None
+                if getattr(coro, "__name__", "") not in ("bench_async", "probe"):
+                    timer.wall_ms = max(timer.wall_ms, (time.perf_counter() - wall) * 1000)
+                    timer.cpu_ms = max(timer.cpu_ms, (time.thread_time() - cpu) * 1000)
+
+        asyncio.events.Handle._run = timed_run  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        asyncio.events.Handle._run = self._original  # type: ignore[method-assign]
+
+
 def runqueue_clock():
     """Seconds the calling thread has spent runnable but waiting for a CPU (0 where Linux schedstat is absent).
 
@@ -171,7 +203,12 @@ def row(name: str, scenario: str, result: dict, watch: GcWatch) -> str:
     p50, p99, p999, worst = result["emit"]
     lag = result.get("lag")
     lag_text = f"{lag[0]:10.2f} {lag[1]:10.2f} {lag[2]:10.2f}" if lag else f"{'-':>10} {'-':>10} {'-':>10}"
-    return f"{name:9} {scenario:8} {p50:6.1f} {p99:6.1f} {p999:7.1f} {worst:8.0f} {lag_text} {watch.longest_ms:10.1f}"
+    turn = result.get("callbacks")
+    turn_text = f"{turn[0]:6.2f}/{turn[1]:.2f}" if turn else "-"
+    return (
+        f"{name:9} {scenario:8} {p50:6.1f} {p99:6.1f} {p999:7.1f} {worst:8.0f} {lag_text} "
+        f"{watch.longest_ms:10.1f} {turn_text:>15}"
+    )
 
 
 def main() -> int:
@@ -185,7 +222,7 @@ def main() -> int:
         return 0
     dumps = make_dumps(prefer_orjson=not args.stdlib_json)
     print(f"{args.calls} emits per run, encoder: {'stdlib json' if args.stdlib_json else 'orjson'}; emit times in µs")
-    print(f"{'flavour':9} {'service':8} {'p50':>6} {'p99':>6} {'p99.9':>7} {'max':>8} {'lag p99 ms':>10} {'lag max ms':>10} {'own max ms':>10} {'max GC ms':>10}")
+    print(f"{'flavour':9} {'service':8} {'p50':>6} {'p99':>6} {'p99.9':>7} {'max':>8} {'lag p99 ms':>10} {'lag max ms':>10} {'own max ms':>10} {'max GC ms':>10} {'turn ms wall/cpu':>15}")
     with GcWatch() as baseline_gc:
         baseline = asyncio.run(bench_async(None, args.calls, dumps))
     print(row("no-op", "none", baseline, baseline_gc))
@@ -194,8 +231,9 @@ def main() -> int:
         with service(scenario) as url:
             with GcWatch() as threaded_gc:
                 threaded = bench_threaded(url, args.calls, dumps)
-            with GcWatch() as async_gc:
+            with GcWatch() as async_gc, CallbackTimer() as callbacks:
                 asynced = asyncio.run(bench_async(url, args.calls, dumps))
+            asynced["callbacks"] = (callbacks.wall_ms, callbacks.cpu_ms)
         for name, result, watch in (("threaded", threaded, threaded_gc), ("asyncio", asynced, async_gc)):
             print(row(name, scenario, result, watch))
             stats = result["stats"]
@@ -208,7 +246,8 @@ def main() -> int:
     print(f"targets with the service down/stalled/503: emit p99 < {P99_TARGET_US:g} µs, loop lag < {LAG_TARGET_MS:g} ms")
     print("missed: " + ", ".join(missed) if missed else "all targets met")
     print("lag: wall-clock delay of a 1 ms sleep on the host loop; 'own' excludes time the thread waited for a CPU;")
-    print("the no-op row is the same loop without a producer (what this machine shows on its own)")
+    print("the no-op row is the same loop without a producer (what this machine shows on its own);")
+    print("turn: the producer's longest single event-loop callback, wall-clock / thread CPU time")
     return 1 if missed else 0
 
 

@@ -45,6 +45,7 @@ class ProducerOptions:
     backoff_base: float = 0.2
     backoff_max: float = 2.0
     max_retry_after: float = 60.0
+    outage_backoff_max: float = 30.0
     close_timeout: float = 5.0
     log_interval: float = 60.0
     logger_name: str = "auditlake.producer"
@@ -63,7 +64,14 @@ class ProducerOptions:
         for name in ("flush_interval", "connect_timeout", "total_timeout", "retry_budget", "close_timeout"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"{name} must be > 0")
-        for name in ("gzip_threshold", "backoff_base", "backoff_max", "max_retry_after", "log_interval"):
+        for name in (
+            "gzip_threshold",
+            "backoff_base",
+            "backoff_max",
+            "max_retry_after",
+            "outage_backoff_max",
+            "log_interval",
+        ):
             if float(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0")
         if self.drop_policy not in DROP_POLICIES:

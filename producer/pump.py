@@ -13,6 +13,7 @@ from producer.transport import Transport, make_session
 
 IDLE_TICK = 1.0
 ERROR_PAUSE = 0.5
+FIRST_OUTAGE_HOLD = 1.0
 
 
 class Pump:
@@ -28,6 +29,8 @@ class Pump:
         self._progress = asyncio.Event()
         self._flush_target = 0
         self._stop_deadline: float | None = None
+        self._outage_hold = 0.0
+        self._resume_at = 0.0
         self._delivery: asyncio.Task[None] | None = None
         self._reported = {"overflow": 0, "invalid": 0}
         self.abandoned_on_stop = 0
@@ -76,10 +79,13 @@ class Pump:
                 return False
             delay = self._next_delay()
             if delay == 0:
-                if await self._pause(transport):
-                    batch = self.buffer.take(self.options.batch_size, self.options.max_batch_bytes)
-                    if batch is not None:
-                        await self._deliver(transport, batch)
+                hold = self._hold(transport)
+                if hold > 0:
+                    await self._sleep(min(hold, IDLE_TICK))
+                    return True
+                batch = self.buffer.take(self.options.batch_size, self.options.max_batch_bytes)
+                if batch is not None:
+                    await self._deliver(transport, batch)
                 return True
             if self._stop_deadline is not None:
                 return False
@@ -108,15 +114,26 @@ class Pump:
         except asyncio.TimeoutError:
             pass
 
-    async def _pause(self, transport: Transport) -> bool:
-        """Honour a Retry-After pause before the next batch; False when woken early (look again)."""
-        remaining = transport.pause_remaining()
-        if remaining <= 0:
-            return True
+    def _hold(self, transport: Transport) -> float:
+        """Seconds to hold the next batch back: the service's Retry-After pause and, unless a flush or
+        stop asks for delivery now, the outage back-off that follows a batch given up on."""
+        now = time.monotonic()
+        hold = transport.pause_remaining()
+        _, _, _, head = self.buffer.peek()
+        urgent = self._stop_deadline is not None or (head is not None and head <= self._flush_target)
+        if not urgent:
+            hold = max(hold, self._resume_at - now)
         if self._stop_deadline is not None:
-            remaining = min(remaining, max(0.0, self._stop_deadline - time.monotonic()))
-        await self._sleep(min(remaining, IDLE_TICK))
-        return transport.pause_remaining() <= 0
+            hold = min(hold, max(0.0, self._stop_deadline - now))
+        return hold
+
+    def _note_outcome(self, outcome: str) -> None:
+        """Back off after a failed batch (1 s, doubling up to ``outage_backoff_max``); reset on an answer."""
+        if outcome != "failed":
+            self._outage_hold = 0.0
+            return
+        self._outage_hold = min(self.options.outage_backoff_max, max(FIRST_OUTAGE_HOLD, self._outage_hold * 2))
+        self._resume_at = time.monotonic() + self._outage_hold
 
     async def _deliver(self, transport: Transport, batch: Batch) -> None:
         task = asyncio.ensure_future(self._send(transport, batch))
@@ -153,6 +170,7 @@ class Pump:
             self.buffer.resolve(batch, "failed")
             return
         self.buffer.resolve(batch, result.outcome)
+        self._note_outcome(result.outcome)
         count = len(batch.items)
         if result.outcome == "rejected":
             self.log.warning(

@@ -145,3 +145,22 @@ def test_service_down_drops_after_retries_with_counts(down_url, check_invariant)
     assert (stats.failed, stats.dropped, stats.sent, stats.buffered) == (25, 25, 0, 0)
     assert stats.retried == 3
     check_invariant(stats)
+
+
+def test_after_a_failed_batch_the_worker_holds_events_back_until_the_service_returns(audit_server, wait_until):
+    audit_server.mode = "unavailable"
+    options = {"max_attempts": 1, "batch_size": 1, "flush_interval": 0.05, "outage_backoff_max": 30}
+    with AuditProducer(audit_server.url, **options) as producer:
+        producer.emit({"type": "t", "n": 0})
+        assert wait_until(lambda: producer.stats().failed == 1, timeout=5)
+        failed_at = time.monotonic()
+        for n in range(1, 6):
+            producer.emit({"type": "t", "n": n})
+        time.sleep(0.5)
+        assert audit_server.count() == 1  # no hammering of a service that just failed
+        assert producer.stats().buffered == 5
+        audit_server.mode = "accept"
+        assert wait_until(lambda: len(audit_server.accepted()) == 5, timeout=5)
+        assert audit_server.requests[1].at - failed_at >= 0.9
+        stats = producer.stats()
+    assert (stats.sent, stats.failed, stats.dropped) == (5, 1, 1)
