@@ -7,12 +7,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMAND_MODULES: tuple[str, ...] = (
-    "producer.commands.send",
-    "producer.commands.query",
-    "producer.commands.tail",
-    "producer.commands.status",
-)
+COMMAND_MODULES: tuple[str, ...] = ("producer.commands.send",)
 
 
 def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
