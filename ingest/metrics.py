@@ -6,12 +6,13 @@ import dataclasses
 from collections.abc import Iterator
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ingest import keys
 from ingest.admin_handlers import not_ready_reason
 
+TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"  # understood by every Prometheus
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 QUERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -122,4 +123,4 @@ METRICS = web.AppKey("metrics", IngestMetrics)
 async def metrics_handler(request: web.Request) -> web.Response:
     """``GET /metrics``: Prometheus text format."""
     body = request.app[METRICS].render()
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return web.Response(body=body, headers={"Content-Type": TEXT_FORMAT})

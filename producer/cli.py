@@ -7,7 +7,12 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMAND_MODULES: tuple[str, ...] = ("producer.commands.send",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "producer.commands.send",
+    "producer.commands.query",
+    "producer.commands.tail",
+    "producer.commands.status",
+)
 
 
 def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, ProcessCollector, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 log = logging.getLogger("auditlake.writer.metrics")
+TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"  # understood by every Prometheus
 FLUSH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 DISK_PROBE_TIMEOUT_SECONDS = 1.0
 STORAGE_STATES = ("healthy", "warning", "down")
@@ -70,7 +71,6 @@ class WriterState(Protocol):
     settings: Any
     stats: Any
     spool: Any
-    store: Any
     window: Any
     flusher: Any
 
@@ -92,7 +92,8 @@ class WriterCollector:
         """Every figure from memory: stats and storage fields by the FIELDS table, then spool and readiness."""
         service = self.service
         backend = service.settings.backend
-        health = service.store.health()
+        status = service.status()
+        health = status.get("storage") or {}
         seen: set[str] = set()
         for source in (service.stats.snapshot(), health):
             for field, value in source.items():
@@ -129,13 +130,13 @@ class WriterCollector:
         if last_flush is not None:
             yield _g("auditlake_writer_last_flush_timestamp_seconds", "When the last flush succeeded (Unix time).",
                      last_flush)
-        status = GaugeMetricFamily("auditlake_writer_storage_status", "1 for the storage health state now.",
-                                   labels=["backend", "status"])
-        for state in STORAGE_STATES:
-            status.add_metric([backend, state], int(health.get("status") == state))
-        yield status
-        ready = service.status()["ready"]
-        yield _g("auditlake_writer_ready", "1 while the writer's /readyz answers 200.", int(bool(ready)))
+        state = GaugeMetricFamily("auditlake_writer_storage_status",
+                                  "1 for the storage state now (warning also while flushes fail).",
+                                  labels=["backend", "status"])
+        for name in STORAGE_STATES:
+            state.add_metric([backend, name], int(health.get("status") == name))
+        yield state
+        yield _g("auditlake_writer_ready", "1 while the writer's /readyz answers 200.", int(bool(status.get("ready"))))
         info = GaugeMetricFamily("auditlake_writer_info", "Constant 1, labelled with the configuration.",
                                  labels=["backend", "writer_id"])
         info.add_metric([backend, service.settings.writer_id], 1)
@@ -187,7 +188,7 @@ class WriterMetrics:
 
     async def _handle(self, request: web.Request) -> web.Response:
         await self._measure_spool_disk()
-        return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(body=generate_latest(self.registry), headers={"Content-Type": TEXT_FORMAT})
 
     async def _measure_spool_disk(self) -> None:
         """statvfs of the spool directory in a worker thread, bounded, so a hung disk cannot stall a scrape."""

@@ -1,0 +1,1 @@
+"""Operations tests: metrics, logs, health, Docker/compose, OpenAPI and the read commands of the CLI."""
