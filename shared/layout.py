@@ -25,6 +25,19 @@ class StoredFile:
     last_seq: int | None
 
 
+SIDECAR_SUFFIX = ".parquet"
+
+
+def sidecar_path(path: Path) -> Path:
+    """The Parquet sidecar of a published NDJSON file: the same events, typed, for fast reads."""
+    return path.with_name(path.name + SIDECAR_SUFFIX)
+
+
+def is_sidecar(path: Path) -> bool:
+    """True for the sidecar of one of our published files."""
+    return path.name.endswith(SIDECAR_SUFFIX) and _NAME.match(path.name[: -len(SIDECAR_SUFFIX)]) is not None
+
+
 def compact(canonical_ts: str) -> str:
     """``2026-11-29T05:00:01.123456Z`` → ``20261129T050001Z``."""
     return (

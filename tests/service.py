@@ -150,6 +150,8 @@ class Service:
 
         events = []
         for path in sorted(self.store.rglob("audit-*.ndjson*")):
+            if path.name.endswith(".parquet"):
+                continue
             data = path.read_bytes()
             if path.name.endswith(".gz"):
                 data = gzip.decompress(data)

@@ -349,7 +349,9 @@ def test_acknowledged_events_are_readable_within_two_seconds(shared_service: Ser
 def _stored_by_day(svc: Service, tenant: str) -> dict[str, list[tuple[str, dict[str, Any]]]]:
     """Published store files holding events of ``tenant``: ``YYYY/MM/DD`` → [(file name, event)]."""
     found: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-    for path in sorted(svc.store.rglob("audit-*")):
+    for path in sorted(svc.store.rglob("audit-*.ndjson*")):
+        if path.name.endswith(".parquet"):
+            continue
         try:
             data = path.read_bytes()
         except FileNotFoundError:

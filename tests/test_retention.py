@@ -52,5 +52,5 @@ def test_retention_uses_server_time_not_event_time(service_factory) -> None:
     assert service.post({"events": events})[0] == 202
     service.wait_flushed(3)
     time.sleep(2.5)
-    files = list((service.store / "2019" / "05" / "06").glob("audit-*"))
+    files = list((service.store / "2019" / "05" / "06").glob("audit-*.ndjson.gz"))
     assert len(files) == 1 and len(service.stored_events()) == 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import logging
 import os
 import shutil
@@ -13,7 +14,9 @@ from typing import Any
 from shared import layout
 from writer.batches import FlushBatch
 from writer.faults import FaultPoints
-from writer.store import PublishResult
+from shared.layout import sidecar_path
+from writer import parquet_encode
+from writer.store import PublishedFile, PublishResult
 from writer.fsutil import fsync_dir
 
 log = logging.getLogger("auditlake.writer.local")
@@ -47,26 +50,33 @@ class LocalStore:
         ]
 
     def publish(self, batch: FlushBatch, names: list[str]) -> PublishResult:
-        """Write one file per day for a spool range (worker thread), under the planned names."""
-        written = 0
+        """Write one file per day for a spool range (worker thread), under the planned names.
+
+        Each file gets a Parquet sidecar (``<name>.parquet``, the same typed schema as S3 objects) that
+        reads use instead of parsing the NDJSON; the NDJSON file stays the record of the contract.
+        """
+        published = []
         for name, (_, lines) in zip(names, sorted(batch.days.items())):
             path = self.root / name
             path.parent.mkdir(parents=True, exist_ok=True)
             body = b"".join(line + b"\n" for _, line in lines)
             if self.gzip_enabled:
                 body = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
+            self._write_file(sidecar_path(path), parquet_encode.encode(lines))
             self._write_file(path, body)
+            published.append(PublishedFile(name, hashlib.sha256(body).hexdigest(), len(body), len(lines),
+                                            lines[0][0], lines[-1][0]))
             self.faults.reach("mid_publish")
-            written += len(body)
-        return PublishResult(list(names), written)
+        return PublishResult(published)
 
     def remove(self, names: list[str]) -> None:
-        """Delete published files (stale copies of a range being redone)."""
+        """Delete published files and their sidecars (stale copies of a range being redone)."""
         for name in names:
-            try:
-                (self.root / name).unlink()
-            except FileNotFoundError:
-                pass
+            for path in (self.root / name, sidecar_path(self.root / name)):
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    pass
 
     def _write_file(self, path: Path, body: bytes) -> None:
         tmp = path.with_name(f".tmp-{path.name}")
@@ -89,7 +99,8 @@ class LocalStore:
         files = removed_bytes = 0
         for directory in layout.all_day_dirs(self.root):
             for path in list(directory.iterdir()):
-                if layout.describe(path) is None and not path.name.startswith(".tmp-"):
+                if (layout.describe(path) is None and not path.name.startswith(".tmp-")
+                        and not layout.is_sidecar(path)):
                     continue
                 stat = path.stat()
                 if stat.st_mtime < cutoff:

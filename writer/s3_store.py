@@ -17,7 +17,7 @@ from shared.settings import Settings
 from writer import parquet_encode
 from writer.batches import FlushBatch
 from writer.faults import FaultPoints
-from writer.store import PublishResult
+from writer.store import PublishedFile, PublishResult
 
 log = logging.getLogger("auditlake.writer.s3")
 
@@ -80,7 +80,7 @@ class S3Store:
 
     def publish(self, batch: FlushBatch, names: list[str]) -> PublishResult:
         """Encode, verify locally, then upload each object with a Content-MD5 the store checks."""
-        written = 0
+        published = []
         for key, (_, lines) in zip(names, self._groups(batch)):
             body = parquet_encode.encode(lines)
             started = time.monotonic()
@@ -95,11 +95,12 @@ class S3Store:
                 raise
             self.uploads += 1
             self.bytes_uploaded += len(body)
-            written += len(body)
+            published.append(PublishedFile(key, hashlib.sha256(body).hexdigest(), len(body), len(lines),
+                                           lines[0][0], lines[-1][0]))
             log.info("upload", extra={"key": key, "events": len(lines), "bytes": len(body),
                                       "duration_ms": round((time.monotonic() - started) * 1000, 2)})
             self.faults.reach("mid_publish")
-        return PublishResult(list(names), written)
+        return PublishResult(published)
 
     def remove(self, names: list[str]) -> None:
         """Delete stale objects of a range being redone."""

@@ -9,11 +9,27 @@ from writer.batches import FlushBatch
 
 
 @dataclasses.dataclass(frozen=True)
+class PublishedFile:
+    """One file or object a publish wrote, with what a manifest needs to vouch for it."""
+
+    name: str
+    sha256: str
+    size: int
+    events: int
+    first_ts: str
+    last_ts: str
+
+
+@dataclasses.dataclass(frozen=True)
 class PublishResult:
     """What one publish wrote."""
 
-    files: list[str]
-    bytes_written: int
+    files: list[PublishedFile]
+
+    @property
+    def bytes_written(self) -> int:
+        """Bytes of every file written."""
+        return sum(item.size for item in self.files)
 
 
 class Store(Protocol):

@@ -13,7 +13,7 @@ from shared.settings import Settings
 from tests.security.conftest import INGEST, READ, assert_json_error, call, marker, poll
 from tests.service import Service
 
-STORE_FILE = re.compile(r"^\d{4}/\d{2}/\d{2}/audit-[0-9A-Za-z._-]+\.ndjson(\.gz)?$")
+STORE_FILE = re.compile(r"^\d{4}/\d{2}/\d{2}/audit-[0-9A-Za-z._-]+\.ndjson(\.gz)?(\.parquet)?$")
 HOSTILE_TENANTS = ["../../etc", "/etc/passwd", "..\\..\\windows", "a/b/c", "%2e%2e%2f", "~root", "$(id)",
                    "x" * 1000, "\u202e\u0645\u062b\u0627\u0644", "NUL", "con.txt", ".", "..", "*", "?"]
 

@@ -30,7 +30,7 @@ async def _spool(tmp_path: Path, payloads: list[bytes]) -> Spool:
 
 def _stored(root: Path) -> dict[str, list[str]]:
     found = {}
-    for path in sorted(root.rglob("audit-*")):
+    for path in sorted(root.rglob("audit-*.ndjson.gz")):
         lines = gzip.decompress(path.read_bytes()).splitlines()
         found[str(path.relative_to(root))] = [orjson.loads(line)["audit_event_id"] for line in lines]
     return found
