@@ -32,6 +32,8 @@ VERBOSITY_COUNTERS: dict[str, tuple[str, str]] = {
 # (method, canonical route) -> query kind, for auditlake_ingest_query_duration_seconds.
 QUERY_KINDS: dict[tuple[str, str], str] = {
     ("GET", "/v1/audit/events"): "events",
+    ("GET", "/v1/audit/export"): "export",
+    ("GET", "/v1/audit/stats"): "stats",
     ("GET", "/v1/audit/storage"): "storage",
     ("GET", "/v1/audit/retention"): "retention",
     ("PUT", "/v1/audit/retention"): "retention_update",

@@ -37,12 +37,12 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
     return code, captured.out, captured.err
 
 
-def test_query_prints_a_table_or_json_lines_filtered_newest_first(shared_service: Service, capsys) -> None:
+def test_query_prints_a_table_or_json_lines_filtered_newest_first(ops_service: Service, capsys) -> None:
     """``--since 1h --type auth --tenant-id T`` shows exactly T's auth events, newest first; --json prints them whole."""
     tenant = f"cli-{uuid.uuid4().hex[:8]}"
     auth = events(tenant, "auth", 3)
-    assert shared_service.post({"events": auth + events(tenant, "cas_grant", 2)})[0] == 202
-    code, out, err = run_cli(capsys, "query", "--url", shared_service.url, "--since", "1h", "--type", "auth",
+    assert ops_service.post({"events": auth + events(tenant, "cas_grant", 2)})[0] == 202
+    code, out, err = run_cli(capsys, "query", "--url", ops_service.url, "--since", "1h", "--type", "auth",
                              "--tenant-id", tenant)
     assert code == 0, err
     header, *rows = out.splitlines()
@@ -50,7 +50,7 @@ def test_query_prints_a_table_or_json_lines_filtered_newest_first(shared_service
     assert [row.split()[-1] for row in rows] == [event["audit_event_id"] for event in reversed(auth)]
     assert all(row.split()[1:3] == ["auth", tenant] for row in rows)
     assert "3 of 3 matching events" in err
-    code, out, err = run_cli(capsys, "query", "--url", shared_service.url, "--since", "1h", "--tenant-id", tenant,
+    code, out, err = run_cli(capsys, "query", "--url", ops_service.url, "--since", "1h", "--tenant-id", tenant,
                              "--json", "--limit", "4")
     records = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and len(records) == 4
@@ -59,19 +59,19 @@ def test_query_prints_a_table_or_json_lines_filtered_newest_first(shared_service
     assert "4 of 5 matching events; truncated" in err
 
 
-def test_query_reports_the_services_error_and_exits_1(shared_service: Service, capsys) -> None:
+def test_query_reports_the_services_error_and_exits_1(ops_service: Service, capsys) -> None:
     """An invalid parameter comes back as the service's 400 detail and exit status 1."""
-    code, _, err = run_cli(capsys, "query", "--url", shared_service.url, "--since", "yesterday-ish")
+    code, _, err = run_cli(capsys, "query", "--url", ops_service.url, "--since", "yesterday-ish")
     assert code == 1 and "HTTP 400" in err and "invalid timestamp" in err
 
 
-def test_status_shows_readiness_queue_and_storage(shared_service: Service, capsys) -> None:
+def test_status_shows_readiness_queue_and_storage(ops_service: Service, capsys) -> None:
     """``auditlake status`` prints a readable report (exit 0 when ready) and ``--json`` the whole document."""
-    code, out, err = run_cli(capsys, "status", "--url", shared_service.url)
+    code, out, err = run_cli(capsys, "status", "--url", ops_service.url)
     assert code == 0, err
-    assert out.startswith(f"auditlake at {shared_service.url}: ready")
+    assert out.startswith(f"auditlake at {ops_service.url}: ready")
     assert "writer:     connected" in out and "storage:    local healthy" in out
-    code, out, _ = run_cli(capsys, "status", "--url", shared_service.url, "--json")
+    code, out, _ = run_cli(capsys, "status", "--url", ops_service.url, "--json")
     document = json.loads(out)
     assert code == 0 and document["ready"] is True and document["status"]["queue_max_size"] == 10000
 
@@ -111,17 +111,17 @@ class Tail:
         return self.proc.wait(timeout=10)
 
 
-def test_tail_follows_new_events_once_each_including_late_ones(shared_service: Service) -> None:
+def test_tail_follows_new_events_once_each_including_late_ones(ops_service: Service) -> None:
     """tail prints each new event once, oldest first, also one whose ts is older than events already shown."""
     tenant = f"tail-{uuid.uuid4().hex[:8]}"
-    tail = Tail(shared_service.url, "--json", "--interval", "0.2", "--tenant-id", tenant)
+    tail = Tail(ops_service.url, "--json", "--interval", "0.2", "--tenant-id", tenant)
     try:
         first = events(tenant, "auth", 3)
-        assert shared_service.post({"events": first})[0] == 202
+        assert ops_service.post({"events": first})[0] == 202
         assert [event["audit_event_id"] for event in tail.until(3)] == [event["audit_event_id"] for event in first]
         late = events(tenant, "auth", 1, start=datetime.now(timezone.utc) - timedelta(seconds=8))
         second = events(tenant, "cas_grant", 2)
-        assert shared_service.post({"events": second + late})[0] == 202
+        assert ops_service.post({"events": second + late})[0] == 202
         shown = tail.until(6)
         assert sorted(event["audit_event_id"] for event in shown[3:]) == \
             sorted(event["audit_event_id"] for event in second + late)

@@ -118,18 +118,18 @@ def test_prometheus_scrapes_both_processes() -> None:
 
 
 @pytest.fixture(scope="module")
-def exposed_names(shared_service) -> set[str]:
+def exposed_names(ops_service) -> set[str]:
     """Every auditlake_ sample name both processes expose (plus the S3-only rows of the writer's table)."""
     from tests.ledger import make_events
     from tests.ops.helpers import Scrape, wait_for
     from writer.metrics import FIELDS
 
-    assert shared_service.post({"events": make_events(2, "names")})[0] == 202  # labelled series appear once used
-    assert shared_service.get("/v1/audit/events?window=5m")[0] == 200
-    wait_for(lambda: "auditlake_writer_last_flush_timestamp_seconds" in Scrape(f"{shared_service.writer_url}/metrics").samples,
+    assert ops_service.post({"events": make_events(2, "names")})[0] == 202  # labelled series appear once used
+    assert ops_service.get("/v1/audit/events?window=5m")[0] == 200
+    wait_for(lambda: "auditlake_writer_last_flush_timestamp_seconds" in Scrape(f"{ops_service.writer_url}/metrics").samples,
              what="a first flush")
     names = set()
-    for url in (f"{shared_service.url}/metrics", f"{shared_service.writer_url}/metrics"):
+    for url in (f"{ops_service.url}/metrics", f"{ops_service.writer_url}/metrics"):
         scrape = Scrape(url)
         names |= set(scrape.samples) | set(scrape.families)
     names |= {row.name + ("_total" if row.kind == "counter" else "") for row in FIELDS.values()}

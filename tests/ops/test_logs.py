@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 
+from aiohttp import web
+
+from ingest.metrics import IngestMetrics
+from ingest.ops import observe_requests
 from tests.ledger import make_events
 from tests.ops.helpers import log_lines, raw_log, wait_for
 from tests.service import REPO, Service, http
@@ -47,15 +52,15 @@ def test_access_log_on_writes_one_line_per_request_without_secrets(service_facto
     assert SECRET_TOKEN.encode() not in everything
 
 
-def test_every_line_is_json_and_each_flush_is_one_line_with_its_figures(shared_service: Service) -> None:
+def test_every_line_is_json_and_each_flush_is_one_line_with_its_figures(ops_service: Service) -> None:
     """Both processes write only JSON objects (ts, level, process, logger, msg); a flush logs its range and figures;
     the access log is off by default."""
     events = make_events(5, "flush-line")
-    assert shared_service.post({"events": events})[0] == 202
-    flushes = wait_for(lambda: [line for line in log_lines(shared_service, "writer") if line["msg"] == "flush"],
+    assert ops_service.post({"events": events})[0] == 202
+    flushes = wait_for(lambda: [line for line in log_lines(ops_service, "writer") if line["msg"] == "flush"],
                        what="a flush line")
     for process in ("writer", "ingest"):
-        lines = log_lines(shared_service, process)
+        lines = log_lines(ops_service, process)
         assert lines, process
         for line in lines:
             assert {"ts", "level", "process", "logger", "msg"} <= line.keys(), line
@@ -64,16 +69,25 @@ def test_every_line_is_json_and_each_flush_is_one_line_with_its_figures(shared_s
     assert {"first_seq", "last_seq", "events", "duplicates", "files", "bytes", "duration_ms"} <= flush.keys()
     assert flush["first_seq"] <= flush["last_seq"] and flush["events"] >= 1
     assert sum(line["events"] for line in flushes) >= 5
-    assert access_lines(shared_service) == [], "no access log line per request by default"
+    assert access_lines(ops_service) == [], "no access log line per request by default"
 
 
-def test_sampled_access_log_logs_some_requests(service_factory) -> None:
-    """A sample rate of 0.5 logs some but not all of 100 requests."""
-    service = service_factory(AUDIT_SERVICE_ACCESS_LOG="0.5")
-    for _ in range(100):
-        assert service.get("/healthz")[0] == 200
-    count = len([line for line in access_lines(service) if line["route"] == "/healthz"])
-    assert 10 < count < 90, count
+async def test_sampled_access_log_logs_the_sampled_fraction(aiohttp_client, caplog) -> None:
+    """At a rate of 0.25 a request is logged when its random draw is below 0.25 (draws injected here)."""
+    app = web.Application()
+    draws = itertools.cycle([0.1, 0.5, 0.9, 0.2])
+    app.middlewares.append(observe_requests(IngestMetrics(app), 0.25, sample=lambda: next(draws)))
+    async def ping(request: web.Request) -> web.Response:
+        return web.json_response({"pong": True})
+
+    app.router.add_get("/ping/{name}", ping)
+    client = await aiohttp_client(app)
+    with caplog.at_level("INFO", logger="auditlake.ingest.access"):
+        for index in range(8):
+            assert (await client.get(f"/ping/{index}?q=secret")).status == 200
+    logged = [record for record in caplog.records if record.name == "auditlake.ingest.access"]
+    assert len(logged) == 4
+    assert {(record.route, record.status, record.method) for record in logged} == {("/ping/{name}", 200, "GET")}
 
 
 def test_an_invalid_access_log_setting_stops_ingest_at_start(tmp_path) -> None:
