@@ -9,6 +9,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from ingest.auth import rule_for
+from ingest.tokens import OPEN
+
 log = logging.getLogger("auditlake.ingest.openapi")
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "options")
 WINDOWS = ["5m", "15m", "30m", "1h", "6h", "12h", "24h", "7d"]
@@ -85,7 +88,9 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "responses": {
             "202": _json("Stored durably.", "Accepted"),
             "400": _error("Malformed JSON, a body of the wrong shape, or a field of the wrong type."),
+            "408": _error("The body did not arrive in time."),
             "413": _error("Body larger than AUDIT_SERVICE_MAX_BODY_BYTES."),
+            "415": _error("The body is not JSON (Content-Type)."),
             "503": _json("Nothing stored: \"audit queue full\", writer unavailable or refusing.", "Error", RETRY_AFTER),
             "504": _error("The writer did not confirm in time: outcome unknown; retry with the same audit_event_ids."),
         },
@@ -198,6 +203,7 @@ def build_spec(router: web.UrlDispatcher) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for method, path in sorted(served & OPERATIONS.keys()):
         operation = {"operationId": _operation_id(method, path), **OPERATIONS[(method, path)]}
+        operation.update(_security(method, path, operation["responses"]))
         paths.setdefault(path, {})[method.lower()] = operation
     try:
         version = importlib.metadata.version("auditlake")
@@ -209,8 +215,21 @@ def build_spec(router: web.UrlDispatcher) -> dict[str, Any]:
                  "description": "Durable audit-log service: ingest and query audit events."},
         "paths": paths,
         "components": {"schemas": SCHEMAS, "securitySchemes": {"bearerAuth": {
-            "type": "http", "scheme": "bearer", "description": "Sent by clients that hold a token."}}},
+            "type": "http", "scheme": "bearer",
+            "description": "Required on routes with a scope once AUDIT_SERVICE_*_TOKENS are configured."}}},
     }
+
+
+def _security(method: str, path: str, responses: dict[str, Any]) -> dict[str, Any]:
+    """The bearer requirement, scope and 401/403 answers of a route, from ingest/auth.py's table."""
+    scope = rule_for(method, path).scope
+    if scope == OPEN:
+        return {}
+    return {"security": [{"bearerAuth": []}], "x-required-scope": scope, "responses": {
+        **responses,
+        "401": _error("No, or an unknown, bearer token (when tokens are configured); WWW-Authenticate says which."),
+        "403": _error(f"The token lacks the '{scope}' scope, or is bound to another tenant."),
+    }}
 
 
 def _operation_id(method: str, path: str) -> str:

@@ -52,7 +52,9 @@ def test_served_document_matches_the_router_and_the_contract(ops_service: Servic
     window = next(parameter for parameter in query["parameters"] if parameter["name"] == "window")
     assert window["schema"]["enum"] == ["5m", "15m", "30m", "1h", "6h", "12h", "24h", "7d"]
     post = spec["paths"]["/v1/audit/events"]["post"]
-    assert set(post["responses"]) == {"202", "400", "413", "503", "504"}
+    assert set(post["responses"]) >= {"202", "400", "413", "503", "504"}
+    assert post["security"] == [{"bearerAuth": []}] and post["x-required-scope"] == "ingest"
+    assert {"401", "403"} <= set(post["responses"]) and "security" not in spec["paths"]["/healthz"]["get"]
     assert "Retry-After" in post["responses"]["503"]["headers"]
     assert post["requestBody"]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/PostBody"
     assert set(spec["paths"]["/readyz"]["get"]["responses"]) == {"200", "503"}
