@@ -37,6 +37,7 @@ class AuditTrail:
         self.settings = settings
         self.recorded = 0
         self.unrecorded = 0
+        self.start_recorded = False
         self._tasks: set[asyncio.Task[None]] = set()
 
     def counters(self) -> dict[str, int]:
@@ -86,6 +87,10 @@ class AuditTrail:
     async def _record_start(self) -> None:
         while not self.link.ready:
             await asyncio.sleep(READY_POLL_SECONDS)
+        self._start_event()
+
+    def _start_event(self) -> None:
+        self.start_recorded = True
         self.record("service_start", "service", "start", {
             "pid": os.getpid(), "auth": "enabled" if self.settings.auth_enabled else "disabled",
             "verbosity": self.settings.verbosity})
@@ -97,6 +102,8 @@ class AuditTrail:
         if not starter.done():
             starter.cancel()
         await asyncio.gather(starter, return_exceptions=True)
+        if not self.start_recorded and self.link.ready:
+            self._start_event()  # stopped within a poll interval of connecting
         self.record("service_stop", "service", "stop", {"pid": os.getpid()})
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=self.settings.drain_seconds)

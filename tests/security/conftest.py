@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import orjson
 import pytest
 
-from tests.service import Service, http
+from tests.service import Service
 
 INGEST = "ingest-0123456789abcdef"
 INGEST_ACME = "ingest-acme-0123456789ab"
@@ -39,8 +42,20 @@ def marker(prefix: str = "sec") -> str:
 
 def call(svc: Service, method: str, path: str, token: str | None = None, body: Any = None,
          headers: dict[str, str] | None = None, timeout: float = 15.0) -> tuple[int, Any, dict[str, str]]:
-    """One HTTP call to ingest with an optional bearer token."""
-    return http(method, f"{svc.url}{path}", body, timeout=timeout, headers={**bearer(token), **(headers or {})})
+    """One HTTP call to ingest with an optional bearer token; JSON answers decoded, others as bytes."""
+    data = body if isinstance(body, (bytes, type(None))) else orjson.dumps(body)
+    merged = {**bearer(token), **(headers or {})}
+    if data is not None and "Content-Type" not in merged:
+        merged["Content-Type"] = "application/json"
+    request = urllib.request.Request(f"{svc.url}{path}", data=data, method=method, headers=merged)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, raw, answer_headers = response.status, response.read(), dict(response.headers)
+    except urllib.error.HTTPError as exc:
+        status, raw, answer_headers = exc.code, exc.read(), dict(exc.headers)
+    if raw and (header(answer_headers, "Content-Type") or "").startswith("application/json"):
+        return status, orjson.loads(raw), answer_headers
+    return status, raw, answer_headers
 
 
 def poll(check: Callable[[], Any], timeout: float, what: str) -> Any:

@@ -96,7 +96,7 @@ def test_open_mode_refuses_forged_types_and_records_stop(service_factory) -> Non
     service.stop()
     stored = service.stored_events(include_service_events=True)
     types = [event["type"] for event in stored]
-    assert types.count("service_start") == 1 and types.count("service_stop") == 1, types
+    assert types.count("service_start") == 1 and types.count("service_stop") == 1, (types, service.tail(60))
     (read,) = [event for event in stored if event["type"] == "audit_read"]
     assert read["actor_ref"] == "anonymous" and read["details"]["filters"] == {"correlation_id": tag}
     assert service.stored_events() == []

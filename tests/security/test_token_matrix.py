@@ -34,6 +34,8 @@ MATRIX = [
     ("GET", "/v1/audit/retention", None, NEEDS_READ),
     # The admin passes the token check; the local backend then refuses retention changes (400).
     ("PUT", "/v1/audit/retention", {"days": 3}, {**NEEDS_READ, "read": 403, "admin": 400}),
+    ("GET", "/metrics", None, NEEDS_READ),
+    ("GET", "/openapi.json", None, OPEN),
 ]
 
 
@@ -209,3 +211,12 @@ def test_audit_events_read_by_admin_include_every_tenant(secure_service: Service
     assert call(secure_service, "POST", "/v1/audit/events", INGEST, {"events": events})[0] == 202
     poll(lambda: call(secure_service, "GET", f"/v1/audit/events?window=1h&correlation_id={tag}", ADMIN)[1]["total"] == 2,
          10, "both tenants")
+
+
+def test_every_route_declares_its_scope(tmp_path) -> None:
+    """Each route the app registers has a line in ROUTE_RULES (undeclared ones would need admin)."""
+    from ingest.app import create_app
+    from ingest.auth import undeclared_routes
+
+    app = create_app(Settings(local_path=tmp_path, socket_path=tmp_path / "w.sock"))
+    assert undeclared_routes(app) == []
