@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ingest import admin_handlers, auth, handlers, keys, ops
+from ingest import admin_handlers, auth, handlers, keys, read_handlers, ops
 from ingest.errors import json_errors
 from ingest.link import WriterLink
 from ingest.read_audit import AuditTrail
@@ -35,13 +35,16 @@ def create_app(settings: Settings, link: WriterLink | None = None,
     app[keys.TOKENS] = TokenTable(settings)
     app[keys.TRAIL] = AuditTrail(app[keys.LINK], settings)
     app.cleanup_ctx.append(_writer_link)
+    app.on_cleanup.append(_close_storage)
     app.cleanup_ctx.append(app[keys.TRAIL].lifecycle)  # after the link: its cleanup runs before the drain
     app.on_startup.append(auth.warn_at_start)
     app.router.add_get("/healthz", admin_handlers.healthz)
     app.router.add_get("/readyz", admin_handlers.readyz)
     app.router.add_get("/v1/audit/status", admin_handlers.status)
     app.router.add_post("/v1/audit/events", handlers.post_events)
-    app.router.add_get("/v1/audit/events", handlers.get_events)
+    app.router.add_get("/v1/audit/events", read_handlers.get_events)
+    app.router.add_get("/v1/audit/export", read_handlers.export_events)
+    app.router.add_get("/v1/audit/stats", read_handlers.get_stats)
     app.router.add_get("/v1/audit/verbosity", admin_handlers.verbosity)
     app.router.add_get("/v1/audit/storage", admin_handlers.storage)
     app.router.add_get("/v1/audit/retention", admin_handlers.get_retention)
@@ -63,6 +66,10 @@ async def _writer_link(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def _close_storage(app: web.Application) -> None:
+    app[keys.STORAGE].close()
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:

@@ -39,7 +39,8 @@ def handler_options(settings: Settings) -> dict[str, Any]:
     connection when its keep-alive timer fires). Bodies are decoded here, not by aiohttp, so that the
     size bound applies to the decoded bytes.
     """
-    return {"keepalive_timeout": settings.header_read_timeout_seconds, "auto_decompress": False}
+    return {"keepalive_timeout": settings.header_read_timeout_seconds, "auto_decompress": False,
+            "handler_cancellation": True}
 
 
 def check_media_type(request: web.Request) -> None:

@@ -9,14 +9,12 @@ import orjson
 from aiohttp import web
 
 from ingest import keys
-from ingest.auth import confined_query, principal
+from ingest.auth import principal
 from ingest.body import Rejected
 from ingest.errors import error, unavailable
 from ingest.hardening import check_posted, encode_events, guard_events, read_document
 from ingest.link import AckTimeout, QueueFull, WriterRefused, WriterUnavailable
-from ingest.query_params import QueryError, parse_query
 from ingest.stats import utc_now_iso
-from ingest.storage_view import StorageUnavailable
 from shared.errors import EventError
 from shared.events import normalize_event
 
@@ -83,25 +81,3 @@ async def post_events(request: web.Request) -> web.Response:
     stats.accepted_events += len(kept)
     stats.last_received_at = received_at
     return json_response({"accepted": len(kept), "queued": link.queued_events}, 202)
-
-
-async def get_events(request: web.Request) -> web.Response:
-    """Answer a query: newest first, ``total`` over the whole range, ``truncated`` when cut by limit."""
-    settings = request.app[keys.SETTINGS]
-    try:
-        query = parse_query(confined_query(request), settings.read_default_limit, settings.read_max_limit,
-                            settings.read_max_days)
-    except QueryError as exc:
-        return error(400, str(exc))
-    try:
-        result = await request.app[keys.STORAGE].query(query)
-    except StorageUnavailable as exc:
-        return unavailable(str(exc))
-    request.app[keys.TRAIL].record_read(principal(request), "GET /v1/audit/events", query,
-                                        len(result.records), result.total)
-    return json_response({
-        "records": result.records,
-        "total": result.total,
-        "limit": query.limit,
-        "truncated": result.total > query.limit,
-    })

@@ -1,4 +1,4 @@
-"""Reads of the local store: published NDJSON(.gz) files plus spooled events not yet published.
+"""The local backend's read sources: Parquet sidecars of published files, NDJSON without one, the spool.
 
 Runs in a worker thread. The order of looking matters for exactness: first the spool checkpoint, then
 the spool segments, then the store listing, so that an event moving from spool to store meanwhile is
@@ -7,138 +7,111 @@ seen at least once, and a seq range already published is never taken from the sp
 
 from __future__ import annotations
 
-import dataclasses
+import collections
 import gzip
 import logging
+import threading
 import zlib
-from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pyarrow.parquet as pq
 
-from ingest.query_params import Query
+from ingest.read_engine import ParquetSource, Parsed, Plan
 from ingest.spool_reader import spooled_events
 from shared import layout
-from shared.errors import EventError
-from shared.events import TS_LENGTH, canonical_ts
 
 log = logging.getLogger("auditlake.ingest.read")
+METADATA_CACHE_FILES = 50_000
 
 
-@dataclasses.dataclass
-class QueryResult:
-    """Matching records newest first (at most ``limit``) and the total number of matches."""
+class MetadataCache:
+    """Parquet footers of sidecars by (path, mtime, size): a file is parsed once, not once per read."""
 
-    records: list[dict[str, Any]]
-    total: int
+    def __init__(self, max_files: int = METADATA_CACHE_FILES) -> None:
+        self.max_files = max_files
+        self._items: collections.OrderedDict[tuple[str, int, int], Any] = collections.OrderedDict()
+        self._lock = threading.Lock()
 
-
-class EventMatcher:
-    """Applies a Query's time range and filters to one event."""
-
-    def __init__(self, query: Query) -> None:
-        self.since = query.since_ts
-        self.until = query.until_ts
-        self.filters = list(query.filters.items())
-        self.capability = query.capability
-        self.user_email = query.user_email.lower() if query.user_email else None
-
-    def event_ts(self, event: dict[str, Any]) -> str | None:
-        """The event's canonical ``ts``, converting legacy forms; None when it has none usable."""
-        ts = event.get("ts")
-        if isinstance(ts, str) and len(ts) == TS_LENGTH and ts[-1] == "Z":
-            return ts
-        try:
-            return canonical_ts(ts)
-        except EventError:
-            return None
-
-    def matches(self, event: dict[str, Any], ts: str) -> bool:
-        """True when the event is in range and passes every filter."""
-        if ts < self.since or ts > self.until:
-            return False
-        for name, value in self.filters:
-            if event.get(name) != value:
-                return False
-        if self.capability is not None:
-            actual = event["capability"] if "capability" in event else event.get("action")
-            if actual != self.capability:
-                return False
-        if self.user_email is not None:
-            email = event.get("user_email")
-            if not isinstance(email, str) or self.user_email not in email.lower():
-                return False
-        return True
+    def open(self, path: Path) -> pq.ParquetFile:
+        """The file, with its footer from the cache when it has not changed."""
+        stat = path.stat()
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
+        with self._lock:
+            metadata = self._items.get(key)
+            if metadata is not None:
+                self._items.move_to_end(key)
+        parquet = pq.ParquetFile(path, metadata=metadata, memory_map=True)
+        if metadata is None:
+            with self._lock:
+                self._items[key] = parquet.metadata
+                while len(self._items) > self.max_files:
+                    self._items.popitem(last=False)
+        return parquet
 
 
-def _lines(path: Path) -> Iterator[bytes]:
+def _ndjson_events(path: Path) -> list[dict[str, Any]]:
     data = path.read_bytes()
     if path.name.endswith(".gz"):
         data = gzip.decompress(data)
-    return iter(data.splitlines())
+    return [orjson.loads(line) for line in data.splitlines() if line]
 
 
-def run_local_query(store_root: Path, spool_dir: Path, query: Query) -> QueryResult:
-    """Find every event matching ``query`` in the spool and the store; return the newest ``limit``."""
-    matcher = EventMatcher(query)
-    spooled = spooled_events(spool_dir)
-    matches: list[tuple[str, str, dict[str, Any]]] = []
-    published: dict[tuple[str, str, str], list[tuple[int, int]]] = {}
-    seen_ids: set[str] = set()
-    for directory in layout.day_dirs_between(store_root, query.since, query.until):
-        day = (directory.parent.parent.name, directory.parent.name, directory.name)
-        try:
-            entries = list(directory.iterdir())
-        except FileNotFoundError:
-            continue
-        for path in entries:
-            info = layout.describe(path)
-            if info is None:
-                continue
-            if info.first_seq is not None:
-                published.setdefault(day, []).append((info.first_seq, info.last_seq))
-            if info.min_ts is not None and (info.min_ts > query.until or info.max_ts < query.since):
-                continue
+class LocalSources:
+    """Finds what a read of a time range must look at in the local store and the spool."""
+
+    def __init__(self, store_root: Path, spool_dir: Path, cache: MetadataCache) -> None:
+        self.store_root = store_root
+        self.spool_dir = spool_dir
+        self.cache = cache
+
+    def collect(self, since: datetime, until: datetime, plan: Plan) -> tuple[list[ParquetSource], list[Parsed]]:
+        """Sources of the range: one per published file, plus unpublished spooled events."""
+        spooled = spooled_events(self.spool_dir)
+        sources: list[ParquetSource] = []
+        parsed: list[Parsed] = []
+        published: dict[tuple[str, str, str], list[tuple[int, int]]] = {}
+        for directory in layout.day_dirs_between(self.store_root, since, until):
+            plan.check()
+            day = (directory.parent.parent.name, directory.parent.name, directory.name)
             try:
-                lines = _lines(path)
+                entries = list(directory.iterdir())
             except FileNotFoundError:
                 continue
-            except (OSError, EOFError, zlib.error) as exc:
-                log.error("unreadable audit file", extra={"file": path.name, "error": repr(exc)})
-                continue
-            for line in lines:
-                if not line:
+            names = {path.name for path in entries}
+            for path in entries:
+                info = layout.describe(path)
+                if info is None:
                     continue
-                _collect(orjson.loads(line), matcher, matches, seen_ids)
-    for seq, event in spooled:
-        ts = matcher.event_ts(event)
-        if ts is None:
-            continue
-        ranges = published.get((ts[0:4], ts[5:7], ts[8:10]), ())
-        if any(first <= seq <= last for first, last in ranges):
-            continue
-        _collect(event, matcher, matches, seen_ids)
-    matches.sort(key=lambda item: (item[0], item[1]), reverse=True)
-    return QueryResult([event for _, _, event in matches[: query.limit]], len(matches))
-
-
-def _collect(event: Any, matcher: EventMatcher, matches: list, seen_ids: set[str]) -> None:
-    if not isinstance(event, dict):
-        return
-    ts = matcher.event_ts(event)
-    if ts is None or not matcher.matches(event, ts):
-        return
-    event_id = str(event.get("audit_event_id", ""))
-    if event_id:
-        if event_id in seen_ids:
-            return
-        seen_ids.add(event_id)
-    matches.append((ts, event_id, event))
+                if info.first_seq is not None:
+                    published.setdefault(day, []).append((info.first_seq, info.last_seq))
+                if info.min_ts is not None and (info.min_ts > until or info.max_ts < since):
+                    continue
+                sidecar = layout.sidecar_path(path)
+                if sidecar.name in names:
+                    sources.append(ParquetSource(lambda sidecar=sidecar: self.cache.open(sidecar)))
+                    continue
+                try:
+                    parsed.append(Parsed(_ndjson_events(path)))
+                except FileNotFoundError:
+                    continue
+                except (OSError, EOFError, zlib.error, orjson.JSONDecodeError) as exc:
+                    log.error("unreadable audit file", extra={"file": path.name, "error": repr(exc)})
+        pending = []
+        for seq, event in spooled:
+            ts = event.get("ts")
+            if isinstance(ts, str) and any(first <= seq <= last for first, last in
+                                           published.get((ts[0:4], ts[5:7], ts[8:10]), ())):
+                continue
+            pending.append(event)
+        parsed.append(Parsed(pending))
+        return sources, parsed
 
 
 def store_bytes(store_root: Path) -> int:
-    """Total size of the audit files under the store root."""
+    """Total size of the audit files (and their sidecars) under the store root."""
     total = 0
     for directory in layout.all_day_dirs(store_root):
         try:
@@ -146,7 +119,7 @@ def store_bytes(store_root: Path) -> int:
         except FileNotFoundError:
             continue
         for path in entries:
-            if layout.describe(path) is not None:
+            if layout.describe(path) is not None or layout.is_sidecar(path):
                 try:
                     total += path.stat().st_size
                 except FileNotFoundError:

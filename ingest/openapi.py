@@ -60,6 +60,19 @@ EVENT_QUERY_PARAMETERS = [
     _query("capability", "Matches `capability`, or `action` where `capability` is absent."),
     _query("user_email", "Case-insensitive substring match on `user_email`."),
 ]
+PAGE_PARAMETERS = [
+    *EVENT_QUERY_PARAMETERS,
+    _query("cursor", "The `next_cursor` of the previous page: continues exactly after it, over the same range."),
+]
+EXPORT_PARAMETERS = [
+    *[parameter for parameter in EVENT_QUERY_PARAMETERS if parameter["name"] != "limit"],
+    _query("format", "`ndjson` (default) or `csv`.", {"type": "string", "enum": ["ndjson", "csv"]}),
+]
+STATS_PARAMETERS = [
+    *[parameter for parameter in EVENT_QUERY_PARAMETERS if parameter["name"] != "limit"],
+    _query("bucket", "Bucket width (default 1h).", {"type": "string", "enum": ["1m", "5m", "1h", "1d"]}),
+    _query("group_by", "Count per value of this field within each bucket."),
+]
 
 OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/healthz"): {
@@ -97,12 +110,36 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("GET", "/v1/audit/events"): {
         "summary": "Query audit events", "tags": ["events"],
-        "description": "Newest first by `ts`; `total` counts every match in the range; filters AND.",
-        "parameters": EVENT_QUERY_PARAMETERS,
+        "description": "Newest first by `ts` (ties by `audit_event_id`); `total` counts every match in the range; "
+                       "filters AND; `next_cursor` is present when `truncated`.",
+        "parameters": PAGE_PARAMETERS,
         "responses": {"200": _json("Matching records.", "QueryResult"),
                       "400": _error("Unparsable timestamp, unknown window or time_resolution, since after until, "
-                                    "range over AUDIT_SERVICE_READ_MAX_DAYS, or limit < 1."),
-                      "503": _json("Storage temporarily unreadable.", "Error", RETRY_AFTER)},
+                                    "range over AUDIT_SERVICE_READ_MAX_DAYS, limit < 1, or a bad cursor."),
+                      "503": _json("Storage temporarily unreadable, or too many concurrent reads.", "Error",
+                                   RETRY_AFTER)},
+    },
+    ("GET", "/v1/audit/export"): {
+        "summary": "Stream every matching event", "tags": ["events"],
+        "description": "Every match, newest first, no cap, streamed in constant memory as NDJSON or CSV (columns: "
+                       "ts, received_at, the named string fields, user_email, capability, agent_name, tool_name, "
+                       "record_json).",
+        "parameters": EXPORT_PARAMETERS,
+        "responses": {"200": {"description": "The matching events.",
+                              "content": {"application/x-ndjson": {"schema": {"type": "string"}},
+                                          "text/csv": {"schema": {"type": "string"}}}},
+                      "400": _error("A bad parameter or format."),
+                      "503": _json("Storage temporarily unreadable, or too many concurrent reads.", "Error",
+                                   RETRY_AFTER)},
+    },
+    ("GET", "/v1/audit/stats"): {
+        "summary": "Counts per time bucket", "tags": ["events"],
+        "description": "Counts of matching events per bucket, optionally per value of one field, for charts.",
+        "parameters": STATS_PARAMETERS,
+        "responses": {"200": _json("Counts.", "Stats"),
+                      "400": _error("A bad parameter, bucket or group_by."),
+                      "503": _json("Storage temporarily unreadable, or too many concurrent reads.", "Error",
+                                   RETRY_AFTER)},
     },
     ("GET", "/v1/audit/verbosity"): {
         "summary": "Active verbosity preset and all presets", "tags": ["config"],
@@ -156,7 +193,11 @@ SCHEMAS: dict[str, Any] = {
     "Accepted": {"type": "object", "required": ["accepted", "queued"], "properties": {"accepted": _INT, "queued": _INT}},
     "QueryResult": {"type": "object", "required": ["records", "total", "limit", "truncated"], "properties": {
         "records": {"type": "array", "items": _ref("StoredEvent")}, "total": _INT, "limit": _INT,
-        "truncated": {"type": "boolean"}}},
+        "truncated": {"type": "boolean"}, "next_cursor": _STRING}},
+    "Stats": {"type": "object", "required": ["bucket", "total", "series"], "properties": {
+        "bucket": _STRING, "group_by": {"type": ["string", "null"]}, "since": _STRING, "until": _STRING,
+        "total": _INT, "series": {"type": "array", "items": {"type": "object", "properties": {
+            "start": _STRING, "count": _INT, "groups": {"type": "object", "additionalProperties": _INT}}}}}},
     "StorageHealth": {"type": "object", "required": ["backend", "status", "detail"], "additionalProperties": True,
                       "properties": {"backend": _STRING, "status": {"enum": ["healthy", "warning", "down"]},
                                      "detail": _STRING}},

@@ -1,16 +1,21 @@
-"""Ingest's read side of storage: queries, size reports and retention, run off the event loop."""
+"""Ingest's read side of storage: searches, counts, size reports and retention, run off the event loop."""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import threading
 import time
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ingest.local_reader import QueryResult, run_local_query, store_bytes
-from ingest.query_params import Query
-from ingest.s3_reader import ObjectCache, S3Reader
+from ingest.local_reader import LocalSources, MetadataCache, store_bytes
+from ingest.read_engine import Plan, SearchResult, search
+from ingest.read_stats import count_buckets
+from ingest.s3_reader import ObjectCache, S3Sources
 from shared import s3_layout
 from shared.s3_client import apply_retention, make_s3_client, read_retention
 from shared.settings import Settings
@@ -41,20 +46,89 @@ def human_bytes(size: float) -> str:
     return f"{size:.1f} TiB"
 
 
+class ReadsBusy(Exception):
+    """Every read slot is taken (answered with 503 and Retry-After)."""
+
+
+class ReadSlots:
+    """At most ``limit`` reads at once; a slot is freed when its worker thread is done, not before."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> Callable[[], None]:
+        """A slot's release function (idempotent); raise ReadsBusy when none is free."""
+        with self._lock:
+            if self.active >= self.limit:
+                raise ReadsBusy("too many concurrent reads")
+            self.active += 1
+        released = threading.Event()
+
+        def release() -> None:
+            if not released.is_set():
+                released.set()
+                with self._lock:
+                    self.active -= 1
+
+        return release
+
+
 class StorageView:
     """Answers reads of the local backend in worker threads."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, sources: Any | None = None) -> None:
         self.settings = settings
+        self.sources = sources or LocalSources(settings.local_path, settings.resolved_spool_path, MetadataCache())
+        self.slots = ReadSlots(settings.read_concurrency)
+        self.executor = concurrent.futures.ThreadPoolExecutor(settings.read_concurrency + 1,
+                                                              thread_name_prefix="read")
         self._size: tuple[float, dict[str, Any]] | None = None
 
     async def _in_thread(self, function, *args):
         return await asyncio.get_running_loop().run_in_executor(None, function, *args)
 
-    async def query(self, query: Query) -> QueryResult:
-        """Run a query in a worker thread."""
-        return await self._in_thread(run_local_query, self.settings.local_path,
-                                     self.settings.resolved_spool_path, query)
+    async def run_read(self, plan: Plan, function: Callable[..., Any], *args: Any,
+                       release: Callable[[], None] | None = None) -> Any:
+        """Run a read in the read pool; a cancelled caller stops it; ``release`` runs when the thread ends."""
+        work = self.executor.submit(self._guarded, function, *args)
+        if release is not None:
+            work.add_done_callback(lambda _: release())
+        try:
+            return await asyncio.wrap_future(work)
+        except asyncio.CancelledError:
+            plan.cancel.set()
+            raise
+
+    @staticmethod
+    def _guarded(function: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return function(*args)
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageUnavailable(f"object store unavailable: {type(exc).__name__}") from None
+
+    def _search(self, plan: Plan, since: datetime, until: datetime) -> SearchResult:
+        sources, parsed = self.sources.collect(since, until, plan)
+        return search(plan, sources, parsed)
+
+    def _stats(self, plan: Plan, since: datetime, until: datetime, bucket: str, group_by: str | None):
+        sources, parsed = self.sources.collect(since, until, plan)
+        return count_buckets(plan, sources, parsed, bucket, group_by)
+
+    async def search(self, plan: Plan, since: datetime, until: datetime,
+                     release: Callable[[], None] | None = None) -> SearchResult:
+        """One page of a search and its counts."""
+        return await self.run_read(plan, self._search, plan, since, until, release=release)
+
+    async def stats(self, plan: Plan, since: datetime, until: datetime, bucket: str, group_by: str | None,
+                    release: Callable[[], None] | None = None) -> dict[str, Any]:
+        """Counts per bucket (and group)."""
+        return await self.run_read(plan, self._stats, plan, since, until, bucket, group_by, release=release)
+
+    def close(self) -> None:
+        """Stop the read pool (running reads finish)."""
+        self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def describe(self) -> dict[str, Any]:
         """The body of ``GET /v1/audit/storage`` (figures cached for a few seconds)."""
@@ -96,18 +170,11 @@ class S3StorageView(StorageView):
     """Answers reads of the S3 backend (bucket plus this replica's spool) in worker threads."""
 
     def __init__(self, settings: Settings, client: Any | None = None) -> None:
-        super().__init__(settings)
         self.client = client or make_s3_client(settings)
         self.bucket = settings.s3_bucket or ""
-        self.reader = S3Reader(self.client, self.bucket, settings.s3_prefix, settings.s3_partition,
-                               settings.writer_id, ObjectCache(READ_CACHE_BYTES))
-
-    async def query(self, query: Query) -> QueryResult:
-        """Run a query over the bucket and the spool in a worker thread."""
-        try:
-            return await self._in_thread(self.reader.query, self.settings.resolved_spool_path, query)
-        except (ClientError, BotoCoreError) as exc:
-            raise StorageUnavailable(f"object store unavailable: {type(exc).__name__}") from None
+        super().__init__(settings, S3Sources(self.client, self.bucket, settings.s3_prefix, settings.s3_partition,
+                                             settings.writer_id, settings.resolved_spool_path,
+                                             ObjectCache(READ_CACHE_BYTES)))
 
     def _measure(self) -> dict[str, Any]:
         count = size = 0

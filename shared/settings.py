@@ -103,6 +103,8 @@ class Settings:
     read_default_limit: int = 1000
     read_max_limit: int = 10000
     read_max_days: int = 31
+    read_concurrency: int = 4
+    test_read_delay_seconds: float = 0.0
     verbosity: str = "minimal"
     host: str = "0.0.0.0"
     port: int = 8010
@@ -221,6 +223,8 @@ _ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AUDIT_SERVICE_READ_DEFAULT_LIMIT": ("read_default_limit", _parse_int(1)),
     "AUDIT_SERVICE_READ_MAX_LIMIT": ("read_max_limit", _parse_int(1)),
     "AUDIT_SERVICE_READ_MAX_DAYS": ("read_max_days", _parse_int(1)),
+    "AUDIT_SERVICE_READ_CONCURRENCY": ("read_concurrency", _parse_int(1, 256)),
+    "AUDIT_SERVICE_TEST_READ_DELAY_SECONDS": ("test_read_delay_seconds", _parse_float(0.0)),
     "AUDIT_LOG_VERBOSITY": ("verbosity", lambda raw: raw.strip().lower()),
     "AUDIT_SERVICE_HOST": ("host", _parse_str),
     "AUDIT_SERVICE_PORT": ("port", _parse_int(0, 65535)),
