@@ -73,6 +73,7 @@ class WriterState(Protocol):
     spool: Any
     window: Any
     flusher: Any
+    store: Any
 
     def status(self) -> dict[str, Any]: ...
 
@@ -172,10 +173,15 @@ class WriterMetrics:
         self.flush_seconds = Histogram("auditlake_writer_flush_duration_seconds",
                                        "Time of one flush (read spool, encode, publish/upload, checkpoint), by outcome.",
                                        ["outcome"], buckets=FLUSH_BUCKETS, registry=self.registry)
+        self.upload_seconds = Histogram("auditlake_writer_upload_duration_seconds",
+                                        "Time of one successful S3 object upload (S3 backend).",
+                                        buckets=FLUSH_BUCKETS, registry=self.registry)
         self.spool_disk: dict[str, int] = {}
         self.registry.register(WriterCollector(service, self.spool_disk))
         ProcessCollector(registry=self.registry)
         service.flusher.observe_flush = self.observe_flush
+        if hasattr(service.store, "observe_upload"):
+            service.store.observe_upload = self.upload_seconds.observe
 
     def observe_flush(self, seconds: float, ok: bool) -> None:
         """Record one flush's duration."""

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -38,6 +39,7 @@ class S3Store:
         self.upload_failures = 0
         self.bytes_uploaded = 0
         self._health: dict[str, Any] = self._describe("healthy", "not probed yet")
+        self.observe_upload: Callable[[float], None] = lambda seconds: None  # metrics hook
 
     def prepare(self) -> None:
         """Check the bucket (create it only when allowed) and apply the retention rule when configured."""
@@ -94,6 +96,7 @@ class S3Store:
                 self.upload_failures += 1
                 raise
             self.uploads += 1
+            self.observe_upload(time.monotonic() - started)
             self.bytes_uploaded += len(body)
             published.append(PublishedFile(key, hashlib.sha256(body).hexdigest(), len(body), len(lines),
                                            lines[0][0], lines[-1][0]))

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from shared.settings import Settings
 from tests.service import REPO
 
 DATA_VOLUME = "/var/lib/caipe-audit-service"
@@ -101,6 +102,8 @@ def test_compose_example_runs_auditlake_against_minio() -> None:
     assert env["AWS_ACCESS_KEY_ID"] == services["minio"]["environment"]["MINIO_ROOT_USER"]
     assert env["AWS_SECRET_ACCESS_KEY"] == services["minio"]["environment"]["MINIO_ROOT_PASSWORD"]
     assert env["AUDIT_SERVICE_WRITER_HEALTH_HOST"] == "0.0.0.0"
+    settings = Settings.from_env(env)  # the example is a valid configuration of this build
+    assert (settings.backend, settings.s3_create_bucket, settings.s3_bucket) == ("s3", True, env["AUDIT_SERVICE_S3_BUCKET"])
     assert app["build"] == "." and "minio" in app["depends_on"]
     assert "8010:8010" in app["ports"]
     assert any(volume.split(":")[1] == DATA_VOLUME for volume in app["volumes"])

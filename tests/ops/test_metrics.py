@@ -17,6 +17,7 @@ from ingest.metrics import STATS_COUNTERS, VERBOSITY_COUNTERS
 from ingest.stats import IngestStats
 from tests.ledger import make_events
 from tests.ops.helpers import Scrape, log_lines, wait_for
+from tests.s3.conftest import bucket, moto_endpoint, s3_env  # noqa: F401  (fixtures of the S3 tests)
 from tests.service import Service, http
 from writer.metrics import FIELDS, WriterCollector
 from writer.stats import WriterStats
@@ -190,3 +191,17 @@ def test_failing_flushes_show_in_counters_histogram_and_storage_state(service_fa
         writer_scrape(service)), what="flushes to recover")
     assert healed.value("auditlake_writer_flushed_events_total") >= 4
     assert healed.value("auditlake_writer_storage_status", status="healthy") == 1
+
+
+def test_s3_backend_exposes_uploads_and_their_duration(service_factory, s3_env) -> None:
+    """On the S3 backend, uploads, uploaded bytes, upload durations and bytes written per backend are exposed."""
+    service = service_factory(**s3_env)
+    assert service.post({"events": make_events(6, "metrics-s3")})[0] == 202
+    scrape = wait_for(lambda: (lambda s: s if s.value("auditlake_writer_written_bytes_total", backend="s3") > 0
+                               else None)(writer_scrape(service)), what="a first completed upload flush")
+    assert scrape.value("auditlake_writer_uploads_total") >= 1
+    assert scrape.value("auditlake_writer_upload_duration_seconds_count") >= 1
+    assert scrape.value("auditlake_writer_uploaded_bytes_total") > 0
+    assert scrape.value("auditlake_writer_upload_failures_total") == 0
+    assert scrape.value("auditlake_writer_storage_status", backend="s3", status="healthy") == 1
+    assert scrape.value("auditlake_writer_info", backend="s3", writer_id="writer-a") == 1
