@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 import pyarrow.parquet as pq
 
-from ingest.read_engine import ParquetSource, Parsed, Plan
+from ingest.read_engine import Footer, ParquetSource, Parsed, Plan, read_footer
 from ingest.spool_reader import spooled_events
 from shared import layout
 
@@ -35,21 +35,26 @@ class MetadataCache:
         self._items: collections.OrderedDict[tuple[str, int, int], Any] = collections.OrderedDict()
         self._lock = threading.Lock()
 
-    def open(self, path: Path) -> pq.ParquetFile:
-        """The file, with its footer from the cache when it has not changed."""
+    def footer(self, path: Path) -> Footer:
+        """The footer of a file, parsed once while the file is unchanged."""
         stat = path.stat()
         key = (str(path), stat.st_mtime_ns, stat.st_size)
         with self._lock:
-            metadata = self._items.get(key)
-            if metadata is not None:
+            cached = self._items.get(key)
+            if cached is not None:
                 self._items.move_to_end(key)
-        parquet = pq.ParquetFile(path, metadata=metadata, memory_map=True)
-        if metadata is None:
-            with self._lock:
-                self._items[key] = parquet.metadata
-                while len(self._items) > self.max_files:
-                    self._items.popitem(last=False)
-        return parquet
+                return cached
+        cached = read_footer(pq.ParquetFile(path))
+        with self._lock:
+            self._items[key] = cached
+            while len(self._items) > self.max_files:
+                self._items.popitem(last=False)
+        return cached
+
+    def source(self, path: Path) -> ParquetSource:
+        """A source that plans from the cached footer and opens the file only to read it."""
+        return ParquetSource(lambda: pq.ParquetFile(path, metadata=self.footer(path).metadata, memory_map=True),
+                             lambda: self.footer(path))
 
 
 def _ndjson_events(path: Path) -> list[dict[str, Any]]:
@@ -91,7 +96,7 @@ class LocalSources:
                     continue
                 sidecar = layout.sidecar_path(path)
                 if sidecar.name in names:
-                    sources.append(ParquetSource(lambda sidecar=sidecar: self.cache.open(sidecar)))
+                    sources.append(self.cache.source(sidecar))
                     continue
                 try:
                     parsed.append(Parsed(_ndjson_events(path)))

@@ -79,12 +79,43 @@ class SearchResult:
     last: tuple[int, str] | None
 
 
-class ParquetSource:
-    """A Parquet file opened on demand (its row groups become units)."""
+@dataclasses.dataclass(frozen=True)
+class Footer:
+    """What planning needs of a Parquet file: its metadata, Arrow schema and per-row-group ts bounds."""
 
-    def __init__(self, opener: Callable[[], pq.ParquetFile]) -> None:
+    metadata: Any
+    schema: pa.Schema
+    groups: list[tuple[int | None, int | None, int]]
+
+
+def read_footer(parquet: pq.ParquetFile) -> Footer:
+    """Footer of an open file: (low, high, rows) per row group from the ts statistics (None when unknown)."""
+    metadata, schema = parquet.metadata, parquet.schema_arrow
+    index = schema.get_field_index("ts")
+    typed = index >= 0 and pa.types.is_timestamp(schema.field(index).type)
+    groups = []
+    for group in range(metadata.num_row_groups):
+        row_group = metadata.row_group(group)
+        low = high = None
+        if typed:
+            stats = row_group.column(index).statistics
+            if stats is not None and stats.has_min_max:
+                low, high = micros(stats.min), micros(stats.max)
+        groups.append((low, high, row_group.num_rows))
+    return Footer(metadata, schema, groups)
+
+
+class ParquetSource:
+    """A Parquet file opened on demand (its row groups become units).
+
+    ``footer`` may supply a cached (metadata, arrow schema) so that planning needs no open file.
+    """
+
+    def __init__(self, opener: Callable[[], pq.ParquetFile], footer: Callable[[], Footer] | None = None) -> None:
         self._opener = opener
+        self._footer = footer
         self._file: pq.ParquetFile | None = None
+        self._info: Footer | None = None
 
     @property
     def file(self) -> pq.ParquetFile:
@@ -92,6 +123,22 @@ class ParquetSource:
         if self._file is None:
             self._file = self._opener()
         return self._file
+
+    @property
+    def info(self) -> Footer:
+        """The footer, from the cache when there is one."""
+        if self._info is None:
+            self._info = self._footer() if self._footer else read_footer(self.file)
+        return self._info
+
+    @property
+    def names(self) -> list[str]:
+        """Column names."""
+        return self.info.schema.names
+
+    def read(self, group: int, columns: list[str]) -> pa.Table:
+        """Read some columns of one row group."""
+        return self.file.read_row_group(group, columns=columns)
 
 
 @dataclasses.dataclass
@@ -126,20 +173,13 @@ def _units(sources: Iterable[ParquetSource], plan: Plan) -> list[_Unit]:
     for source in sources:
         plan.check()
         try:
-            metadata = source.file.metadata
+            groups = source.info.groups
         except (SourceGone, FileNotFoundError):
             continue
-        index = source.file.schema_arrow.get_field_index("ts")
-        typed = index >= 0 and pa.types.is_timestamp(source.file.schema_arrow.field(index).type)
-        for group in range(metadata.num_row_groups):
-            low = high = None
-            if typed:
-                stats = metadata.row_group(group).column(index).statistics
-                if stats is not None and stats.has_min_max:
-                    low, high = micros(stats.min), micros(stats.max)
+        for group, (low, high, rows) in enumerate(groups):
             if low is not None and (high < plan.since_us or low > plan.until_us):
                 continue
-            units.append(_Unit(source, group, low, high, metadata.row_group(group).num_rows))
+            units.append(_Unit(source, group, low, high, rows))
     units.sort(key=lambda unit: unit.high if unit.high is not None else 2**63, reverse=True)
     return units
 
@@ -204,13 +244,16 @@ class _Pool:
         self.limit = limit
         self.items: list[tuple[int, str | None, Any]] = []
         self.threshold: int | None = None
+        self._dirty = False
 
     def add(self, items: list[tuple[int, str | None, Any]]) -> None:
         self.items.extend(items)
+        self._dirty = True
         if len(self.items) > 2 * self.limit:
             self._trim()
 
     def _trim(self) -> None:
+        self._dirty = False
         self.items.sort(key=lambda item: item[0], reverse=True)
         if len(self.items) >= self.limit:
             kth = self.items[self.limit - 1][0]
@@ -220,7 +263,8 @@ class _Pool:
     def full_threshold(self) -> int | None:
         """The oldest ts that can still make the page, once the page is full."""
         if len(self.items) >= self.limit:
-            self._trim()
+            if self._dirty:
+                self._trim()
             return self.threshold
         return None
 
@@ -254,7 +298,7 @@ def search(plan: Plan, sources: list[ParquetSource], parsed: list[Parsed]) -> Se
             if below_page:
                 remaining += 1
             continue
-        table = unit.source.file.read_row_group(unit.group, columns=_present(unit, ["ts", *filters]))
+        table = unit.source.read(unit.group, _present(unit, ["ts", *filters]))
         ts = ts_micros(table.column("ts"))
         mask = _mask(table, ts, plan)
         total += pc.sum(mask).as_py() or 0
@@ -275,7 +319,7 @@ def search(plan: Plan, sources: list[ParquetSource], parsed: list[Parsed]) -> Se
 
 
 def _present(unit: _Unit, columns: list[str]) -> list[str]:
-    names = set(unit.source.file.schema_arrow.names)
+    names = set(unit.source.names)
     return [name for name in dict.fromkeys(columns) if name in names]
 
 
@@ -289,10 +333,10 @@ def _cursor_mask(unit: _Unit, ts: pa.ChunkedArray, mask: pa.ChunkedArray, cursor
 
 
 def _ids(unit: _Unit) -> pa.ChunkedArray:
-    if "audit_event_id" in unit.source.file.schema_arrow.names:
-        table = unit.source.file.read_row_group(unit.group, columns=["audit_event_id"])
+    if "audit_event_id" in unit.source.names:
+        table = unit.source.read(unit.group, ["audit_event_id"])
         return _column(table, "audit_event_id")
-    table = unit.source.file.read_row_group(unit.group, columns=["record_json"])
+    table = unit.source.read(unit.group, ["record_json"])
     return pa.chunked_array([pa.array([str(orjson.loads(v).get("audit_event_id", "")) for v in
                                        table.column("record_json").to_pylist()], pa.string())])
 
@@ -342,7 +386,7 @@ def _records(plan: Plan, page: list[tuple[int, str, Any]]) -> list[dict[str, Any
     texts: dict[tuple[int, int], str] = {}
     for key, (unit, rows) in wanted.items():
         plan.check()
-        column = unit.source.file.read_row_group(unit.group, columns=["record_json"]).column("record_json")
+        column = unit.source.read(unit.group, ["record_json"]).column("record_json")
         for row in rows:
             texts[(key, row)] = column[row].as_py()
     records = []

@@ -117,6 +117,17 @@ def iter_records(data: bytes, path: Path) -> Iterator[tuple[int, SpoolRecord]]:
         offset = end
 
 
+def skip_records(data: bytes, up_to_seq: int) -> int:
+    """The offset of the first record whose seq is above ``up_to_seq`` (headers only, no checksums)."""
+    offset = 0
+    while len(data) - offset >= HEADER_SIZE:
+        magic, version, _reserved, seq, _batch, length, _crc = HEADER.unpack_from(data, offset)
+        if magic != MAGIC or seq > up_to_seq:
+            return offset
+        offset += HEADER_SIZE + length
+    return min(offset, len(data))
+
+
 def _only_zeros(data: bytes, offset: int) -> bool:
     return not data[offset:].strip(b"\x00")
 

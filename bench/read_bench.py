@@ -1,0 +1,211 @@
+"""Read benchmark: 1,000,000 events over the last 24 h, query latencies through HTTP, ingest under query load.
+
+Usage: .venv/bin/python bench/read_bench.py [--backend local|s3] [--events 1000000] [--runs 5]
+Starts the two processes (and a moto server for s3) on loopback, loads the events (about 500 bytes each,
+in time order as a day of production would arrive), then measures the median of ``--runs`` runs of each
+query, and ingest throughput and p99 alone and while 4 clients run the queries in a loop. Prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from urllib.parse import quote
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.service import Service  # noqa: E402
+
+TYPES = ["auth"] * 3 + ["cas_grant"] * 4 + ["cas_decision"] * 2 + ["credential_action", "agent_delegation"]
+COMPONENTS = ["web-bff", "slack-bot", "webex-bot", "authz-bridge", "agent-runtime"]
+
+
+def make_event(moment: datetime, index: int) -> dict:
+    """A realistic event of about 500 bytes."""
+    user = index % 5000
+    return {
+        "audit_event_id": str(uuid.uuid4()),
+        "ts": moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "type": TYPES[index % len(TYPES)],
+        "tenant_id": f"tenant-{index % 20:02d}",
+        "component": COMPONENTS[index % len(COMPONENTS)],
+        "action": random.choice(["read", "write", "grant", "revoke", "invoke"]),
+        "outcome": "allow" if index % 7 else "deny",
+        "correlation_id": uuid.uuid4().hex,
+        "subject_hash": uuid.uuid4().hex[:32],
+        "actor_ref": f"user:{user}",
+        "resource_ref": f"repo:org/project-{index % 300}",
+        "user_email": f"user{user}@example{user % 7}.com",
+        "agent_name": f"agent-{index % 12}",
+        "tool_name": f"tool-{index % 40}",
+        "source": "bench",
+        "details": {"ip": f"10.{index % 250}.{index % 200}.{index % 100}", "ua": "Mozilla/5.0 (bench)",
+                    "scopes": ["repo:read", "org:member"], "latency_ms": index % 900},
+    }
+
+
+async def load(url: str, total: int, until: datetime, concurrency: int = 8, batch: int = 1000) -> tuple[float, str]:
+    """Post ``total`` events spread over the 24 h before ``until``; return (seconds, a needle correlation_id)."""
+    step = timedelta(hours=24) / total
+    start = until - timedelta(hours=24)
+    needle = ""
+    queue: asyncio.Queue = asyncio.Queue(maxsize=concurrency * 2)
+
+    async def sender(session: aiohttp.ClientSession) -> None:
+        while True:
+            body = await queue.get()
+            if body is None:
+                return
+            for _ in range(100):
+                async with session.post(f"{url}/v1/audit/events", data=body,
+                                        headers={"Content-Type": "application/json"}) as response:
+                    if response.status == 202:
+                        break
+                    await asyncio.sleep(0.05)
+
+    started = time.monotonic()
+    async with aiohttp.ClientSession() as session:
+        workers = [asyncio.create_task(sender(session)) for _ in range(concurrency)]
+        for offset in range(0, total, batch):
+            events = [make_event(start + step * (offset + i), offset + i) for i in range(min(batch, total - offset))]
+            if offset == total // 2:
+                needle = events[0]["correlation_id"]
+            await queue.put(json.dumps({"events": events}).encode())
+        for _ in workers:
+            await queue.put(None)
+        await asyncio.gather(*workers)
+    return time.monotonic() - started, needle
+
+
+async def time_query(session: aiohttp.ClientSession, url: str) -> tuple[float, dict]:
+    """One query's wall time and body."""
+    started = time.perf_counter()
+    async with session.get(url) as response:
+        body = await response.json()
+        assert response.status == 200, body
+    return time.perf_counter() - started, body
+
+
+async def ingest_rate(url: str, seconds: float, connections: int = 8, batch: int = 100) -> dict:
+    """Accepted events/s and p99 latency of 100-event posts over ``seconds``."""
+    payloads = [json.dumps({"events": [make_event(datetime.now(timezone.utc), i) for i in range(batch)]}).encode()
+                for _ in range(20)]
+    latencies: list[float] = []
+    accepted = 0
+    deadline = time.monotonic() + seconds
+
+    async def worker(session: aiohttp.ClientSession, index: int) -> None:
+        nonlocal accepted
+        while time.monotonic() < deadline:
+            body = payloads[index % len(payloads)].replace(b'"audit_event_id": "', b'"audit_event_id": "x' +
+                                                            uuid.uuid4().hex[:6].encode(), batch)
+            started = time.perf_counter()
+            async with session.post(f"{url}/v1/audit/events", data=body,
+                                    headers={"Content-Type": "application/json"}) as response:
+                await response.read()
+                if response.status == 202:
+                    accepted += batch
+                    latencies.append(time.perf_counter() - started)
+            index += 1
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections)) as session:
+        await asyncio.gather(*(worker(session, i) for i in range(connections)))
+    latencies.sort()
+    return {"events_per_second": round(accepted / seconds), "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2)}
+
+
+async def query_loop(url: str, queries: list[str], stop: asyncio.Event) -> int:
+    """Run the queries in a loop until stopped; return how many ran."""
+    count = 0
+    async with aiohttp.ClientSession() as session:
+        while not stop.is_set():
+            for query in queries:
+                async with session.get(f"{url}{query}") as response:
+                    await response.read()
+                count += 1
+    return count
+
+
+async def run(args: argparse.Namespace) -> dict:
+    """Start, load, measure."""
+    root = Path(tempfile.mkdtemp(prefix="auditlake-readbench-"))
+    env = {"AUDIT_SERVICE_QUEUE_MAX_SIZE": "200000", "AUDIT_SERVICE_READ_CONCURRENCY": "8"}
+    moto = None
+    if args.backend == "s3":
+        from moto.server import ThreadedMotoServer
+
+        from tests.s3.conftest import CREDENTIALS, s3_client
+        from tests.service import free_port
+
+        port = free_port()
+        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        moto.start()
+        endpoint = f"http://127.0.0.1:{port}"
+        s3_client(endpoint).create_bucket(Bucket="bench")
+        env.update(CREDENTIALS, AUDIT_SERVICE_BACKEND="s3", AUDIT_SERVICE_S3_BUCKET="bench",
+                   AUDIT_SERVICE_S3_ENDPOINT_URL=endpoint, AUDIT_SERVICE_S3_UPLOAD_INTERVAL_SECONDS="5")
+    service = Service(root, **env)
+    service.start_all()
+    try:
+        until = datetime.now(timezone.utc)
+        load_seconds, needle = await load(service.url, args.events, until)
+        await asyncio.sleep(8 if args.backend == "s3" else 3)
+        day = f"since={quote((until - timedelta(hours=24, minutes=1)).isoformat())}&until={quote(until.isoformat())}"
+        queries = {
+            "newest_100": f"/v1/audit/events?{day}&limit=100",
+            "type_auth_100": f"/v1/audit/events?{day}&limit=100&type=auth",
+            "user_email_100": f"/v1/audit/events?{day}&limit=100&user_email=user4242@",
+            "correlation_needle": f"/v1/audit/events?{day}&limit=100&correlation_id={needle}",
+            "window_1h_1000": f"/v1/audit/events?until={quote(until.isoformat())}&window=1h&limit=1000",
+        }
+        results = {}
+        async with aiohttp.ClientSession() as session:
+            for name, query in queries.items():
+                timings, total = [], None
+                for _ in range(args.runs + 1):
+                    elapsed, body = await time_query(session, f"{service.url}{query}")
+                    timings.append(elapsed)
+                    total = body["total"]
+                results[name] = {"median_ms": round(statistics.median(timings[1:]) * 1000, 1),
+                                 "cold_ms": round(timings[0] * 1000, 1), "total": total}
+        idle = await ingest_rate(service.url, args.ingest_seconds)
+        stop = asyncio.Event()
+        loops = [asyncio.create_task(query_loop(service.url, list(queries.values()), stop)) for _ in range(4)]
+        busy = await ingest_rate(service.url, args.ingest_seconds)
+        stop.set()
+        ran = sum(await asyncio.gather(*loops))
+        return {"backend": args.backend, "events": args.events, "load_seconds": round(load_seconds, 1),
+                "queries": results, "ingest_idle": idle, "ingest_during_queries": busy,
+                "queries_during_ingest": ran,
+                "throughput_kept": round(busy["events_per_second"] / max(1, idle["events_per_second"]), 2),
+                "p99_ratio": round(busy["p99_ms"] / max(0.001, idle["p99_ms"]), 2)}
+    finally:
+        service.stop()
+        if moto is not None:
+            moto.stop()
+
+
+def main() -> None:
+    """Parse arguments and print the JSON report."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--backend", choices=["local", "s3"], default="local")
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--ingest-seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(run(args)), indent=2))
+
+
+if __name__ == "__main__":
+    main()
