@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ingest import admin_handlers, auth, handlers, keys, read_handlers, ops
+from ingest import admin_handlers, auth, handlers, keys, read_handlers, ops, verify
 from ingest.errors import json_errors
 from ingest.link import WriterLink
 from ingest.read_audit import AuditTrail
@@ -50,6 +50,7 @@ def create_app(settings: Settings, link: WriterLink | None = None,
     app.router.add_get("/v1/audit/retention", admin_handlers.get_retention)
     app.router.add_put("/v1/audit/retention", admin_handlers.put_retention)
     ops.install(app)
+    verify.install(app)  # GET /v1/audit/verify (tamper evidence)
     return app
 
 

@@ -44,6 +44,7 @@ ROUTE_RULES: Mapping[tuple[str, str], RouteRule] = MappingProxyType({
     ("GET", "/v1/audit/storage"): RouteRule(READ),
     ("GET", "/v1/audit/retention"): RouteRule(READ),
     ("PUT", "/v1/audit/retention"): RouteRule(ADMIN),
+    ("GET", "/v1/audit/verify"): RouteRule(ADMIN),
     ("GET", "/metrics"): RouteRule(READ),
 })
 UNDECLARED = RouteRule(ADMIN)

@@ -163,6 +163,16 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                       "400": _error("Local backend, or a missing, non-integer or negative `days`."),
                       "502": _error("The bucket's lifecycle configuration could not be updated; nothing changed.")},
     },
+    ("GET", "/v1/audit/verify"): {
+        "summary": "Verify the store against the signed digest chain and the manifest journal", "tags": ["admin"],
+        "description": "Admin scope. `ok` is false when anything was modified, missing, unexpected, or a chain "
+                       "or signature does not verify; `first_problem` names the first bad item.",
+        "parameters": [_query("since", "Check objects with events from here on.", TIMESTAMP),
+                       _query("until", "Check objects with events up to here.", TIMESTAMP)],
+        "responses": {"200": _json("The verification report.", "VerifyReport"),
+                      "400": _error("An unparsable timestamp, or since after until."),
+                      "503": _json("No signing key yet, or the object store is unreachable.", "Error", RETRY_AFTER)},
+    },
     ("GET", "/metrics"): {
         "summary": "Prometheus metrics", "tags": ["operations"],
         "description": "Prometheus text exposition format (see docs/operations.md for the metric names).",
@@ -225,6 +235,14 @@ SCHEMAS: dict[str, Any] = {
     "Retention": {"type": "object", "required": ["backend", "retention_days", "configurable"], "properties": {
         "backend": _STRING, "retention_days": _INT, "configurable": {"type": "boolean"}, "note": _STRING,
         "bucket": _STRING, "prefix": _STRING}},
+    "VerifyReport": {"type": "object", "required": ["ok", "verified", "modified", "missing", "unexpected",
+                                                    "chain_breaks", "signature_failures"], "properties": {
+        "ok": {"type": "boolean"}, **{name: _INT for name in (
+            "verified", "modified", "missing", "unexpected", "chain_breaks", "signature_failures", "pending",
+            "expired", "deleted", "legacy", "predates_chain", "from_journal", "digests")},
+        "writers": {"type": "object"}, "first_problem": {"type": ["object", "null"]},
+        "problems": {"type": "array", "items": {"type": "object", "properties": {
+            "finding": _STRING, "item": _STRING, "detail": _STRING}}}}},
     "RetentionUpdate": {"type": "object", "required": ["days"], "properties": {"days": {"type": "integer", "minimum": 0}}},
 }
 

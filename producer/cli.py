@@ -12,6 +12,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "producer.commands.query",
     "producer.commands.tail",
     "producer.commands.status",
+    "producer.commands.verify",
 )
 
 

@@ -134,6 +134,10 @@ class Settings:
     log_level: str = "INFO"
     access_log_sample_rate: float = 0.0
     fault_point: str | None = None
+    digest_interval_seconds: float = 3600.0
+    signing_key_file: Path | None = None
+    s3_object_lock_mode: str | None = None
+    s3_object_lock_days: int = 0
 
     @property
     def resolved_spool_path(self) -> Path:
@@ -193,11 +197,14 @@ class Settings:
             )
         if self.fault_point is not None and not re.fullmatch(r"[a-z_]+(:[0-9]+)?", self.fault_point):
             raise ConfigError("AUDIT_SERVICE_FAULT_POINT", "expected NAME or NAME:COUNT (test use only)")
+        if self.s3_object_lock_mode is not None and self.s3_object_lock_days < 1:
+            raise ConfigError("AUDIT_SERVICE_S3_OBJECT_LOCK_DAYS", "must be >= 1 when AUDIT_SERVICE_S3_OBJECT_LOCK_MODE is set")
         if self.max_body_bytes + 1024 * 1024 > self.max_frame_bytes:
             raise ConfigError("AUDIT_SERVICE_MAX_FRAME_BYTES", "must exceed AUDIT_SERVICE_MAX_BODY_BYTES by 1 MiB")
 
 
-_EMPTY_MEANS_UNSET = {"s3_bucket", "s3_endpoint_url", "socket_path", "spool_path", "fault_point"}
+_EMPTY_MEANS_UNSET = {"s3_bucket", "s3_endpoint_url", "socket_path", "spool_path", "fault_point", "signing_key_file",
+                      "s3_object_lock_mode"}
 
 _ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AUDIT_SERVICE_BACKEND": ("backend", _parse_choice("local", "s3")),
@@ -249,6 +256,10 @@ _ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AUDIT_SERVICE_DEDUPE_WINDOW_SECONDS": ("dedupe_window_seconds", _parse_float(0.0)),
     "AUDIT_SERVICE_DEDUPE_MAX_IDS": ("dedupe_max_ids", _parse_int(0)),
     "AUDIT_SERVICE_FAULT_POINT": ("fault_point", _parse_str),
+    "AUDIT_SERVICE_DIGEST_INTERVAL_SECONDS": ("digest_interval_seconds", _parse_float(0.0, exclusive=True)),
+    "AUDIT_SERVICE_SIGNING_KEY_FILE": ("signing_key_file", _parse_path),
+    "AUDIT_SERVICE_S3_OBJECT_LOCK_MODE": ("s3_object_lock_mode", lambda raw: _parse_choice("governance", "compliance")(raw).upper()),
+    "AUDIT_SERVICE_S3_OBJECT_LOCK_DAYS": ("s3_object_lock_days", _parse_int(1)),
     "AUDIT_SERVICE_ACCESS_LOG": ("access_log_sample_rate", lambda raw: _parse_sample_rate(raw)),
     "AUDIT_SERVICE_LOG_LEVEL": ("log_level", lambda raw: _parse_choice("debug", "info", "warning", "error")(raw).upper()),
 }

@@ -3,7 +3,8 @@
 Set ``AUDIT_SERVICE_FAULT_POINT=NAME[:COUNT]`` to die the COUNT-th time (default first) the writer
 reaches NAME. Points: ``spool_mid_append`` (half a group written, not synced), ``after_fsync_before_ack``
 (a group durable, no ack sent), ``mid_publish`` (a file renamed into place, range not checkpointed),
-``after_checkpoint`` (range checkpointed, ids not yet in the dedupe window). Never set in production.
+``after_checkpoint`` (range checkpointed, ids not yet in the dedupe window), ``after_journal`` (a range's
+manifest entries fsync'd, range not checkpointed). Never set in production.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import signal
 
 log = logging.getLogger("auditlake.writer.faults")
-POINTS = {"spool_mid_append", "after_fsync_before_ack", "mid_publish", "after_checkpoint"}
+POINTS = {"spool_mid_append", "after_fsync_before_ack", "mid_publish", "after_checkpoint", "after_journal"}
 
 
 class FaultPoints:

@@ -7,6 +7,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from typing import Any
 
 from writer.batches import group_records
 from writer.dedupe import DedupeWindow
@@ -40,6 +41,7 @@ class Flusher:
         self._oldest_unflushed_at: float | None = None
         self._next_retention = 0.0
         self.observe_flush: Callable[[float, bool], None] = lambda seconds, ok: None  # metrics hook
+        self.journal: Any = None  # tamper evidence: writer.manifest.ManifestJournal, set by writer.evidence
 
     def stop(self) -> None:
         """Ask the loop to flush what is left and return."""
@@ -111,9 +113,13 @@ class Flusher:
             names = self.store.plan(batch)
             if redo is not None:
                 stale = [name for name in redo.names if name not in names]
+                if self.journal is not None and stale:
+                    await loop.run_in_executor(None, self.journal.record_removed, stale)
                 await loop.run_in_executor(None, self.store.remove, stale)
             await loop.run_in_executor(None, self.spool.write_flush_marker, first, last, names)
             result = await loop.run_in_executor(None, self.store.publish, batch, names)
+            if self.journal is not None:  # manifest entries are durable before the checkpoint
+                await loop.run_in_executor(None, self.journal.record_published, batch, result)
             if batch.unparsable:
                 await loop.run_in_executor(None, self.spool.quarantine_lines, first, last, batch.unparsable)
             await loop.run_in_executor(None, self.spool.checkpoint, last)

@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ class LocalStore:
         self.retention_days = retention_days
         self.warning_percent = warning_percent
         self.critical_percent = critical_percent
+        self.before_delete: Callable[[list[str]], None] | None = None  # tamper evidence: records deletions first
 
     def prepare(self) -> None:
         """Create the store root; raise OSError when it cannot be created."""
@@ -62,10 +64,12 @@ class LocalStore:
             body = b"".join(line + b"\n" for _, line in lines)
             if self.gzip_enabled:
                 body = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
-            self._write_file(sidecar_path(path), parquet_encode.encode(lines))
+            sidecar = parquet_encode.encode(lines)
+            self._write_file(sidecar_path(path), sidecar)
             self._write_file(path, body)
             published.append(PublishedFile(name, hashlib.sha256(body).hexdigest(), len(body), len(lines),
-                                            lines[0][0], lines[-1][0]))
+                                            lines[0][0], lines[-1][0], hashlib.sha256(sidecar).hexdigest(),
+                                            len(sidecar)))
             self.faults.reach("mid_publish")
         return PublishResult(published)
 
@@ -98,15 +102,20 @@ class LocalStore:
         cutoff = (time.time() if now is None else now) - self.retention_days * 86400
         files = removed_bytes = 0
         for directory in layout.all_day_dirs(self.root):
+            expired = []
             for path in list(directory.iterdir()):
                 if (layout.describe(path) is None and not path.name.startswith(".tmp-")
                         and not layout.is_sidecar(path)):
                     continue
                 stat = path.stat()
                 if stat.st_mtime < cutoff:
-                    path.unlink()
-                    files += 1
-                    removed_bytes += stat.st_size
+                    expired.append((path, stat.st_size))
+            if self.before_delete is not None and expired:
+                self.before_delete([str(path.relative_to(self.root)) for path, _ in expired])
+            for path, size in expired:
+                path.unlink()
+                files += 1
+                removed_bytes += size
             _remove_if_empty(directory)
         return files, removed_bytes
 

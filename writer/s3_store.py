@@ -15,9 +15,10 @@ from shared import s3_layout
 from shared.s3_client import apply_retention
 from shared.errors import ConfigError
 from shared.settings import Settings
-from writer import parquet_encode
+from writer import object_lock, parquet_encode
 from writer.batches import FlushBatch
 from writer.faults import FaultPoints
+from writer.object_lock import ObjectLock
 from writer.store import PublishedFile, PublishResult
 
 log = logging.getLogger("auditlake.writer.s3")
@@ -38,6 +39,7 @@ class S3Store:
         self.uploads = 0
         self.upload_failures = 0
         self.bytes_uploaded = 0
+        self.object_lock: ObjectLock | None = None  # set by prepare() when AUDIT_SERVICE_S3_OBJECT_LOCK_MODE is set
         self._health: dict[str, Any] = self._describe("healthy", "not probed yet")
         self.observe_upload: Callable[[float], None] = lambda seconds: None  # metrics hook
 
@@ -58,6 +60,7 @@ class S3Store:
             raise ConfigError("AUDIT_SERVICE_S3_ENDPOINT_URL", f"object store unreachable: {exc}") from None
         if self.retention_days > 0:
             apply_retention(self.client, self.bucket, self.prefix, self.retention_days)
+        self.object_lock = object_lock.configure(self.client, self.settings)
 
     def _create_bucket(self) -> None:
         kwargs: dict[str, Any] = {"Bucket": self.bucket}
@@ -91,6 +94,7 @@ class S3Store:
                     Bucket=self.bucket, Key=key, Body=body, ContentType="application/vnd.apache.parquet",
                     ContentMD5=base64.b64encode(hashlib.md5(body).digest()).decode(),
                     Metadata={"events": str(len(lines)), "writer-id": self.settings.writer_id},
+                    **(self.object_lock.put_args() if self.object_lock else {}),
                 )
             except Exception:
                 self.upload_failures += 1

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from shared.settings import Settings
 from writer.dedupe import DedupeWindow
+from writer.evidence import TamperEvidence
 from writer.faults import FaultPoints
 from writer.flusher import Flusher
 from writer.health import create_health_app
@@ -63,6 +64,7 @@ class WriterService:
         self._tasks: list[asyncio.Task[Any]] = []
         self._runner: web.AppRunner | None = None
         self.metrics = WriterMetrics(self)
+        self.evidence = TamperEvidence(self)
 
     def status(self) -> dict[str, Any]:
         """The writer's status from cached state: counters, spool, storage health, readiness."""
@@ -87,6 +89,7 @@ class WriterService:
             "dedupe_ids": self.window.size,
             "dedupe_window_seconds": round(self.window.covered_seconds, 1),
             "storage": self._storage(),
+            "evidence": self.evidence.status(),
         }
 
     def _storage(self) -> dict[str, Any]:
@@ -136,9 +139,11 @@ class WriterService:
         await loop.run_in_executor(None, self.window.load)
         self.stats.recovered_events = self.spool.backlog_events
         await loop.run_in_executor(None, self.store.prepare)
+        await self.evidence.start()
         await self._refresh_health()
         self._tasks.append(asyncio.create_task(self.spool.run_committer(), name="spool-committer"))
         self._tasks.append(asyncio.create_task(self.flusher.run(), name="flusher"))
+        self._tasks.append(asyncio.create_task(self.evidence.run(), name="digests"))
         self._tasks.append(asyncio.create_task(self._health_loop(), name="storage-health"))
         await self.server.start()
         self._tasks.append(asyncio.create_task(self.server.run_status_broadcast(), name="status-broadcast"))
@@ -162,6 +167,7 @@ class WriterService:
         except asyncio.TimeoutError:
             log.warning("drain deadline reached; the spool keeps the rest for the next start",
                         extra={"backlog_events": self.spool.backlog_events})
+        await self.evidence.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

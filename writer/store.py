@@ -18,6 +18,8 @@ class PublishedFile:
     events: int
     first_ts: str
     last_ts: str
+    sidecar_sha256: str | None = None  # local files: the Parquet sidecar ``<name>.parquet`` the manifest covers too
+    sidecar_size: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
