@@ -121,7 +121,7 @@ def test_two_writer_ids_in_one_bucket_are_both_read(service_factory, s3_env, mot
     assert first.post({"events": events_a})[0] == 202
     assert second.post({"events": events_b})[0] == 202
     wait_uploaded(moto_endpoint, bucket, 7)
-    writers = {key.rsplit("/", 1)[1].rsplit("-", 2)[0] for key in object_keys(moto_endpoint, bucket, "audit/")}
+    writers = {key.rsplit("/", 1)[1].rsplit("-", 2)[0] for key in object_keys(moto_endpoint, bucket, "audit/dt=")}
     assert writers == {"writer-a", "writer-b"}
     for service in (first, second):
         assert _poll_total(service, "correlation_id=replicas", 7)["total"] == 7
