@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import calendar
 import math
+import re
 import uuid
 from datetime import datetime, timezone
 from typing import Any
@@ -93,12 +95,20 @@ def canonical_ts(value: Any) -> str:
     raise EventError("field 'ts' must be an ISO-8601 string or epoch seconds")
 
 
+_CANONICAL = re.compile(r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{6}Z")
+
+
+_DAYS_IN_MONTH = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
 def _looks_canonical(value: str) -> bool:
-    try:
-        datetime.strptime(value, TS_FORMAT)
-    except ValueError:
+    """True for ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` naming a real day."""
+    if not _CANONICAL.fullmatch(value):
         return False
-    return True
+    month, day = int(value[5:7]), int(value[8:10])
+    if day <= _DAYS_IN_MONTH[month] and not (month == 2 and day == 29):
+        return True
+    return calendar.isleap(int(value[0:4])) if month == 2 and day == 29 else False
 
 
 def _reformat(value: str) -> str:
