@@ -32,7 +32,7 @@ def count_buckets(plan: Plan, sources: list[ParquetSource], parsed: list[Parsed]
         columns += ["capability", "action"] if group_by == "capability" else [group_by]
     for unit in _units(sources, plan):
         plan.check()
-        table = unit.source.file.read_row_group(unit.group, columns=_present(unit, columns))
+        table = unit.source.read(unit.group, _present(unit, columns))
         ts = ts_micros(table.column("ts"))
         mask = _mask(table, ts, plan)
         starts = pc.multiply(pc.divide(ts.filter(mask), width), width)
