@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.s3.conftest import bucket, moto_endpoint, s3_env  # noqa: F401  (the S3 tests' fixtures, for tests/ops)
 from tests.service import Service
 
 

@@ -9,7 +9,6 @@ import shutil
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 
@@ -17,7 +16,6 @@ from ingest.metrics import STATS_COUNTERS, VERBOSITY_COUNTERS
 from ingest.stats import IngestStats
 from tests.ledger import make_events
 from tests.ops.helpers import Scrape, log_lines, wait_for
-from tests.s3.conftest import bucket, moto_endpoint, s3_env  # noqa: F401  (fixtures of the S3 tests)
 from tests.service import Service, http
 from writer.metrics import FIELDS, WriterCollector
 from writer.stats import WriterStats
