@@ -1,0 +1,1 @@
+"""Tamper evidence: manifest journal, signed digest chains, verification (HTTP, CLI, offline)."""
