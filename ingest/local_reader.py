@@ -19,9 +19,11 @@ from typing import Any
 import orjson
 import pyarrow.parquet as pq
 
+from ingest.column_cache import ColumnCache
 from ingest.read_engine import Footer, ParquetSource, Parsed, Plan, read_footer
 from ingest.spool_reader import spooled_events
 from shared import layout
+from shared.s3_layout import DICTIONARY_COLUMNS
 
 log = logging.getLogger("auditlake.ingest.read")
 METADATA_CACHE_FILES = 50_000
@@ -51,10 +53,12 @@ class MetadataCache:
                 self._items.popitem(last=False)
         return cached
 
-    def source(self, path: Path) -> ParquetSource:
+    def source(self, path: Path, columns: ColumnCache | None = None) -> ParquetSource:
         """A source that plans from the cached footer and opens the file only to read it."""
-        return ParquetSource(lambda: pq.ParquetFile(path, metadata=self.footer(path).metadata, memory_map=True),
-                             lambda: self.footer(path))
+        stat = path.stat()
+        return ParquetSource(lambda: pq.ParquetFile(path, metadata=self.footer(path).metadata, memory_map=True,
+                                                    read_dictionary=DICTIONARY_COLUMNS),
+                             lambda: self.footer(path), (str(path), stat.st_mtime_ns, stat.st_size), columns)
 
 
 def _ndjson_events(path: Path) -> list[dict[str, Any]]:
@@ -67,10 +71,12 @@ def _ndjson_events(path: Path) -> list[dict[str, Any]]:
 class LocalSources:
     """Finds what a read of a time range must look at in the local store and the spool."""
 
-    def __init__(self, store_root: Path, spool_dir: Path, cache: MetadataCache) -> None:
+    def __init__(self, store_root: Path, spool_dir: Path, cache: MetadataCache,
+                 columns: ColumnCache | None = None) -> None:
         self.store_root = store_root
         self.spool_dir = spool_dir
         self.cache = cache
+        self.columns = columns
 
     def collect(self, since: datetime, until: datetime, plan: Plan) -> tuple[list[ParquetSource], list[Parsed]]:
         """Sources of the range: one per published file, plus unpublished spooled events."""
@@ -96,7 +102,10 @@ class LocalSources:
                     continue
                 sidecar = layout.sidecar_path(path)
                 if sidecar.name in names:
-                    sources.append(self.cache.source(sidecar))
+                    try:
+                        sources.append(self.cache.source(sidecar, self.columns))
+                    except FileNotFoundError:
+                        continue
                     continue
                 try:
                     parsed.append(Parsed(_ndjson_events(path)))

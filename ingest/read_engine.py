@@ -10,6 +10,7 @@ oldest candidate, or newer than the cursor) is never read for the page. Only the
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import threading
 from collections.abc import Callable, Iterable
@@ -20,11 +21,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ingest.column_cache import ColumnCache
 from ingest.query_params import EXACT_FILTERS
 from ingest.timeutil import canonical_micros, micros
 from shared.events import TS_LENGTH, canonical_ts
 from shared.s3_layout import UTC_MICROS
 
+UNCACHED_COLUMNS = frozenset({"record_json", "audit_event_id"})
+LOWER = ".lower"
 FILTER_COLUMNS = tuple(dict.fromkeys((*EXACT_FILTERS, "capability", "action", "user_email")))
 
 
@@ -58,7 +62,7 @@ class Plan:
         if self.capability is not None:
             names += ["capability", "action"]
         if self.user_email is not None:
-            names.append("user_email")
+            names.append("user_email" + LOWER)
         return list(dict.fromkeys(names))
 
     def check(self) -> None:
@@ -111,9 +115,12 @@ class ParquetSource:
     ``footer`` may supply a cached (metadata, arrow schema) so that planning needs no open file.
     """
 
-    def __init__(self, opener: Callable[[], pq.ParquetFile], footer: Callable[[], Footer] | None = None) -> None:
+    def __init__(self, opener: Callable[[], pq.ParquetFile], footer: Callable[[], Footer] | None = None,
+                 key: tuple | None = None, cache: ColumnCache | None = None) -> None:
         self._opener = opener
         self._footer = footer
+        self._key = key
+        self._cache = cache if key is not None else None
         self._file: pq.ParquetFile | None = None
         self._info: Footer | None = None
 
@@ -137,8 +144,27 @@ class ParquetSource:
         return self.info.schema.names
 
     def read(self, group: int, columns: list[str]) -> pa.Table:
-        """Read some columns of one row group."""
-        return self.file.read_row_group(group, columns=columns)
+        """Read some columns of one row group, decoded columns from the cache where it has them.
+
+        A name ending in ``.lower`` is the lowercased form of a string column (for case-insensitive
+        matching), derived once and cached like a column.
+        """
+        found = {name: self._cache.get((self._key, group, name)) if self._cache else None for name in columns}
+        missing = [name for name, column in found.items() if column is None]
+        stored = list(dict.fromkeys(name.removesuffix(LOWER) for name in missing))
+        if stored:
+            table = self.file.read_row_group(group, columns=[name for name in stored if name in self.names])
+            for name in missing:
+                base = name.removesuffix(LOWER)
+                if name.endswith(LOWER):
+                    found[name] = pc.utf8_lower(_column(table, base))
+                elif base in table.column_names:
+                    found[name] = table.column(base)
+                else:
+                    found[name] = pa.chunked_array([pa.nulls(table.num_rows, pa.string())])
+                if self._cache is not None and name not in UNCACHED_COLUMNS:
+                    self._cache.put((self._key, group, name), found[name])
+        return pa.table({name: found[name] for name in columns})
 
 
 @dataclasses.dataclass
@@ -184,9 +210,13 @@ def _units(sources: Iterable[ParquetSource], plan: Plan) -> list[_Unit]:
     return units
 
 
-def _column(table: pa.Table, name: str) -> pa.ChunkedArray:
+def _column(table: pa.Table, name: str, decode: bool = True) -> pa.ChunkedArray:
+    """A string column (dictionary-encoded kept as is unless ``decode``); all nulls when absent."""
     if name in table.column_names and not pa.types.is_null(table.column(name).type):
-        return table.column(name).cast(pa.string())
+        column = table.column(name)
+        if not decode and pa.types.is_dictionary(column.type):
+            return column
+        return column.cast(pa.string())
     return pa.chunked_array([pa.nulls(table.num_rows, pa.string())])
 
 
@@ -205,13 +235,13 @@ def ts_micros(column: pa.ChunkedArray) -> pa.ChunkedArray:
 def _mask(table: pa.Table, ts: pa.ChunkedArray, plan: Plan) -> pa.ChunkedArray:
     mask = pc.and_(pc.greater_equal(ts, plan.since_us), pc.less_equal(ts, plan.until_us))
     for name, value in plan.filters.items():
-        mask = pc.and_kleene(mask, pc.equal(_column(table, name), value))
+        mask = pc.and_kleene(mask, pc.equal(_column(table, name, decode=False), value))
     if plan.capability is not None:
         capability = _column(table, "capability")
         effective = pc.if_else(pc.is_null(capability), _column(table, "action"), capability)
         mask = pc.and_kleene(mask, pc.equal(effective, plan.capability))
     if plan.user_email is not None:
-        emails = pc.utf8_lower(_column(table, "user_email"))
+        emails = _column(table, "user_email" + LOWER)
         mask = pc.and_kleene(mask, pc.match_substring(emails, plan.user_email.lower()))
     return pc.fill_null(mask, False)
 
@@ -320,7 +350,7 @@ def search(plan: Plan, sources: list[ParquetSource], parsed: list[Parsed]) -> Se
 
 def _present(unit: _Unit, columns: list[str]) -> list[str]:
     names = set(unit.source.names)
-    return [name for name in dict.fromkeys(columns) if name in names]
+    return [name for name in dict.fromkeys(columns) if name.removesuffix(LOWER) in names]
 
 
 def _cursor_mask(unit: _Unit, ts: pa.ChunkedArray, mask: pa.ChunkedArray, cursor: tuple[int, str]) -> Any:
@@ -342,38 +372,41 @@ def _ids(unit: _Unit) -> pa.ChunkedArray:
 
 
 def _finish(plan: Plan, pool: _Pool, total: int, remaining: int) -> SearchResult:
-    """Resolve ids and records of the page's candidates only."""
-    by_unit: dict[int, list[int]] = {}
-    units: dict[int, _Unit] = {}
-    for _, event_id, where in pool.items:
-        if event_id is None:
+    """Rank the candidates; read ids only where timestamps tie, and records only for the page."""
+    items = sorted(pool.items, key=lambda item: item[0], reverse=True)
+    if len(items) > plan.limit:
+        boundary = items[plan.limit - 1][0]
+        items = [item for item in items if item[0] >= boundary]
+    counts = collections.Counter(item[0] for item in items)
+    tied: dict[int, tuple[_Unit, list[int]]] = {}
+    for ts, event_id, where in items:
+        if event_id is None and counts[ts] > 1:
             unit, row = where
-            units[id(unit)] = unit
-            by_unit.setdefault(id(unit), []).append(row)
+            tied.setdefault(id(unit), (unit, []))[1].append(row)
     ids: dict[tuple[int, int], str] = {}
-    for key, rows in by_unit.items():
+    for key, (unit, rows) in tied.items():
         plan.check()
-        column = _ids(units[key])
+        column = _ids(unit)
         for row in rows:
             ids[(key, row)] = column[row].as_py() or ""
     ranked = []
-    for ts, event_id, where in pool.items:
+    for ts, event_id, where in items:
         if event_id is None:
             unit, row = where
-            ranked.append((ts, ids[(id(unit), row)], where))
-        else:
-            ranked.append((ts, event_id, where))
-    ranked.sort(key=lambda item: (item[0], item[1]), reverse=True)
+            event_id = ids.get((id(unit), row))
+        ranked.append((ts, event_id, where))
+    ranked.sort(key=lambda item: (item[0], item[1] or ""), reverse=True)
     page, seen = [], set()
     for item in ranked:
-        if item[1] in seen:
-            continue
-        seen.add(item[1])
+        if item[1] is not None:
+            if item[1] in seen:
+                continue
+            seen.add(item[1])
         page.append(item)
         if len(page) == plan.limit:
             break
     records = _records(plan, page)
-    last = (page[-1][0], page[-1][1]) if page else None
+    last = (page[-1][0], str(records[-1].get("audit_event_id", ""))) if page else None
     return SearchResult(records, total, remaining > len(page), last)
 
 

@@ -15,9 +15,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ingest.column_cache import ColumnCache
 from ingest.read_engine import ParquetSource, Parsed, Plan, SourceGone
 from ingest.spool_reader import spooled_events
 from shared import s3_layout
+from shared.s3_layout import DICTIONARY_COLUMNS
 
 
 class ObjectCache:
@@ -55,7 +57,7 @@ class S3Sources:
     """Finds what a read of a time range must look at in one bucket prefix and this replica's spool."""
 
     def __init__(self, client: Any, bucket: str, prefix: str, granularity: str, writer_id: str,
-                 spool_dir: Path, cache: ObjectCache) -> None:
+                 spool_dir: Path, cache: ObjectCache, columns: ColumnCache | None = None) -> None:
         self.client = client
         self.bucket = bucket
         self.prefix = prefix
@@ -63,6 +65,7 @@ class S3Sources:
         self.writer_id = writer_id
         self.spool_dir = spool_dir
         self.cache = cache
+        self.columns = columns
 
     def list_objects(self, key_prefix: str) -> list[dict[str, Any]]:
         """Every object under a key prefix (Key, Size, ETag)."""
@@ -90,7 +93,8 @@ class S3Sources:
                 if info.start is not None and info.start > until:
                     continue
                 key, etag = info.key, item.get("ETag", "")
-                sources.append(ParquetSource(lambda key=key, etag=etag: self._open(key, etag)))
+                sources.append(ParquetSource(lambda key=key, etag=etag: self._open(key, etag), None,
+                                             (key, etag), self.columns))
         pending = []
         for seq, event in spooled:
             ts = event.get("ts")
@@ -108,4 +112,4 @@ class S3Sources:
             except self.client.exceptions.NoSuchKey:
                 raise SourceGone(key) from None
             self.cache.put((key, etag), body)
-        return pq.ParquetFile(pa.BufferReader(body))
+        return pq.ParquetFile(pa.BufferReader(body), read_dictionary=DICTIONARY_COLUMNS)

@@ -12,6 +12,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ingest.column_cache import ColumnCache
 from ingest.local_reader import LocalSources, MetadataCache, store_bytes
 from ingest.read_engine import Plan, SearchResult, search
 from ingest.read_stats import count_buckets
@@ -80,7 +81,8 @@ class StorageView:
 
     def __init__(self, settings: Settings, sources: Any | None = None) -> None:
         self.settings = settings
-        self.sources = sources or LocalSources(settings.local_path, settings.resolved_spool_path, MetadataCache())
+        self.sources = sources or LocalSources(settings.local_path, settings.resolved_spool_path, MetadataCache(),
+                                               ColumnCache(settings.read_cache_bytes))
         self.slots = ReadSlots(settings.read_concurrency)
         self.executor = concurrent.futures.ThreadPoolExecutor(settings.read_concurrency + 1,
                                                               thread_name_prefix="read")
@@ -174,7 +176,7 @@ class S3StorageView(StorageView):
         self.bucket = settings.s3_bucket or ""
         super().__init__(settings, S3Sources(self.client, self.bucket, settings.s3_prefix, settings.s3_partition,
                                              settings.writer_id, settings.resolved_spool_path,
-                                             ObjectCache(READ_CACHE_BYTES)))
+                                             ObjectCache(READ_CACHE_BYTES), ColumnCache(settings.read_cache_bytes)))
 
     def _measure(self) -> dict[str, Any]:
         count = size = 0

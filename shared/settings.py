@@ -104,6 +104,7 @@ class Settings:
     read_max_limit: int = 10000
     read_max_days: int = 31
     read_concurrency: int = 4
+    read_cache_bytes: int = 192 * 1024 * 1024
     test_read_delay_seconds: float = 0.0
     verbosity: str = "minimal"
     host: str = "0.0.0.0"
@@ -198,7 +199,8 @@ class Settings:
         if self.fault_point is not None and not re.fullmatch(r"[a-z_]+(:[0-9]+)?", self.fault_point):
             raise ConfigError("AUDIT_SERVICE_FAULT_POINT", "expected NAME or NAME:COUNT (test use only)")
         if self.s3_object_lock_mode is not None and self.s3_object_lock_days < 1:
-            raise ConfigError("AUDIT_SERVICE_S3_OBJECT_LOCK_DAYS", "must be >= 1 when AUDIT_SERVICE_S3_OBJECT_LOCK_MODE is set")
+            raise ConfigError("AUDIT_SERVICE_S3_OBJECT_LOCK_DAYS",
+                              "must be >= 1 when AUDIT_SERVICE_S3_OBJECT_LOCK_MODE is set")
         if self.max_body_bytes + 1024 * 1024 > self.max_frame_bytes:
             raise ConfigError("AUDIT_SERVICE_MAX_FRAME_BYTES", "must exceed AUDIT_SERVICE_MAX_BODY_BYTES by 1 MiB")
 
@@ -231,6 +233,7 @@ _ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AUDIT_SERVICE_READ_MAX_LIMIT": ("read_max_limit", _parse_int(1)),
     "AUDIT_SERVICE_READ_MAX_DAYS": ("read_max_days", _parse_int(1)),
     "AUDIT_SERVICE_READ_CONCURRENCY": ("read_concurrency", _parse_int(1, 256)),
+    "AUDIT_SERVICE_READ_CACHE_BYTES": ("read_cache_bytes", _parse_int(0)),
     "AUDIT_SERVICE_TEST_READ_DELAY_SECONDS": ("test_read_delay_seconds", _parse_float(0.0)),
     "AUDIT_LOG_VERBOSITY": ("verbosity", lambda raw: raw.strip().lower()),
     "AUDIT_SERVICE_HOST": ("host", _parse_str),
@@ -258,7 +261,8 @@ _ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AUDIT_SERVICE_FAULT_POINT": ("fault_point", _parse_str),
     "AUDIT_SERVICE_DIGEST_INTERVAL_SECONDS": ("digest_interval_seconds", _parse_float(0.0, exclusive=True)),
     "AUDIT_SERVICE_SIGNING_KEY_FILE": ("signing_key_file", _parse_path),
-    "AUDIT_SERVICE_S3_OBJECT_LOCK_MODE": ("s3_object_lock_mode", lambda raw: _parse_choice("governance", "compliance")(raw).upper()),
+    "AUDIT_SERVICE_S3_OBJECT_LOCK_MODE": ("s3_object_lock_mode",
+                                          lambda raw: _parse_choice("governance", "compliance")(raw).upper()),
     "AUDIT_SERVICE_S3_OBJECT_LOCK_DAYS": ("s3_object_lock_days", _parse_int(1)),
     "AUDIT_SERVICE_ACCESS_LOG": ("access_log_sample_rate", lambda raw: _parse_sample_rate(raw)),
     "AUDIT_SERVICE_LOG_LEVEL": ("log_level", lambda raw: _parse_choice("debug", "info", "warning", "error")(raw).upper()),
