@@ -34,6 +34,7 @@ QUERY_KINDS: dict[tuple[str, str], str] = {
     ("GET", "/v1/audit/events"): "events",
     ("GET", "/v1/audit/export"): "export",
     ("GET", "/v1/audit/stats"): "stats",
+    ("GET", "/v1/audit/verify"): "verify",
     ("GET", "/v1/audit/storage"): "storage",
     ("GET", "/v1/audit/retention"): "retention",
     ("PUT", "/v1/audit/retention"): "retention_update",
@@ -101,7 +102,7 @@ class IngestMetrics:
                                      "Time from sending a batch frame to the writer's ACK (spool fsync included).",
                                      buckets=LATENCY_BUCKETS, registry=self.registry)
         self.query_seconds = Histogram("auditlake_ingest_query_duration_seconds",
-                                       "Time to answer a read of storage, by kind (events, storage, retention).",
+                                       "Time to answer a read of storage, by kind (events, export, stats, verify, storage, retention).",
                                        ["kind"], buckets=QUERY_BUCKETS, registry=self.registry)
         self.registry.register(IngestCollector(app))
         ProcessCollector(registry=self.registry)
