@@ -20,10 +20,9 @@ import orjson
 import pyarrow.parquet as pq
 
 from ingest.column_cache import ColumnCache
-from ingest.read_engine import Footer, ParquetSource, Parsed, Plan, read_footer
+from ingest.read_engine import Footer, ParquetSource, Parsed, Plan, open_parquet, read_footer
 from ingest.spool_reader import spooled_events
 from shared import layout
-from shared.s3_layout import DICTIONARY_COLUMNS
 
 log = logging.getLogger("auditlake.ingest.read")
 METADATA_CACHE_FILES = 50_000
@@ -56,8 +55,7 @@ class MetadataCache:
     def source(self, path: Path, columns: ColumnCache | None = None) -> ParquetSource:
         """A source that plans from the cached footer and opens the file only to read it."""
         stat = path.stat()
-        return ParquetSource(lambda: pq.ParquetFile(path, metadata=self.footer(path).metadata, memory_map=True,
-                                                    read_dictionary=DICTIONARY_COLUMNS),
+        return ParquetSource(lambda: open_parquet(path, self.footer(path).metadata, memory_map=True),
                              lambda: self.footer(path), (str(path), stat.st_mtime_ns, stat.st_size), columns)
 
 

@@ -25,7 +25,7 @@ from ingest.column_cache import ColumnCache
 from ingest.query_params import EXACT_FILTERS
 from ingest.timeutil import canonical_micros, micros
 from shared.events import TS_LENGTH, canonical_ts
-from shared.s3_layout import UTC_MICROS
+from shared.s3_layout import DICTIONARY_COLUMNS, UTC_MICROS
 
 UNCACHED_COLUMNS = frozenset({"record_json", "audit_event_id"})
 LOWER = ".lower"
@@ -90,6 +90,15 @@ class Footer:
     metadata: Any
     schema: pa.Schema
     groups: list[tuple[int | None, int | None, int]]
+
+
+def open_parquet(source: Any, metadata: Any = None, **options: Any) -> pq.ParquetFile:
+    """Open a Parquet file reading its low-cardinality string columns dictionary-encoded (those it has)."""
+    plain = pq.ParquetFile(source, metadata=metadata, **options)
+    present = [name for name in DICTIONARY_COLUMNS if name in plain.schema_arrow.names]
+    if not present:
+        return plain
+    return pq.ParquetFile(source, metadata=plain.metadata, read_dictionary=present, **options)
 
 
 def read_footer(parquet: pq.ParquetFile) -> Footer:

@@ -16,10 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ingest.column_cache import ColumnCache
-from ingest.read_engine import ParquetSource, Parsed, Plan, SourceGone
+from ingest.read_engine import ParquetSource, Parsed, Plan, SourceGone, open_parquet
 from ingest.spool_reader import spooled_events
 from shared import s3_layout
-from shared.s3_layout import DICTIONARY_COLUMNS
 
 
 class ObjectCache:
@@ -112,4 +111,4 @@ class S3Sources:
             except self.client.exceptions.NoSuchKey:
                 raise SourceGone(key) from None
             self.cache.put((key, etag), body)
-        return pq.ParquetFile(pa.BufferReader(body), read_dictionary=DICTIONARY_COLUMNS)
+        return open_parquet(pa.BufferReader(body))
