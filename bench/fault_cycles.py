@@ -15,8 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.faults.test_kill_cycles import settle, wait_for_acks  # noqa: E402
-from tests.ledger import Ledger, LoadGenerator  # noqa: E402
+from tests.ledger import Ledger, LoadGenerator, settle, wait_for_acks  # noqa: E402
 from tests.service import Service  # noqa: E402
 
 
@@ -46,7 +45,7 @@ def main() -> int:
     finally:
         for producer in producers:
             producer.stop()
-    verdict = settle(service, ledger, timeout=120)
+    verdict = settle(ledger, service.stored_events, timeout=120)
     service.stop()
     report = {
         "cycles": args.cycles,

@@ -66,19 +66,25 @@ def _plan(request: web.Request, query: Query, since_us: int, until_us: int, limi
                 count=count, unit_delay_seconds=request.app[keys.SETTINGS].test_read_delay_seconds)
 
 
-def _slot(request: web.Request):
-    return request.app[keys.STORAGE].slots.take()
+def _begin(request: web.Request) -> tuple[Query, cursors.Cursor | None, Any]:
+    """Parse the read and take a read slot; the slot's release function is returned last.
+
+    Raises QueryError (400) or ReadsBusy (503).
+    """
+    query, cursor = _parse(request)
+    return query, cursor, request.app[keys.STORAGE].slots.take()
+
+
+def _refusal(exc: Exception) -> web.Response:
+    return error(400, str(exc)) if isinstance(exc, QueryError) else unavailable(str(exc))
 
 
 async def get_events(request: web.Request) -> web.Response:
     """Newest first; ``total`` over the whole range; ``next_cursor`` continues after the page."""
     try:
-        query, cursor = _parse(request)
-        release = _slot(request)
-    except QueryError as exc:
-        return error(400, str(exc))
-    except ReadsBusy as exc:
-        return unavailable(str(exc))
+        query, cursor, release = _begin(request)
+    except (QueryError, ReadsBusy) as exc:
+        return _refusal(exc)
     since, until, since_us, until_us = _bounds(query, cursor)
     position = (cursor.ts_us, cursor.event_id) if cursor else None
     plan = _plan(request, query, since_us, until_us, query.limit, position)
@@ -106,12 +112,9 @@ async def export_events(request: web.Request) -> web.StreamResponse:
     if export_format not in ("ndjson", "csv"):
         return error(400, "format must be ndjson or csv")
     try:
-        query, _ = _parse(request)
-        release = _slot(request)
-    except QueryError as exc:
-        return error(400, str(exc))
-    except ReadsBusy as exc:
-        return unavailable(str(exc))
+        query, _, release = _begin(request)
+    except (QueryError, ReadsBusy) as exc:
+        return _refusal(exc)
     since, until, since_us, until_us = _bounds(query, None)
     storage = request.app[keys.STORAGE]
     response = web.StreamResponse(headers={
@@ -177,12 +180,9 @@ async def get_stats(request: web.Request) -> web.Response:
     if group_by is not None and group_by not in GROUPABLE:
         return error(400, f"cannot group by {group_by!r}; use one of {', '.join(GROUPABLE)}")
     try:
-        query, _ = _parse(request)
-        release = _slot(request)
-    except QueryError as exc:
-        return error(400, str(exc))
-    except ReadsBusy as exc:
-        return unavailable(str(exc))
+        query, _, release = _begin(request)
+    except (QueryError, ReadsBusy) as exc:
+        return _refusal(exc)
     since, until, since_us, until_us = _bounds(query, None)
     plan = _plan(request, query, since_us, until_us, 1, None)
     try:

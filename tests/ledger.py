@@ -5,6 +5,8 @@ from __future__ import annotations
 import collections
 import dataclasses
 import threading
+import time
+from collections.abc import Callable
 import uuid
 from datetime import datetime, timezone
 from typing import Any
@@ -98,3 +100,30 @@ class LoadGenerator(threading.Thread):
         """Stop after the request in progress and wait for the thread."""
         self.stopping.set()
         self.join(timeout=60)
+
+
+def poll(predicate: Callable[[], Any], timeout: float, message: str) -> Any:
+    """Call ``predicate`` until it returns something truthy (returned) or ``timeout`` passes (fail)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, message
+        time.sleep(0.02)
+
+
+def wait_for_acks(ledger: Ledger, at_least: int, timeout: float = 30.0) -> None:
+    """Block until the ledger holds ``at_least`` acknowledged events."""
+    poll(lambda: len(ledger.acknowledged) >= at_least, timeout,
+         f"only {len(ledger.acknowledged)} of {at_least} events acknowledged")
+
+
+def settle(ledger: Ledger, stored: Callable[[], list[dict[str, Any]]], timeout: float = 30.0) -> Verdict:
+    """Wait until every acknowledged event is stored (or time out); return the verdict."""
+    deadline = time.monotonic() + timeout
+    verdict = ledger.compare(stored())
+    while verdict.lost and time.monotonic() < deadline:
+        time.sleep(0.2)
+        verdict = ledger.compare(stored())
+    return verdict

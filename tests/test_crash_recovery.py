@@ -2,31 +2,14 @@
 
 from __future__ import annotations
 
-import time
+import pytest
 
-from tests.ledger import Ledger, LoadGenerator
-
-
-def _wait_for_acks(ledger: Ledger, at_least: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while len(ledger.acknowledged) < at_least:
-        assert time.monotonic() < deadline, f"only {len(ledger.acknowledged)} events acknowledged"
-        time.sleep(0.02)
+from tests.ledger import Ledger, LoadGenerator, settle, wait_for_acks
 
 
-def _settle(service, ledger: Ledger) -> None:
-    """Wait until the store holds every acknowledged event (or time out), then compare."""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        verdict = ledger.compare(service.stored_events())
-        if not verdict.lost:
-            break
-        time.sleep(0.2)
-    return ledger.compare(service.stored_events())
-
-
-def test_writer_sigkill_under_load_loses_and_duplicates_nothing(service_factory) -> None:
-    """Events acknowledged before, during and after a writer SIGKILL are each stored exactly once."""
+@pytest.mark.parametrize("victim", ["writer", "ingest"])
+def test_sigkill_under_load_loses_and_duplicates_nothing(service_factory, victim: str) -> None:
+    """Events acknowledged before, during and after SIGKILLs of one process are each stored exactly once."""
     service = service_factory(AUDIT_SERVICE_ACK_TIMEOUT_SECONDS="20")
     ledger = Ledger()
     producers = [LoadGenerator(service, ledger) for _ in range(3)]
@@ -34,40 +17,15 @@ def test_writer_sigkill_under_load_loses_and_duplicates_nothing(service_factory)
         producer.start()
     try:
         for round_number in range(3):
-            _wait_for_acks(ledger, 200 * (round_number + 1))
-            service.signal("writer")
-            time.sleep(0.3)
-            service.start("writer")
+            wait_for_acks(ledger, 200 * (round_number + 1))
+            service.signal(victim)
+            service.start(victim)
             service.wait_ready()
-        _wait_for_acks(ledger, len(ledger.acknowledged) + 200)
+        wait_for_acks(ledger, len(ledger.acknowledged) + 200)
     finally:
         for producer in producers:
             producer.stop()
-    verdict = _settle(service, ledger)
-    assert verdict.acknowledged >= 800
-    assert verdict.lost == [], service.tail()
-    assert verdict.duplicated == []
-    assert verdict.phantom == []
-
-
-def test_ingest_sigkill_under_load_loses_nothing_acknowledged(service_factory) -> None:
-    """Killing ingest mid-load loses no acknowledged event and stores none twice after restart."""
-    service = service_factory()
-    ledger = Ledger()
-    producers = [LoadGenerator(service, ledger) for _ in range(3)]
-    for producer in producers:
-        producer.start()
-    try:
-        for round_number in range(3):
-            _wait_for_acks(ledger, 200 * (round_number + 1))
-            service.signal("ingest")
-            service.start("ingest")
-            service.wait_ready()
-        _wait_for_acks(ledger, len(ledger.acknowledged) + 200)
-    finally:
-        for producer in producers:
-            producer.stop()
-    verdict = _settle(service, ledger)
+    verdict = settle(ledger, service.stored_events, timeout=20)
     assert verdict.acknowledged >= 800
     assert verdict.lost == [], service.tail()
     assert verdict.duplicated == []

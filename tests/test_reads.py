@@ -160,7 +160,7 @@ def test_reads_are_bounded_and_a_cancelled_read_frees_its_slot(service_factory) 
     assert headers.get("Retry-After") and "detail" in body
     sock.close()
     left = time.monotonic()
-    while service.get(f"/v1/audit/events?correlation_id=none&limit=1")[0] == 503:
+    while service.get("/v1/audit/events?correlation_id=none&limit=1")[0] == 503:
         assert time.monotonic() - left < 3, "the cancelled read kept its slot"
         time.sleep(0.05)
 

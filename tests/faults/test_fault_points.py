@@ -6,8 +6,7 @@ import time
 
 import pytest
 
-from tests.faults.test_kill_cycles import settle, wait_for_acks
-from tests.ledger import Ledger, LoadGenerator
+from tests.ledger import Ledger, LoadGenerator, settle, wait_for_acks
 
 
 def _wait_exit(proc, timeout: float = 30.0) -> int:
@@ -44,7 +43,7 @@ def test_writer_killed_at_a_fault_point_loses_and_doubles_nothing(service_factor
     finally:
         for producer in producers:
             producer.stop()
-    verdict = settle(service, ledger)
+    verdict = settle(ledger, service.stored_events)
     assert verdict.acknowledged >= 100
     assert (verdict.lost, verdict.duplicated, verdict.phantom) == ([], [], []), service.tail()
     if evidence is not None:

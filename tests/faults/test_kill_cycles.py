@@ -2,27 +2,7 @@
 
 from __future__ import annotations
 
-import time
-
-from tests.ledger import Ledger, LoadGenerator
-
-
-def wait_for_acks(ledger: Ledger, at_least: int, timeout: float = 30.0) -> None:
-    """Block until the ledger holds ``at_least`` acknowledged events."""
-    deadline = time.monotonic() + timeout
-    while len(ledger.acknowledged) < at_least:
-        assert time.monotonic() < deadline, f"only {len(ledger.acknowledged)} of {at_least} acknowledged"
-        time.sleep(0.01)
-
-
-def settle(service, ledger: Ledger, timeout: float = 30.0):
-    """Wait until every acknowledged event is in the store (or time out); return the verdict."""
-    deadline = time.monotonic() + timeout
-    verdict = ledger.compare(service.stored_events())
-    while verdict.lost and time.monotonic() < deadline:
-        time.sleep(0.2)
-        verdict = ledger.compare(service.stored_events())
-    return verdict
+from tests.ledger import Ledger, LoadGenerator, settle, wait_for_acks
 
 
 def test_twenty_kill_cycles_alternating_processes(service_factory) -> None:
@@ -43,7 +23,7 @@ def test_twenty_kill_cycles_alternating_processes(service_factory) -> None:
     finally:
         for producer in producers:
             producer.stop()
-    verdict = settle(service, ledger)
+    verdict = settle(ledger, service.stored_events)
     assert verdict.acknowledged >= 20 * 60
     assert verdict.lost == [], service.tail()
     assert verdict.duplicated == []

@@ -6,8 +6,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from shared import spool_format
-from tests.faults.test_kill_cycles import settle, wait_for_acks
-from tests.ledger import Ledger, LoadGenerator, make_events
+from tests.ledger import Ledger, LoadGenerator, make_events, settle, wait_for_acks
 
 
 def test_corrupt_spool_segment_is_quarantined_and_reported(service_factory) -> None:
@@ -112,7 +111,7 @@ def test_counters_add_up_under_load(service_factory) -> None:
         for producer in producers:
             producer.stop()
     assert len(snapshots) > 10 and all(snapshot["accounted"] for snapshot in snapshots)
-    settle(service, ledger)
+    settle(ledger, service.stored_events)
     status = service.get("/v1/audit/status")[1]
     assert status["accepted_events"] == len(ledger.acknowledged)
     assert status["rejected_events"] == len(ledger.refused)

@@ -4,18 +4,7 @@ from __future__ import annotations
 
 import time
 
-from tests.faults.test_kill_cycles import settle, wait_for_acks
-from tests.ledger import Ledger, LoadGenerator, make_events
-
-
-def _poll(predicate, timeout: float, message: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, message
-        time.sleep(0.02)
+from tests.ledger import Ledger, LoadGenerator, make_events, poll, settle, wait_for_acks
 
 
 def _post_one(service) -> int:
@@ -35,23 +24,23 @@ def test_read_only_store_keeps_accepting_and_recovers(service_factory, tmpfs) ->
     try:
         wait_for_acks(ledger, 100)
         store.read_only(True)
-        _poll(lambda: service.get("/v1/audit/status")[1]["failed_flushes"] > 0, 10, "flushes did not fail")
+        poll(lambda: service.get("/v1/audit/status")[1]["failed_flushes"] > 0, 10, "flushes did not fail")
         during = len(ledger.acknowledged)
         wait_for_acks(ledger, during + 200)
         status = service.get("/v1/audit/status")[1]
         assert status["last_error"] and status["storage"]["status"] in ("warning", "down")
         assert status["spool_backlog_events"] > 0
-        _poll(lambda: service.get("/readyz")[0] == 503, 5, "readyz stayed 200 while flushes kept failing")
+        poll(lambda: service.get("/readyz")[0] == 503, 5, "readyz stayed 200 while flushes kept failing")
         assert service.post({"events": make_events(5, "still")})[0] == 202, "the spool still takes events"
         healed_at = time.monotonic()
         store.read_only(False)
-        _poll(lambda: service.get("/v1/audit/status")[1]["last_error"] is None, 5, "no recovery within 5 s")
-        _poll(lambda: service.get("/readyz")[0] == 200, 5, "readyz did not recover")
+        poll(lambda: service.get("/v1/audit/status")[1]["last_error"] is None, 5, "no recovery within 5 s")
+        poll(lambda: service.get("/readyz")[0] == 200, 5, "readyz did not recover")
         assert time.monotonic() - healed_at < 5
     finally:
         for producer in producers:
             producer.stop()
-    verdict = settle(service, ledger)
+    verdict = settle(ledger, service.stored_events)
     assert (verdict.lost, verdict.duplicated, verdict.phantom) == ([], [], [])
 
 
@@ -65,19 +54,19 @@ def test_full_spool_answers_503_then_recovers(service_factory, tmpfs) -> None:
     producer = LoadGenerator(service, ledger, batch_size=20)
     producer.start()
     try:
-        _poll(lambda: ledger.refused, 20, "the spool never filled")
+        poll(lambda: ledger.refused, 20, "the spool never filled")
         started = time.monotonic()
         status, body, headers = _post_one(service)
         assert status == 503 and headers.get("Retry-After") and "detail" in body
         assert time.monotonic() - started < 1.0
         healed_at = time.monotonic()
         store.read_only(False)
-        _poll(lambda: _post_one(service)[0] == 202, 5, "no 202 within 5 s of space returning")
+        poll(lambda: _post_one(service)[0] == 202, 5, "no 202 within 5 s of space returning")
         assert time.monotonic() - healed_at < 5
         wait_for_acks(ledger, len(ledger.acknowledged) + 100)
     finally:
         producer.stop()
-    verdict = settle(service, ledger)
+    verdict = settle(ledger, service.stored_events)
     assert verdict.refused > 0
     assert (verdict.lost, verdict.duplicated, verdict.phantom) == ([], [], [])
 
@@ -100,15 +89,15 @@ def test_full_spool_disk_answers_503_then_recovers(service_factory, tmpfs) -> No
                     handle.flush()
             except OSError:
                 pass
-        _poll(lambda: ledger.refused, 20, "no request was refused on a full disk")
+        poll(lambda: ledger.refused, 20, "no request was refused on a full disk")
         status, _, headers = _post_one(service)
         assert status == 503 and headers.get("Retry-After")
         healed_at = time.monotonic()
         filler.unlink()
-        _poll(lambda: _post_one(service)[0] == 202, 5, "no 202 within 5 s of space returning")
+        poll(lambda: _post_one(service)[0] == 202, 5, "no 202 within 5 s of space returning")
         assert time.monotonic() - healed_at < 5
         wait_for_acks(ledger, len(ledger.acknowledged) + 100)
     finally:
         producer.stop()
-    verdict = settle(service, ledger)
+    verdict = settle(ledger, service.stored_events)
     assert (verdict.lost, verdict.duplicated, verdict.phantom) == ([], [], []), service.tail()

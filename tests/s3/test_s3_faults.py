@@ -7,21 +7,15 @@ import time
 
 import pyarrow.parquet as pq
 
-from tests.faults.test_kill_cycles import wait_for_acks
-from tests.ledger import Ledger, LoadGenerator
+from tests.ledger import Ledger, LoadGenerator, poll, settle, wait_for_acks
 from tests.s3.conftest import s3_client
 from tests.s3.helpers import object_keys, stored_events
 from tests.s3.proxy import FaultyProxy
 
 
-def _settle(moto_endpoint: str, bucket: str, ledger: Ledger, timeout: float = 60.0):
+def _settle(moto_endpoint: str, bucket: str, ledger: Ledger):
     """Wait until every acknowledged event is uploaded; return the verdict over the bucket."""
-    deadline = time.monotonic() + timeout
-    verdict = ledger.compare(stored_events(moto_endpoint, bucket))
-    while verdict.lost and time.monotonic() < deadline:
-        time.sleep(0.5)
-        verdict = ledger.compare(stored_events(moto_endpoint, bucket))
-    return verdict
+    return settle(ledger, lambda: stored_events(moto_endpoint, bucket), timeout=60)
 
 
 def _all_objects_readable(moto_endpoint: str, bucket: str) -> None:
@@ -32,13 +26,6 @@ def _all_objects_readable(moto_endpoint: str, bucket: str) -> None:
         body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
         assert key.endswith(".parquet")
         pq.read_table(io.BytesIO(body))
-
-
-def _poll(predicate, timeout: float, message: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, message
-        time.sleep(0.1)
 
 
 def test_thirty_second_outage_under_load(service_factory, s3_env, moto_endpoint, bucket) -> None:
@@ -53,7 +40,7 @@ def test_thirty_second_outage_under_load(service_factory, s3_env, moto_endpoint,
         try:
             wait_for_acks(ledger, 200)
             proxy.set_down(True)
-            _poll(lambda: service.get("/v1/audit/status")[1]["storage"]["status"] == "down", 10,
+            poll(lambda: service.get("/v1/audit/status")[1]["storage"]["status"] == "down", 10,
                   "storage never reported down")
             during = len(ledger.acknowledged)
             started = time.monotonic()
@@ -63,7 +50,7 @@ def test_thirty_second_outage_under_load(service_factory, s3_env, moto_endpoint,
             if remaining > 0:
                 time.sleep(remaining)
             proxy.set_down(False)
-            _poll(lambda: service.get("/v1/audit/status")[1]["storage"]["status"] == "healthy", 15,
+            poll(lambda: service.get("/v1/audit/status")[1]["storage"]["status"] == "healthy", 15,
                   "storage never recovered")
             wait_for_acks(ledger, len(ledger.acknowledged) + 200)
         finally:
@@ -73,7 +60,7 @@ def test_thirty_second_outage_under_load(service_factory, s3_env, moto_endpoint,
         assert verdict.acknowledged >= 900
         assert (verdict.lost, verdict.duplicated, verdict.phantom) == ([], [], [])
         _all_objects_readable(moto_endpoint, bucket)
-        _poll(lambda: service.writer_status()["spool_backlog_events"] == 0, 15, "staged events never all uploaded")
+        poll(lambda: service.writer_status()["spool_backlog_events"] == 0, 15, "staged events never all uploaded")
     finally:
         proxy.close()
 
@@ -108,7 +95,7 @@ def test_an_upload_whose_reply_was_lost_is_retried_to_the_same_key(service_facto
         producer.start()
         try:
             wait_for_acks(ledger, 400)
-            _poll(lambda: proxy.swallowed >= 2, 20, "no reply was swallowed")
+            poll(lambda: proxy.swallowed >= 2, 20, "no reply was swallowed")
             wait_for_acks(ledger, len(ledger.acknowledged) + 200)
         finally:
             producer.stop()
