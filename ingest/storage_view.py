@@ -18,6 +18,7 @@ from ingest.read_engine import Plan, SearchResult, search
 from ingest.read_stats import count_buckets
 from ingest.s3_reader import ObjectCache, S3Sources
 from shared import s3_layout
+from shared.digests import DIGEST_DIR
 from shared.s3_client import apply_retention, make_s3_client, read_retention
 from shared.settings import Settings
 
@@ -182,8 +183,11 @@ class S3StorageView(StorageView):
         count = size = 0
         capped = False
         paginator = self.client.get_paginator("list_objects_v2")
+        digests_prefix = s3_layout.base(self.settings.s3_prefix) + DIGEST_DIR + "/"
         for page in paginator.paginate(Bucket=self.bucket, Prefix=s3_layout.base(self.settings.s3_prefix)):
             for item in page.get("Contents", []):
+                if item["Key"].startswith(digests_prefix):  # tamper-evidence digests are not audit data
+                    continue
                 count += 1
                 size += item.get("Size", 0)
             if count >= S3_SCAN_CAP_OBJECTS:

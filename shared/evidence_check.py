@@ -292,7 +292,8 @@ def _check_objects(evidence: Evidence, chains: dict[str, _Chain], expected: dict
     for name in sorted(set(objects) - set(expected) - set(deleted)):
         listed = objects[name]
         if _overlaps(listed.start, listed.end, since, until):
-            _unvouched(listed, chains, evidence.journal is not None, now, report)
+            live = evidence.journal is not None and listed.writer_id in (None, evidence.journal_writer)
+            _unvouched(listed, chains, live, now, report)
 
 
 def _gone(name: str, want: _Expect, chain: _Chain, now: datetime, report: _Report) -> None:

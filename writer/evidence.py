@@ -45,7 +45,8 @@ class TamperEvidence:
         self.publisher = DigestPublisher(self.directory, self.key_path, settings.writer_id, sink, self.journal,
                                          settings.digest_interval_seconds)
         spool = self.service.spool
-        first_seq = spool.flushed_seq + 1 if spool.flushed_seq else (spool.index[0].seq if spool.index else spool.next_seq)
+        first_seq = spool.flushed_seq + 1 if spool.flushed_seq else (
+            spool.index[0].seq if spool.index else spool.next_seq)
         await asyncio.get_running_loop().run_in_executor(None, self.publisher.start, first_seq)
 
     async def run(self) -> None:

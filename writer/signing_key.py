@@ -1,4 +1,4 @@
-"""The writer's Ed25519 signing key: loaded from AUDIT_SERVICE_SIGNING_KEY_FILE, or generated owner-only on first start."""
+"""The writer's Ed25519 signing key: read from AUDIT_SERVICE_SIGNING_KEY_FILE, or generated owner-only."""
 
 from __future__ import annotations
 

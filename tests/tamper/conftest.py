@@ -1,4 +1,4 @@
-"""A prepared store: a real service run with restarts, two crash-and-redo flushes, retention and digests every second."""
+"""Fixtures: a prepared store from a real run (restarts, two crash-and-redo flushes, retention, 1 s digests)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.s3.conftest import moto_endpoint  # noqa: F401  (the S3 tests' moto server, for test_s3_evidence)
 from tests.service import Service
 
 WRITER_ID = "w1"

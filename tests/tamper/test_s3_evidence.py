@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from tests.s3.conftest import CREDENTIALS, moto_endpoint, s3_client  # noqa: F401 - the moto server fixture
+from tests.s3.conftest import CREDENTIALS, s3_client
 from tests.s3.helpers import object_keys, wait_uploaded
 from tests.service import REPO
 
