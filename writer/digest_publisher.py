@@ -113,6 +113,9 @@ class DigestPublisher:
     def cut(self) -> None:
         """Sign and store a digest of every entry not covered yet (possibly none), then commit the state."""
         with self._lock:
+            unfinished = self._read(d.PENDING_NAME)
+            if unfinished is not None:  # an earlier cut failed half way: finish it with the same bytes first
+                self._commit(unfinished)
             state = self.state
             entries, head, head_n = self.journal.uncovered()
             end = max(utc_now_iso(), state["end"])

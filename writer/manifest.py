@@ -53,13 +53,16 @@ class ManifestJournal:
                 data = self.path.read_bytes()
             except FileNotFoundError:
                 data = b""
-            entries = d.parse_journal(data)
-            valid = sum(len(d.canonical(entry)) + 1 for entry in entries)
-            if valid < len(data):
-                log.warning("trimming torn manifest journal tail", extra={"bytes": len(data) - valid})
+            complete = data.rfind(b"\n") + 1
+            if complete < len(data):
+                log.warning("trimming torn manifest journal tail", extra={"bytes": len(data) - complete})
                 with open(self.path, "r+b") as handle:
-                    handle.truncate(valid)
+                    handle.truncate(complete)
                     os.fsync(handle.fileno())
+            entries = d.parse_journal(data[:complete])
+            if len(entries) != data[:complete].count(b"\n"):
+                log.error("manifest journal damaged; entries after the damage are ignored",
+                          extra={"kept": len(entries)})
             self.entries = entries
             self.covered_n = covered_n
             self.head, self.head_n = covered_head, covered_n

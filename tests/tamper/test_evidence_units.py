@@ -221,3 +221,26 @@ def test_an_empty_publish_records_nothing(tmp_path: Path) -> None:
     harness = Harness(tmp_path)
     harness.journal.record_published(FlushBatch(1, 2, {}, 0, 2, [], []), PublishResult([]))
     assert not (harness.evidence / d.JOURNAL_NAME).exists()
+
+
+def test_a_digest_whose_store_failed_half_way_is_finished_before_the_next(tmp_path: Path, monkeypatch) -> None:
+    """The digest was stored but its pointer was not: the next cut stores the same digest again, then the next
+    number, so the store never holds two digests of one number."""
+    harness = Harness(tmp_path)
+    harness.publish(100, 101)
+    real_put = harness.sink.put
+
+    def put(name: str, data: bytes) -> None:
+        if name.endswith(d.POINTER_NAME):
+            raise OSError("store went away")
+        real_put(name, data)
+
+    monkeypatch.setattr(harness.sink, "put", put)
+    with pytest.raises(OSError):
+        harness.publisher.cut()
+    monkeypatch.setattr(harness.sink, "put", real_put)
+    harness.publisher.cut()
+    names = sorted(path.name for path in (harness.root / d.DIGEST_DIR / "w1").glob("digest-*.json"))
+    assert [name.split("-")[1] for name in names] == ["000000000001", "000000000002", "000000000003"]
+    report = harness.verify()
+    assert report["ok"] and report["verified"] == 2, report["problems"]
