@@ -1,9 +1,10 @@
 """Publishes a signed, chained digest of the manifest every AUDIT_SERVICE_DIGEST_INTERVAL_SECONDS (empty ones too).
 
 A cut is written to ``<spool>/evidence/digest-pending.json`` first (digest, pointer and the next state),
-then stored, then committed to ``state.json``; a crash in between re-stores the same bytes at the next
-start, so a digest number is never issued twice with different content. Without local state (a new or
-lost spool) the chain continues from the newest digest the store holds, or starts with an empty genesis.
+then stored, then committed to ``state.json``; a crash or store error in between makes the next cut (the
+first after a restart is due at once) store the same bytes first, so a digest number is never issued
+twice with different content. Without local state (a new or lost spool) the chain continues from the
+newest digest the store holds, or starts with an empty genesis digest. Start writes nothing to the store.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from writer.stats import utc_now_iso
 
 log = logging.getLogger("auditlake.writer.digests")
 RETRY_SECONDS = 5.0
+RESUME_SECONDS = 30.0
 PUBLIC_KEY_REFRESH_SECONDS = 12 * 3600
 
 
@@ -47,12 +49,13 @@ class DigestPublisher:
         self._key: Any = None
         self._public_pem = b""
         self._key_published_at = float("-inf")
+        self._overdue = True
         self._lock = threading.Lock()
 
     # -- start ----------------------------------------------------------------------------------------
 
     def start(self, first_seq: int) -> None:
-        """Load (or create) the key, finish a pending cut, load or resume the state, load the journal."""
+        """Load (or create) the key, load or resume the state, load the journal; the store is written by ``cut``."""
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._key = load_or_create(self.key_path)
         self._public_pem = d.public_pem(self._key)
@@ -60,15 +63,10 @@ class DigestPublisher:
         write_atomic(self.directory / d.PUBLIC_KEY_NAME, self._public_pem)
         log.info("digest signing key", extra={"key_fingerprint": fingerprint, "key_file": str(self.key_path),
                                               "public_key": d.public_key_name(self.writer_id)})
-        pending = self._read(d.PENDING_NAME)
-        if pending is not None:
-            self._commit(pending)
-        self.state = self._read(d.STATE_NAME) or self._resume() or self._genesis(first_seq)
+        self.state = self._read(d.STATE_NAME) or self._resume_retrying() or self._genesis(first_seq)
         write_atomic(self.directory / d.STATE_NAME, d.canonical(self.state))
         self.journal.load(self.state["head"], self.state["head_n"])
-        self._publish_key()
-        if self.state["number"] == 0:
-            self.cut()
+        self._overdue = self.state["number"] == 0 or (self.directory / d.PENDING_NAME).exists()
 
     def _read(self, name: str) -> dict[str, Any] | None:
         try:
@@ -81,6 +79,18 @@ class DigestPublisher:
         log.info("starting a new digest chain", extra={"writer_id": self.writer_id, "chain_start_seq": first_seq})
         return {"writer_id": self.writer_id, "number": 0, "name": None, "sha256": None, "end": now, "head": d.GENESIS,
                 "head_n": 0, "covered_seq": 0, "chain_start_seq": first_seq, "chain_started": now}
+
+    def _resume_retrying(self) -> dict[str, Any] | None:
+        """``_resume``, retried while the store answers errors (the entry chain cannot start without it)."""
+        deadline = time.monotonic() + RESUME_SECONDS
+        while True:
+            try:
+                return self._resume()
+            except Exception as exc:  # any store error; give up (a start error) only after the deadline
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("reading the newest digest failed; retrying", extra={"error": repr(exc)})
+                time.sleep(RETRY_SECONDS / 10)
 
     def _resume(self) -> dict[str, Any] | None:
         """The state after the newest digest in the store, when this writer's local state was lost."""
@@ -107,6 +117,8 @@ class DigestPublisher:
 
     def due_in(self) -> float:
         """Seconds until the next digest is due (negative when overdue)."""
+        if self._overdue:
+            return -1.0
         elapsed = (datetime.now(timezone.utc) - parse_iso(self.state["end"])).total_seconds()
         return self.interval_seconds - elapsed
 
@@ -140,6 +152,7 @@ class DigestPublisher:
             self._commit(pending)
             if time.monotonic() - self._key_published_at > PUBLIC_KEY_REFRESH_SECONDS:
                 self._publish_key()
+            self._overdue = False
         log.info("digest published", extra={"digest": name, "entries": len(entries), "head_n": head_n})
 
     def _commit(self, pending: dict[str, Any]) -> None:

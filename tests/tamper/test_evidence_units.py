@@ -14,6 +14,9 @@ from shared import digests as d
 from shared.errors import ConfigError
 from tests.tamper.harness import Harness
 from writer.batches import FlushBatch
+from writer.digest_publisher import DigestPublisher
+from writer.digest_sink import LocalDigestSink
+from writer.manifest import ManifestJournal
 from writer.object_lock import ObjectLock
 from writer.signing_key import load_or_create
 from writer.store import PublishResult
@@ -244,3 +247,19 @@ def test_a_digest_whose_store_failed_half_way_is_finished_before_the_next(tmp_pa
     assert [name.split("-")[1] for name in names] == ["000000000001", "000000000002", "000000000003"]
     report = harness.verify()
     assert report["ok"] and report["verified"] == 2, report["problems"]
+
+
+def test_start_writes_nothing_to_the_store_and_the_first_cut_is_due_at_once(tmp_path: Path) -> None:
+    """A store that refuses writes does not stop the writer's start; the genesis digest is due immediately."""
+    class Refusing(LocalDigestSink):
+        def put(self, name: str, data: bytes) -> None:
+            raise OSError("read-only store")
+
+    evidence = tmp_path / "evidence"
+    journal = ManifestJournal(evidence, "w1", lambda name: name)
+    publisher = DigestPublisher(evidence, tmp_path / "key.pem", "w1", Refusing(tmp_path / "store", 0), journal, 3600)
+    publisher.start(1)
+    assert publisher.due_in() < 0 and publisher.state["number"] == 0
+    with pytest.raises(OSError):
+        publisher.cut()
+    assert (evidence / d.PENDING_NAME).exists() and publisher.due_in() < 0
