@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -77,6 +78,17 @@ class ReadSlots:
         return release
 
 
+READ_THREAD_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    """Make a read thread yield the CPU to ingest's event loop (Linux schedules threads by their own nice)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), READ_THREAD_NICENESS)
+    except (AttributeError, OSError):
+        pass
+
+
 class StorageView:
     """Answers reads of the local backend in worker threads."""
 
@@ -86,7 +98,8 @@ class StorageView:
                                                ColumnCache(settings.read_cache_bytes))
         self.slots = ReadSlots(settings.read_concurrency)
         self.executor = concurrent.futures.ThreadPoolExecutor(settings.read_concurrency + 1,
-                                                              thread_name_prefix="read")
+                                                              thread_name_prefix="read",
+                                                              initializer=_lower_priority)
         self._size: tuple[float, dict[str, Any]] | None = None
 
     async def _in_thread(self, function, *args):
