@@ -96,7 +96,7 @@ def check(evidence: Evidence, trusted: dict[str, Any], hash_of: Callable[[str], 
     if evidence.journal is not None and evidence.journal_writer is not None:
         chain = chains.setdefault(evidence.journal_writer, _Chain(evidence.journal_writer))
         _check_journal(chain, evidence.journal, report)
-    if not writers and any(not listed.legacy for listed in evidence.objects.values()):
+    if not writers and evidence.journal is None and any(not listed.legacy for listed in evidence.objects.values()):
         report.add("chain_breaks", d.DIGEST_DIR + "/", "no digest chain found, but the store holds objects")
     for name in evidence.stray:
         report.add("unexpected", name, "file in the digest folder that is no digest, pointer or key")

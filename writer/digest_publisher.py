@@ -29,6 +29,7 @@ from writer.stats import utc_now_iso
 log = logging.getLogger("auditlake.writer.digests")
 RETRY_SECONDS = 5.0
 RESUME_SECONDS = 30.0
+START_DELAY_SECONDS = 1.0
 PUBLIC_KEY_REFRESH_SECONDS = 12 * 3600
 
 
@@ -50,6 +51,7 @@ class DigestPublisher:
         self._public_pem = b""
         self._key_published_at = float("-inf")
         self._overdue = True
+        self._started = float("-inf")
         self._lock = threading.Lock()
 
     # -- start ----------------------------------------------------------------------------------------
@@ -67,6 +69,7 @@ class DigestPublisher:
         write_atomic(self.directory / d.STATE_NAME, d.canonical(self.state))
         self.journal.load(self.state["head"], self.state["head_n"])
         self._overdue = self.state["number"] == 0 or (self.directory / d.PENDING_NAME).exists()
+        self._started = time.monotonic()
 
     def _read(self, name: str) -> dict[str, Any] | None:
         try:
@@ -115,10 +118,15 @@ class DigestPublisher:
 
     # -- cuts -----------------------------------------------------------------------------------------
 
+    @property
+    def overdue(self) -> bool:
+        """True until the first cut after start succeeds when it is a genesis or finishes an interrupted one."""
+        return self._overdue
+
     def due_in(self) -> float:
         """Seconds until the next digest is due (negative when overdue)."""
-        if self._overdue:
-            return -1.0
+        if self._overdue:  # a genesis or unfinished cut: soon, but not in the fsyncs of the first acks
+            return self._started + min(self.interval_seconds, START_DELAY_SECONDS) - time.monotonic()
         elapsed = (datetime.now(timezone.utc) - parse_iso(self.state["end"])).total_seconds()
         return self.interval_seconds - elapsed
 

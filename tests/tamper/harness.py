@@ -41,7 +41,7 @@ class Harness:
         self.journal = ManifestJournal(self.evidence, writer_id, lambda name: name)
         self.publisher = DigestPublisher(self.evidence, self.key_path, writer_id, self.sink, self.journal, 3600)
         self.publisher.start(first_seq)
-        if self.publisher.due_in() < 0:  # what the digest task does at once: genesis, or an unfinished cut
+        if self.publisher.overdue:  # what the digest task does first: the genesis, or an unfinished cut
             self.publisher.cut()
 
     @property

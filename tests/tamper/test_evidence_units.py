@@ -259,7 +259,7 @@ def test_start_writes_nothing_to_the_store_and_the_first_cut_is_due_at_once(tmp_
     journal = ManifestJournal(evidence, "w1", lambda name: name)
     publisher = DigestPublisher(evidence, tmp_path / "key.pem", "w1", Refusing(tmp_path / "store", 0), journal, 3600)
     publisher.start(1)
-    assert publisher.due_in() < 0 and publisher.state["number"] == 0
+    assert publisher.overdue and publisher.due_in() <= 1.0 and publisher.state["number"] == 0
     with pytest.raises(OSError):
         publisher.cut()
-    assert (evidence / d.PENDING_NAME).exists() and publisher.due_in() < 0
+    assert (evidence / d.PENDING_NAME).exists() and publisher.overdue
