@@ -13,6 +13,7 @@ from pathlib import Path
 from tests.s3.conftest import CREDENTIALS, s3_client
 from tests.s3.helpers import object_keys, wait_uploaded
 from tests.service import REPO
+from tests.tamper.conftest import poll
 
 WRITER = "writer-a"
 
@@ -52,6 +53,7 @@ def test_locked_objects_verify_through_a_redo_and_every_tampering_is_reported(se
     assert service.post({"events": _events("2026-04-01", [1, 2, 3]) + _events("2026-04-02", [5])})[0] == 202
     wait_uploaded(moto_endpoint, bucket, 4)
     data_keys = sorted(key for key in object_keys(moto_endpoint, bucket, "audit/dt=2026-04-0"))
+    poll(lambda: object_keys(moto_endpoint, bucket, f"audit/_digests/{WRITER}/latest.json"), 10, "no digest")
     for key in (data_keys[0], f"audit/_digests/{WRITER}/latest.json"):
         head = client.head_object(Bucket=bucket, Key=key)
         assert head["ObjectLockMode"] == "GOVERNANCE", key
