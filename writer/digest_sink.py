@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from shared import digests as d
 from shared import s3_layout
 from shared.s3_client import read_retention
-from writer.fsutil import fsync_dir
+from writer.fsutil import write_atomic
 
 log = logging.getLogger("auditlake.writer.digests")
 
@@ -33,17 +32,7 @@ class LocalDigestSink:
         """Write ``<root>/<name>`` atomically (temp file, fsync, rename, fsync the directory)."""
         path = self.root / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".tmp-{path.name}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
+        write_atomic(path, data, 0o640)
 
     def get(self, name: str) -> bytes | None:
         """The stored bytes of ``name``, or None."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from writer.faults import FaultPoints
 from shared.layout import sidecar_path
 from writer import parquet_encode
 from writer.store import PublishedFile, PublishResult
-from writer.fsutil import fsync_dir
+from writer.fsutil import write_atomic
 
 log = logging.getLogger("auditlake.writer.local")
 GZIP_LEVEL = 6
@@ -83,17 +82,7 @@ class LocalStore:
                     pass
 
     def _write_file(self, path: Path, body: bytes) -> None:
-        tmp = path.with_name(f".tmp-{path.name}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-        try:
-            view = memoryview(body)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
+        write_atomic(path, body, 0o640)
 
     def purge(self, now: float | None = None) -> tuple[int, int]:
         """Delete files published more than ``retention_days`` ago (server time); return (files, bytes)."""
