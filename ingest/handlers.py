@@ -12,7 +12,8 @@ from ingest import keys
 from ingest.auth import principal
 from ingest.body import Rejected
 from ingest.errors import error, unavailable
-from ingest.hardening import check_posted, encode_events, guard_events, read_document
+from ingest.compact_batch import prepare, round_trips
+from ingest.hardening import check_count, check_posted, check_structure, encode_events, guard_events, read_json
 from ingest.link import AckTimeout, QueueFull, WriterRefused, WriterUnavailable
 from ingest.stats import utc_now_iso
 from shared.errors import EventError
@@ -46,13 +47,20 @@ async def post_events(request: web.Request) -> web.Response:
     stats = app[keys.STATS]
     settings = app[keys.SETTINGS]
     try:
-        document = await read_document(request, settings)
+        body, document = await read_json(request, settings)
         received_at = utc_now_iso()
         posted = events_of(document)
-        check_posted(posted, settings)
-        normalized = [normalize_event(raw, received_at, index) for index, raw in enumerate(posted)]
-        guard_events(normalized, principal(request))
-        lines = encode_events(normalized, settings.max_event_bytes)
+        check_count(posted, settings)
+        tenant = principal(request).tenant
+        lines = None
+        if round_trips(body, document):
+            lines = prepare(posted, received_at, tenant, settings.max_event_bytes)
+        if lines is None:
+            await check_structure(body, document)
+            check_posted(posted)
+            posted = [normalize_event(raw, received_at, index) for index, raw in enumerate(posted)]
+            guard_events(posted, tenant)
+            lines = encode_events(posted, settings.max_event_bytes)
     except Rejected as exc:
         stats.invalid_requests += 1
         return exc.response()
@@ -60,12 +68,15 @@ async def post_events(request: web.Request) -> web.Response:
         stats.invalid_requests += 1
         return error(400, str(exc))
     preset = app[keys.PRESET]
-    kept = [line for event, line in zip(normalized, lines) if preset.allows(event.get("type"))]
-    stats.dropped_by_verbosity += len(normalized) - len(kept)
+    if preset.allow_all:
+        kept = lines
+    else:
+        kept = [line for event, line in zip(posted, lines) if preset.allows(event.get("type"))]
+    stats.dropped_by_verbosity += len(posted) - len(kept)
     link = app[keys.LINK]
     if not kept:
         return json_response({"accepted": 0, "queued": link.queued_events}, 202)
-    payload = b"".join(line + b"\n" for line in kept)
+    payload = b"\n".join(kept) + b"\n"
     if len(payload) > link.max_frame_bytes:
         stats.invalid_requests += 1
         return error(413, "request events exceed the maximum batch size after normalization")

@@ -6,7 +6,9 @@ nesting deeper than ``MAX_DEPTH``, a repeated named-field key in one object, int
 too large events, service-only event types, and events of another tenant than a tenant-bound token's.
 
 The duplicate-key and integer checks scan the raw bytes first (C speed) and re-parse with the standard
-library, in a worker thread, only when that scan cannot rule a problem out.
+library, in a worker thread, only when that scan cannot rule a problem out. Compact bodies skip all of
+this: ``ingest.compact_batch`` proves the same properties with one re-encoding and takes this general
+path only when something needs judging.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import orjson
 from aiohttp import web
 
 from ingest.body import Rejected, read_body
-from ingest.tokens import Principal
 from shared.events import NAMED_FIELDS, SERVICE_EVENT_TYPES
 from shared.settings import Settings
 
@@ -38,19 +39,22 @@ _NINETEEN_DIGITS = b"0" * 19
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-async def read_document(request: web.Request, settings: Settings) -> Any:
-    """The request's JSON document after every structural check; raise Rejected otherwise."""
+async def read_json(request: web.Request, settings: Settings) -> tuple[bytes, Any]:
+    """The request's body and its parsed JSON document; raise Rejected when the body is not JSON."""
     body = await read_body(request, settings)
     try:
-        document = orjson.loads(body)
+        return body, orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise Rejected(400, f"malformed JSON: {exc}") from None
+
+
+async def check_structure(body: bytes, document: Any) -> None:
+    """Raise Rejected for nesting beyond MAX_DEPTH, a repeated named key or an integer beyond 64 bits."""
     key_counts = _walk(document)
     if _needs_strict_parse(body, key_counts):
         problem = await asyncio.to_thread(_strict_problem, body)
         if problem is not None:
             raise Rejected(400, problem)
-    return document
 
 
 def _walk(document: Any) -> dict[str, int]:
@@ -107,10 +111,14 @@ def _strict_problem(body: bytes) -> str | None:
     return None
 
 
-def check_posted(posted: list[Any], settings: Settings) -> None:
-    """413 for too many events; 400 for a control character in a named field (checked before normalizing)."""
+def check_count(posted: list[Any], settings: Settings) -> None:
+    """413 for more events in one request than ``max_events_per_request``."""
     if len(posted) > settings.max_events_per_request:
         raise Rejected(413, f"{len(posted)} events in one request; the limit is {settings.max_events_per_request}")
+
+
+def check_posted(posted: list[Any]) -> None:
+    """400 for a control character in a named field (checked before normalizing)."""
     texts = [value for event in posted if type(event) is dict
              for name in NAMED_FIELDS if type(value := event.get(name)) is str]
     joined = "\x20".join(texts)
@@ -123,15 +131,14 @@ def check_posted(posted: list[Any], settings: Settings) -> None:
                 raise Rejected(400, f"event {index}: field '{name}' contains a control character")
 
 
-def guard_events(events: list[dict[str, Any]], caller: Principal) -> None:
+def guard_events(events: list[dict[str, Any]], tenant: str | None) -> None:
     """Refuse service-only types and other tenants' events; fill in a bound token's tenant where absent."""
     for index, event in enumerate(events):
         if event.get("type") in SERVICE_EVENT_TYPES:
             raise Rejected(403, f"event {index}: type {event['type']!r} is written only by the service itself")
-    if caller.tenant is not None:
+    if tenant is not None:
         for index, event in enumerate(events):
-            tenant = event.setdefault("tenant_id", caller.tenant)
-            if tenant != caller.tenant:
+            if event.setdefault("tenant_id", tenant) != tenant:
                 raise Rejected(403, f"event {index}: this token may only post events of its own tenant")
 
 

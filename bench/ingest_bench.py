@@ -1,0 +1,188 @@
+"""Ingest benchmark: wrk against the two processes (and against the aiohttp floor), durable acknowledgements.
+
+Usage: .venv/bin/python bench/ingest_bench.py [--backend local|s3] [--seconds 20] [--overload-seconds 60]
+Runs wrk (Debian package ``wrk``) with 16 connections on loopback: 100-event bodies (about 50 KB) and
+single-event bodies, first against ``bench/floor_server.py`` (reads the body, answers 202), then against
+the service with default settings (verbosity ``verbose`` so every event is stored). Then a paced run at
+half the measured maximum for p99, and an overload run (128 connections, no pause) sampling both
+processes' resident memory. Prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import orjson
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent))
+sys.path.insert(0, str(BENCH))
+
+from read_bench import make_event  # noqa: E402
+from tests.service import Service, free_port, http  # noqa: E402
+
+LUA = BENCH / "ingest_wrk.lua"
+
+
+def write_template(path: Path, count: int) -> int:
+    """A body of ``count`` realistic events with ``@ID@`` where wrk puts a unique id; return its size."""
+    now = datetime.now(timezone.utc)
+    events = [make_event(now - timedelta(seconds=index), index) for index in range(count)]
+    for event in events:
+        event["audit_event_id"] = "@ID@"
+    body = orjson.dumps({"events": events})
+    path.write_bytes(body)
+    return len(body)
+
+
+def wrk(url: str, template: Path, seconds: float, connections: int, delay_ms: int = 0) -> dict:
+    """One wrk run; the JSON summary written by the Lua script's ``done``."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
+        out_path = Path(out.name)
+    env = {**os.environ, "BENCH_TEMPLATE": str(template), "BENCH_DELAY_MS": str(delay_ms),
+           "BENCH_OUT": str(out_path)}
+    threads = min(2, connections)
+    subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{int(seconds)}s", "--timeout", "10s",
+                    "-s", str(LUA), f"{url}/v1/audit/events"], env=env, check=True, capture_output=True)
+    result = json.loads(out_path.read_text())
+    out_path.unlink()
+    seconds_run = result["duration_us"] / 1e6
+    result["requests_per_second"] = round(result["requests"] / seconds_run, 1)
+    result["accepted_per_second"] = round(result["statuses"].get("202", 0) / seconds_run, 1)
+    result["p99_ms"] = round(result["p99_us"] / 1000, 2)
+    result["p50_ms"] = round(result["p50_us"] / 1000, 2)
+    return result
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def floor(templates: dict[str, Path], seconds: float) -> dict:
+    """Throughput of the do-nothing aiohttp server for both body sizes."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(BENCH / "floor_server.py"), str(port)])
+    try:
+        for _ in range(100):
+            try:
+                http("GET", f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.05)
+        return {name: wrk(f"http://127.0.0.1:{port}", path, seconds, 16) for name, path in templates.items()}
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def start_service(args: argparse.Namespace, root: Path) -> tuple[Service, object]:
+    """The two processes with default settings (and a moto server process for s3)."""
+    env = {"AUDIT_LOG_VERBOSITY": "verbose", "AUDIT_SERVICE_DRAIN_SECONDS": "20"}
+    moto = None
+    if args.backend == "s3":
+        from tests.s3.conftest import CREDENTIALS, s3_client
+
+        port = free_port()
+        moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        endpoint = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                s3_client(endpoint).create_bucket(Bucket="bench")
+                break
+            except Exception:  # not listening yet
+                time.sleep(0.1)
+        env.update(CREDENTIALS, AUDIT_SERVICE_BACKEND="s3", AUDIT_SERVICE_S3_BUCKET="bench",
+                   AUDIT_SERVICE_S3_ENDPOINT_URL=endpoint)
+    root.mkdir(parents=True, exist_ok=True)
+    service = Service(root, **env)
+    service.start_all()
+    return service, moto
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Floor, maximum, paced and overload runs; the report."""
+    work = Path(tempfile.mkdtemp(prefix="auditlake-ingestbench-"))
+    templates = {"batch_100": work / "batch100.json", "single": work / "single.json"}
+    sizes = {"batch_100": write_template(templates["batch_100"], 100), "single": write_template(templates["single"], 1)}
+    report: dict = {"backend": args.backend, "body_bytes": sizes, "connections": 16, "seconds": args.seconds}
+    if not args.skip_floor:
+        report["floor"] = floor(templates, args.seconds)
+    service, moto = start_service(args, work / "service")
+    try:
+        wrk(service.url, templates["batch_100"], 3, 16)  # warm up
+        top = wrk(service.url, templates["batch_100"], args.seconds, 16)
+        top["events_per_second"] = round(top["accepted_per_second"] * 100)
+        report["max_batch_100"] = top
+        report["max_single"] = wrk(service.url, templates["single"], args.seconds, 16)
+        half_rate = top["accepted_per_second"] / 2
+        delay_ms = max(1, round(16 * 1000 / half_rate - top["p50_ms"]))
+        paced = wrk(service.url, templates["batch_100"], args.seconds, 16, delay_ms)
+        paced["events_per_second"] = round(paced["accepted_per_second"] * 100)
+        paced["delay_ms"] = delay_ms
+        flushes_before = service.writer_status().get("flushes")
+        report["half_max_batch_100"] = paced
+        report["writer_flushes_during_half_max"] = (service.writer_status().get("flushes") or 0) - (flushes_before or 0)
+        if not args.skip_floor:
+            report["share_of_floor_batch_100"] = round(top["requests_per_second"] / report["floor"]["batch_100"]["requests_per_second"], 3)
+            report["share_of_floor_single"] = round(report["max_single"]["requests_per_second"] / report["floor"]["single"]["requests_per_second"], 3)
+        if args.overload_seconds:
+            report["overload"] = overload(service, templates["batch_100"], args.overload_seconds)
+    finally:
+        service.stop()
+        if moto is not None:
+            moto.terminate()
+            moto.wait()
+        shutil.rmtree(work, ignore_errors=True)
+    return report
+
+
+def overload(service: Service, template: Path, seconds: float) -> dict:
+    """128 connections with no pause for ``seconds``; resident memory of both processes every second."""
+    pids = {name: proc.pid for name, proc in service.procs.items()}
+    env = {**os.environ}
+    samples: dict[str, list[float]] = {name: [] for name in pids}
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
+        out_path = Path(out.name)
+    env.update(BENCH_TEMPLATE=str(template), BENCH_DELAY_MS="0", BENCH_OUT=str(out_path))
+    proc = subprocess.Popen(["wrk", "-t", "2", "-c", "128", "-d", f"{int(seconds)}s", "--timeout", "10s", "-s", str(LUA),
+                             f"{service.url}/v1/audit/events"], env=env, stdout=subprocess.DEVNULL)
+    while proc.poll() is None:
+        for name, pid in pids.items():
+            samples[name].append(rss_mb(pid))
+        time.sleep(1)
+    result = json.loads(out_path.read_text())
+    out_path.unlink()
+    seconds_run = result["duration_us"] / 1e6
+    return {"offered_requests_per_second": round(result["requests"] / seconds_run, 1),
+            "accepted_events_per_second": round(result["statuses"].get("202", 0) * 100 / seconds_run),
+            "statuses": result["statuses"],
+            "rss_mb": {name: {"after_5s": values[min(5, len(values) - 1)], "max": max(values), "last": values[-1]}
+                       for name, values in samples.items()}}
+
+
+def main() -> None:
+    """Parse arguments and print the JSON report."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=("local", "s3"), default="local")
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--overload-seconds", type=float, default=60)
+    parser.add_argument("--skip-floor", action="store_true")
+    print(json.dumps(run(parser.parse_args()), indent=2))
+
+
+if __name__ == "__main__":
+    main()

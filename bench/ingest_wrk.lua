@@ -1,0 +1,70 @@
+-- wrk script for bench/ingest_bench.py: POSTs a body template with unique audit_event_ids, optional pacing.
+-- Environment: BENCH_TEMPLATE (file with "@ID@" placeholders), BENCH_DELAY_MS (per-connection pause), BENCH_OUT.
+local threads = {}
+local counter = 0
+
+function setup(thread)
+  thread:set("tid", #threads + 1)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  local file = assert(io.open(os.getenv("BENCH_TEMPLATE"), "rb"))
+  local text = file:read("*a")
+  file:close()
+  pieces = {}
+  local start = 1
+  while true do
+    local s, e = string.find(text, "@ID@", start, true)
+    if not s then break end
+    table.insert(pieces, string.sub(text, start, s - 1))
+    start = e + 1
+  end
+  tail = string.sub(text, start)
+  pause = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
+  statuses = {}
+  wrk.method = "POST"
+  wrk.headers["Content-Type"] = "application/json"
+end
+
+function request()
+  counter = counter + 1
+  local parts = {}
+  for i, piece in ipairs(pieces) do
+    parts[#parts + 1] = piece
+    parts[#parts + 1] = string.format("%08x-%04x-4%03x-8000-%012x", tid, i, 0, counter)
+  end
+  parts[#parts + 1] = tail
+  return wrk.format(nil, nil, nil, table.concat(parts))
+end
+
+function delay()
+  return pause
+end
+
+function response(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+
+function done(summary, latency, requests)
+  local counts = {}
+  for _, thread in ipairs(threads) do
+    local seen = thread:get("statuses")
+    for status, count in pairs(seen) do
+      counts[status] = (counts[status] or 0) + count
+    end
+  end
+  local out = assert(io.open(os.getenv("BENCH_OUT"), "w"))
+  out:write("{\"requests\":", summary.requests, ",\"duration_us\":", summary.duration,
+            ",\"errors\":", summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+            ",\"p50_us\":", latency:percentile(50), ",\"p90_us\":", latency:percentile(90),
+            ",\"p99_us\":", latency:percentile(99), ",\"max_us\":", latency.max, ",\"statuses\":{")
+  local first = true
+  for status, count in pairs(counts) do
+    if not first then out:write(",") end
+    out:write("\"", status, "\":", count)
+    first = false
+  end
+  out:write("}}\n")
+  out:close()
+end

@@ -1,0 +1,137 @@
+"""The compact-JSON fast path gives exactly the general path's lines, and steps aside for anything unusual."""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from typing import Any
+
+import orjson
+import pytest
+
+from ingest.body import Rejected
+from ingest.compact_batch import prepare, round_trips
+from ingest.hardening import MAX_DEPTH, check_posted, encode_events, guard_events
+from shared.errors import EventError
+from shared.events import normalize_event
+
+RECEIVED = "2026-11-29T08:00:00.123456Z"
+LIMIT = 1 << 20
+
+
+def general(posted: list[Any], tenant: str | None = None) -> list[bytes]:
+    """What ingest stores when the fast path declines (the structural byte checks aside)."""
+    check_posted(posted)
+    events = [normalize_event(raw, RECEIVED, index) for index, raw in enumerate(posted)]
+    guard_events(events, tenant)
+    return encode_events(events, LIMIT)
+
+
+def event(**fields: Any) -> dict[str, Any]:
+    """A realistic event with an id, a canonical ts and a nested value."""
+    base = {"audit_event_id": str(uuid.uuid4()), "ts": "2026-11-29T07:59:58.000001Z", "type": "auth",
+            "tenant_id": "t1", "outcome": "allow", "user_email": "a@example.com",
+            "details": {"ip": "10.0.0.1", "scopes": ["repo:read"], "latency_ms": 12, "ratio": 0.5}}
+    base.update(fields)
+    return base
+
+
+ACCEPTED = {
+    "realistic": [event(), event(type="cas_grant", component="slack-bot")],
+    "unicode": [event(actor_ref="usér:Zoë", note="日本語 ✓")],
+    "epoch ts": [event(ts=1764403200.25)],
+    "integer epoch ts": [event(ts=1764403200)],
+    "offset ts": [event(ts="2026-11-29T09:00:00+01:00")],
+    "date-only precision ts": [event(ts="2026-11-29T07:59:58Z")],
+    "missing ts": [{k: v for k, v in event().items() if k != "ts"}],
+    "leap day": [event(ts="2028-02-29T00:00:00.000000Z")],
+    "month ends": [event(ts="2026-04-30T23:59:59.999999Z"), event(ts="2026-12-31T00:00:00.000000Z")],
+    "scalars only": [{"audit_event_id": "id-1", "ts": "2026-11-29T07:00:00.000000Z", "type": "auth", "n": 3}],
+    "nested to the limit": [event(details=json.loads("[" * (MAX_DEPTH - 3) + "]" * (MAX_DEPTH - 3)))],
+    "big allowed integer": [event(count=2**64 - 1, low=-(2**63))],
+}
+
+
+@pytest.mark.parametrize("name", sorted(ACCEPTED))
+def test_fast_path_lines_equal_the_general_path(name: str) -> None:
+    document = {"events": ACCEPTED[name]}
+    body = orjson.dumps(document)
+    assert round_trips(body, orjson.loads(body))
+    fast = prepare(orjson.loads(body)["events"], RECEIVED, None, LIMIT)
+    assert fast is not None, name
+    assert fast == general(copy.deepcopy(ACCEPTED[name]))
+
+
+def test_missing_ids_are_generated_uuids() -> None:
+    posted = [{"ts": "2026-11-29T07:00:00.000000Z", "type": "auth"} for _ in range(3)]
+    lines = prepare(posted, RECEIVED, None, LIMIT)
+    assert lines is not None
+    ids = [orjson.loads(line)["audit_event_id"] for line in lines]
+    assert len(set(ids)) == 3 and all(uuid.UUID(value).version == 4 for value in ids)
+    assert all(orjson.loads(line)["received_at"] == RECEIVED for line in lines)
+
+
+def test_bound_tenant_is_filled_in_like_the_general_path() -> None:
+    posted = [{"audit_event_id": "x", "ts": "2026-11-29T07:00:00.000000Z", "type": "auth"}]
+    assert prepare(copy.deepcopy(posted), RECEIVED, "acme", LIMIT) == general(copy.deepcopy(posted), "acme")
+
+
+DECLINED = {
+    "null value": [event(outcome=None)],
+    "non-string named field": [event(type={"x": 1})],
+    "numeric named field": [event(tenant_id=7)],
+    "boolean ts": [event(ts=True)],
+    "control character in a named field": [event(action="read\nwrite")],
+    "control character in ts": [event(ts="2026-01-01T00:00:00\x00")],
+    "C1 control character": [event(reason_code="x\x85y")],
+    "invalid day": [event(ts="2026-02-30T00:00:00.000000Z")],
+    "not a date": [event(ts="yesterday")],
+    "service-only type": [event(type="audit_read")],
+    "other tenant": [event(tenant_id="other")],
+    "too deep": [event(details=json.loads("[" * MAX_DEPTH + "]" * MAX_DEPTH))],
+    "not an object": [event(), "text"],
+    "empty": [],
+}
+
+
+@pytest.mark.parametrize("name", sorted(DECLINED))
+def test_fast_path_declines_what_the_general_path_must_judge(name: str) -> None:
+    assert prepare(copy.deepcopy(DECLINED[name]), RECEIVED, "t1", LIMIT) is None
+
+
+def test_oversized_event_is_declined() -> None:
+    assert prepare([event(blob="x" * 5000)], RECEIVED, None, 4096) is None
+
+
+@pytest.mark.parametrize("body", [
+    b'{"events":[{"type":"auth","type":"admin"}]}',            # a repeated key disappears in the parse
+    b'{"events":[{"type":"auth","n":18446744073709551616}]}',  # an integer beyond 64 bits turns float
+    b'{"events": [{"type": "auth"}]}',                          # not compact
+    b'{"events":[{"type":"\\u0061uth"}]}',                      # escaped characters
+])
+def test_round_trip_fails_for_bodies_the_byte_checks_must_see(body: bytes) -> None:
+    assert not round_trips(body, orjson.loads(body))
+
+
+def test_round_trip_allows_a_trailing_newline() -> None:
+    body = orjson.dumps({"events": [event()]})
+    assert round_trips(body + b"\n", orjson.loads(body))
+    assert not round_trips(body + b"x", orjson.loads(body))
+
+
+def test_general_path_still_rejects_what_was_declined() -> None:
+    with pytest.raises(Rejected):
+        general([event(action="read\nwrite")])
+    with pytest.raises(EventError):
+        general([event(type={"x": 1})])
+
+
+def test_generated_fields_come_in_the_general_paths_order() -> None:
+    posted = [{"type": "auth"}]
+    fast = prepare(copy.deepcopy(posted), RECEIVED, "acme", LIMIT)
+    assert fast is not None
+    stored = orjson.loads(fast[0])
+    assert list(stored) == ["type", "audit_event_id", "ts", "received_at", "tenant_id"]
+    expected = orjson.loads(general(copy.deepcopy(posted), "acme")[0])
+    assert list(expected) == list(stored) and {**expected, "audit_event_id": stored["audit_event_id"]} == stored
