@@ -116,15 +116,27 @@ class WriterLink:
         return submission
 
     async def wait(self, submission: Submission, timeout: float) -> None:
-        """Wait for the writer's answer; withdraw an unsent submission on timeout."""
+        """Wait for the writer's answer; withdraw an unsent submission on timeout.
+
+        The timeout is a timer that settles the submission's own future (cheaper than ``wait_for``); a
+        cancelled request leaves its submission queued, as it was accepted into the queue already.
+        """
+        timer = asyncio.get_running_loop().call_later(timeout, self._expire, submission)
         try:
-            await asyncio.wait_for(asyncio.shield(submission.future), timeout)
-        except asyncio.TimeoutError:
-            if not submission.sent and submission in self._pending:
-                self._pending.remove(submission)
-                self._release(submission)
-                raise WriterUnavailable("audit writer did not take the events in time") from None
-            raise AckTimeout("audit writer did not confirm in time; the events may or may not be stored") from None
+            await submission.future
+        finally:
+            timer.cancel()
+
+    def _expire(self, submission: Submission) -> None:
+        if submission.future.done():
+            return
+        if not submission.sent and submission in self._pending:
+            self._pending.remove(submission)
+            self._release(submission)
+            submission.future.set_exception(WriterUnavailable("audit writer did not take the events in time"))
+            return
+        submission.future.set_exception(
+            AckTimeout("audit writer did not confirm in time; the events may or may not be stored"))
 
     def _release(self, submission: Submission) -> None:
         self.queued_events -= submission.events
@@ -212,6 +224,7 @@ class WriterLink:
             if not self._pending:
                 self._has_work.clear()
                 await self._has_work.wait()
+                await asyncio.sleep(0)  # one loop turn: requests parsed meanwhile share the frame
                 continue
             inflight = self._next_batch()
             self._inflight[inflight.batch_id] = inflight

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import time
 from datetime import datetime, timezone
 from typing import Any
 
 
 def utc_now_iso() -> str:
-    """Now as ISO-8601 UTC with microseconds and ``Z``."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Now as ISO-8601 UTC with microseconds and ``Z`` (the date and time part formatted once per second)."""
+    seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
+    return f"{_second_prefix(seconds)}.{nanos // 1000:06d}Z"
+
+
+@functools.lru_cache(maxsize=4)
+def _second_prefix(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 @dataclasses.dataclass

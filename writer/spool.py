@@ -88,6 +88,7 @@ class Spool:
         self._active: Path | None = None
         self._fd: int | None = None
         self._pending: list[_Pending] = []
+        self._pending_bytes = 0  # bytes of the records in _pending, for the spool bound
         self._pending_by_batch: dict[int, asyncio.Future[int]] = {}
         self._wakeup = asyncio.Event()
         self._closing = False
@@ -217,14 +218,14 @@ class Spool:
 
     def append(self, batch_id: int, payload: bytes) -> asyncio.Future[int]:
         """Queue a batch for the next group commit; the future resolves to its seq once fsync'd."""
-        pending_bytes = sum(len(item.data) for item in self._pending)
-        if self.bytes + pending_bytes + len(payload) > self.max_bytes:
-            raise SpoolFull(f"spool holds {self.bytes + pending_bytes} of {self.max_bytes} bytes")
+        if self.bytes + self._pending_bytes + len(payload) > self.max_bytes:
+            raise SpoolFull(f"spool holds {self.bytes + self._pending_bytes} of {self.max_bytes} bytes")
         seq = self.next_seq
         self.next_seq += 1
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         data = spool_format.encode_record(seq, batch_id, payload)
         self._pending.append(_Pending(seq, batch_id, data, len(payload), payload.count(b"\n"), future))
+        self._pending_bytes += len(data)
         self._pending_by_batch[batch_id] = future
         self._wakeup.set()
         return future
@@ -239,7 +240,7 @@ class Spool:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            group, self._pending = self._pending, []
+            group, self._pending, self._pending_bytes = self._pending, [], 0
             try:
                 offsets = await loop.run_in_executor(None, self._write_group, [item.data for item in group])
             except OSError as exc:
