@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 from collections.abc import Iterator
 
 from aiohttp import web
@@ -93,6 +94,7 @@ class IngestMetrics:
 
     def __init__(self, app: web.Application) -> None:
         self.registry = CollectorRegistry()
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.requests = Counter("auditlake_ingest_http_requests", "HTTP requests answered, by route, method and status.",
                                 ["route", "method", "status"], registry=self.registry)
         self.request_seconds = Histogram("auditlake_ingest_http_request_duration_seconds",
@@ -109,8 +111,13 @@ class IngestMetrics:
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one answered request and its duration (and its query kind, if it is a read)."""
-        self.requests.labels(route, method, str(status)).inc()
-        self.request_seconds.labels(route, method).observe(seconds)
+        key = (route, method, status)
+        children = self._request_children.get(key)
+        if children is None:  # labels() resolves a child by keyword matching; do it once per combination
+            children = self._request_children[key] = (self.requests.labels(route, method, str(status)),
+                                                      self.request_seconds.labels(route, method))
+        children[0].inc()
+        children[1].observe(seconds)
         kind = QUERY_KINDS.get((method, route))
         if kind is not None:
             self.query_seconds.labels(kind).observe(seconds)

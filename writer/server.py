@@ -32,6 +32,7 @@ class SocketServer:
         self._server: asyncio.base_events.Server | None = None
         self._connections: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._replies: dict[asyncio.StreamWriter, list[bytes]] = {}  # acks/nacks waiting for one write
 
     async def start(self) -> None:
         """Bind the socket (removing a stale one) with a umask that keeps it owner-only."""
@@ -106,7 +107,7 @@ class SocketServer:
         events = frame.payload.count(b"\n")
         if self.spool.knows_batch(frame.batch_id):
             self.stats.duplicate_batches += 1
-            writer.write(wire.ack(frame.batch_id, events))
+            self._reply(writer, wire.ack(frame.batch_id, events))
             return
         pending = self.spool.pending_batch(frame.batch_id)
         if pending is None:
@@ -127,9 +128,22 @@ class SocketServer:
         elif isinstance(done.exception(), SpoolWriteError):
             self._nack(writer, batch_id, str(done.exception()), retryable=True)
         else:
-            writer.write(wire.ack(batch_id, events))
+            self._reply(writer, wire.ack(batch_id, events))
 
     def _nack(self, writer: asyncio.StreamWriter, batch_id: int, reason: str, retryable: bool) -> None:
         self.stats.nacked_batches += 1
-        if not writer.is_closing():
-            writer.write(wire.nack(batch_id, reason, retryable))
+        self._reply(writer, wire.nack(batch_id, reason, retryable))
+
+    def _reply(self, writer: asyncio.StreamWriter, frame: bytes) -> None:
+        """Queue an answer; the answers of one group commit leave in one write, after this loop turn."""
+        queued = self._replies.get(writer)
+        if queued is not None:
+            queued.append(frame)
+            return
+        self._replies[writer] = [frame]
+        asyncio.get_running_loop().call_soon(self._send_replies, writer)
+
+    def _send_replies(self, writer: asyncio.StreamWriter) -> None:
+        frames = self._replies.pop(writer, [])
+        if frames and not writer.is_closing():
+            writer.write(b"".join(frames))
