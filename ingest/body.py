@@ -108,6 +108,11 @@ async def read_body(request: web.Request, settings: Settings) -> bytes:
     decoder = _decoder(request, limit)
     if request.content_length is not None and request.content_length > limit:
         raise Rejected(413, f"body exceeds {limit} bytes")
+    if decoder is None and request.content.is_eof():  # the whole body is here already: no deadline needed
+        body = request.content.read_nowait()
+        if len(body) > limit:
+            raise Rejected(413, f"body exceeds {limit} bytes")
+        return body
     received = 0
     parts: list[bytes] = []
     try:
