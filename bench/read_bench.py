@@ -1,9 +1,13 @@
 """Read benchmark: 1,000,000 events over the last 24 h, query latencies through HTTP, ingest under query load.
 
 Usage: .venv/bin/python bench/read_bench.py [--backend local|s3] [--events 1000000] [--runs 5]
+                                            [--keep DIR | --reuse DIR] [--ingest-seconds 0]
 Starts the two processes (and a moto server for s3) on loopback, loads the events (about 500 bytes each,
 in time order as a day of production would arrive), then measures the median of ``--runs`` runs of each
 query, and ingest throughput and p99 alone and while 4 clients run the queries in a loop. Prints JSON.
+``--keep DIR`` loads into DIR and leaves it there (for s3 with a copy of the bucket's objects);
+``--reuse DIR`` skips the load and queries what an earlier ``--keep DIR`` left. ``--ingest-seconds 0``
+skips the ingest measurements.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import random
 import statistics
 import sys
@@ -137,9 +142,42 @@ async def query_loop(url: str, queries: list[str], stop: asyncio.Event) -> int:
     return count
 
 
+LOADED_FILE = "read-bench.json"
+BUCKET_COPY = "bucket"
+
+
+def save_bucket(client, bucket: str, target: Path) -> None:
+    """Copy every object of the bucket into ``target`` (key as relative path)."""
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            path = target / item["Key"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
+
+
+def restore_bucket(client, bucket: str, source: Path) -> None:
+    """Put the objects saved by ``save_bucket`` back into a fresh bucket."""
+    for path in sorted(source.rglob("*")):
+        if path.is_file():
+            client.put_object(Bucket=bucket, Key=path.relative_to(source).as_posix(), Body=path.read_bytes())
+
+
+def bench_root(args: argparse.Namespace) -> Path:
+    """The directory holding store and spool: a fresh temp dir, or the one to keep or reuse."""
+    chosen = args.reuse or args.keep
+    if chosen is None:
+        return Path(tempfile.mkdtemp(prefix="auditlake-readbench-"))
+    chosen.mkdir(parents=True, exist_ok=True)
+    return chosen
+
+
 async def run(args: argparse.Namespace) -> dict:
-    """Start, load, measure."""
-    root = Path(tempfile.mkdtemp(prefix="auditlake-readbench-"))
+    """Start, load (unless reusing), measure."""
+    root = bench_root(args)
+    loaded = json.loads((root / LOADED_FILE).read_text()) if args.reuse else None
+    if loaded is not None and loaded["backend"] != args.backend:
+        raise SystemExit(f"{root} holds a {loaded['backend']} load, not {args.backend}")
+    client = None
     env = {"AUDIT_SERVICE_QUEUE_MAX_SIZE": "200000", "AUDIT_SERVICE_READ_CONCURRENCY": "8"}
     moto = None
     if args.backend == "s3":
@@ -149,18 +187,32 @@ async def run(args: argparse.Namespace) -> dict:
         from tests.service import free_port
 
         port = free_port()
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         moto.start()
         endpoint = f"http://127.0.0.1:{port}"
-        s3_client(endpoint).create_bucket(Bucket="bench")
+        client = s3_client(endpoint)
+        client.create_bucket(Bucket="bench")
+        if loaded is not None:
+            restore_bucket(client, "bench", root / BUCKET_COPY)
         env.update(CREDENTIALS, AUDIT_SERVICE_BACKEND="s3", AUDIT_SERVICE_S3_BUCKET="bench",
                    AUDIT_SERVICE_S3_ENDPOINT_URL=endpoint, AUDIT_SERVICE_S3_UPLOAD_INTERVAL_SECONDS="5")
     service = Service(root, **env)
     service.start_all()
     try:
-        until = datetime.now(timezone.utc)
-        load_seconds, needle = await load(service.url, args.events, until)
-        await asyncio.sleep(8 if args.backend == "s3" else 3)
+        if loaded is None:
+            until = datetime.now(timezone.utc)
+            load_seconds, needle = await load(service.url, args.events, until)
+            await asyncio.sleep(8 if args.backend == "s3" else 3)
+            if args.keep is not None:
+                if client is not None:
+                    save_bucket(client, "bench", root / BUCKET_COPY)
+                (root / LOADED_FILE).write_text(json.dumps({
+                    "backend": args.backend, "events": args.events, "until": until.isoformat(),
+                    "needle": needle, "load_seconds": load_seconds}))
+        else:
+            until = datetime.fromisoformat(loaded["until"])
+            load_seconds, needle = loaded["load_seconds"], loaded["needle"]
         day = f"since={quote((until - timedelta(hours=24, minutes=1)).isoformat())}&until={quote(until.isoformat())}"
         queries = {
             "newest_100": f"/v1/audit/events?{day}&limit=100",
@@ -179,14 +231,17 @@ async def run(args: argparse.Namespace) -> dict:
                     total = body["total"]
                 results[name] = {"median_ms": round(statistics.median(timings[1:]) * 1000, 1),
                                  "cold_ms": round(timings[0] * 1000, 1), "total": total}
+        report = {"backend": args.backend, "events": loaded["events"] if loaded else args.events,
+                  "load_seconds": round(load_seconds, 1), "queries": results}
+        if args.ingest_seconds <= 0:
+            return report
         idle = await ingest_rate(service.url, args.ingest_seconds)
         stop = asyncio.Event()
         loops = [asyncio.create_task(query_loop(service.url, list(queries.values()), stop)) for _ in range(4)]
         busy = await ingest_rate(service.url, args.ingest_seconds)
         stop.set()
         ran = sum(await asyncio.gather(*loops))
-        return {"backend": args.backend, "events": args.events, "load_seconds": round(load_seconds, 1),
-                "queries": results, "ingest_idle": idle, "ingest_during_queries": busy,
+        return {**report, "ingest_idle": idle, "ingest_during_queries": busy,
                 "queries_during_ingest": ran,
                 "throughput_kept": round(busy["events_per_second"] / max(1, idle["events_per_second"]), 2),
                 "p99_ratio": round(busy["p99_ms"] / max(0.001, idle["p99_ms"]), 2)}
@@ -202,7 +257,10 @@ def main() -> None:
     parser.add_argument("--backend", choices=["local", "s3"], default="local")
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--ingest-seconds", type=float, default=10.0)
+    parser.add_argument("--ingest-seconds", type=float, default=10.0, help="0 skips the ingest measurements")
+    reuse = parser.add_mutually_exclusive_group()
+    reuse.add_argument("--keep", type=Path, metavar="DIR", help="load into DIR and keep it for --reuse")
+    reuse.add_argument("--reuse", type=Path, metavar="DIR", help="query what --keep DIR loaded, without loading")
     args = parser.parse_args()
     print(json.dumps(asyncio.run(run(args)), indent=2))
 
