@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import logging
 import shutil
@@ -10,6 +9,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from isal import igzip
 
 from shared import layout
 from writer.batches import FlushBatch
@@ -20,7 +21,11 @@ from writer.store import PublishedFile, PublishResult
 from writer.fsutil import write_atomic
 
 log = logging.getLogger("auditlake.writer.local")
-GZIP_LEVEL = 6
+# ISA-L level 2, standard gzip that gzip/zlib read. On 20,000 events of ~614 bytes (bench/read_bench.py
+# make_event), CPU per event and compressed/raw size: zlib level 6 (before) 12.4 us, 0.167; zlib 1 5.2 us,
+# 0.209; ISA-L 0 1.1 us, 0.258; ISA-L 1 1.1 us, 0.186; ISA-L 2 1.05 us, 0.185; ISA-L 3 4.2 us, 0.188.
+# With mtime=0 the bytes depend only on the lines, so a redone flush publishes the same bytes.
+GZIP_LEVEL = 2
 
 
 class LocalStore:
@@ -60,9 +65,9 @@ class LocalStore:
         for name, (_, lines) in zip(names, sorted(batch.days.items())):
             path = self.root / name
             path.parent.mkdir(parents=True, exist_ok=True)
-            body = b"".join(line + b"\n" for _, line in lines)
+            body = b"\n".join([line for _, line in lines]) + b"\n"
             if self.gzip_enabled:
-                body = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
+                body = igzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
             sidecar = parquet_encode.encode(lines)
             self._write_file(sidecar_path(path), sidecar)
             self._write_file(path, body)
