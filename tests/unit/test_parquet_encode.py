@@ -1,0 +1,149 @@
+"""Parquet encoding: the C++ (pyarrow.json) table equals the per-line Python table, byte for byte."""
+
+from __future__ import annotations
+
+import io
+import random
+
+import orjson
+import pyarrow.parquet as pq
+import pytest
+
+from shared.s3_layout import SCHEMA, STRING_COLUMNS
+from writer import parquet_encode
+from writer.parquet_encode import table_from_dicts, table_from_json, to_parquet
+
+RECEIVED = "2026-11-29T08:00:00.000000Z"
+
+
+def _stamp(index: int) -> str:
+    return f"2026-11-29T07:{index // 60 % 60:02d}:{index % 60:02d}.{index:06d}Z"
+
+
+def _line(event: dict) -> tuple[str, bytes]:
+    return event["ts"], orjson.dumps(event)
+
+
+def _mixed_lines() -> list[tuple[str, bytes]]:
+    """Unicode, escapes, missing and extra fields, nulls, named keys nested in other fields."""
+    events = [
+        {"audit_event_id": "a-1", "ts": _stamp(1), "type": "auth", "tenant_id": "t", "received_at": RECEIVED,
+         "user_email": "zoë@example.com", "details": {"user_email": 5, "ts": 1, "tool_name": ["x"]}},
+        {"ts": _stamp(2), "audit_event_id": "a-2", "action": "quote \" backslash \\ slash / newline \n tab \t",
+         "resource_ref": "nul \u0000 bell \u0007 del \u007f", "received_at": RECEIVED},
+        {"audit_event_id": "a-3", "ts": _stamp(3), "subject_ref": "emoji 😀 cjk 監査 rtl \u202e bom \ufeff",
+         "agent_name": "", "capability": "c", "tool_name": "t", "received_at": RECEIVED},
+        {"audit_event_id": "a-4", "ts": _stamp(4), "received_at": RECEIVED},
+        {"audit_event_id": "a-5", "ts": _stamp(5), "extra": None, "nested": {"a": [1, 2.5, True, None, {}]},
+         "big": 12345678901234567890, "received_at": RECEIVED, "outcome": "deny"},
+        {"audit_event_id": "a-6", "ts": _stamp(6)},
+    ]
+    lines = [_line(event) for event in events]
+    # Escapes orjson never writes but JSON allows, also in keys; the values are the same strings.
+    lines.append((_stamp(7), b'{"audit_event_id":"a-7","ts":"' + _stamp(7).encode()
+                  + b'","received_at":"' + RECEIVED.encode() + b'","\\u0074ype":"\\u00e9\\ud83d\\ude00\\/\\b\\f",'
+                  b'"tenant_id" : "spaced" , "user_email":null }'))
+    return lines
+
+
+def _assert_same(lines: list[tuple[str, bytes]]) -> None:
+    fast = table_from_json(lines)
+    slow = table_from_dicts(lines)
+    assert fast is not None
+    assert fast.schema.equals(SCHEMA, check_metadata=True)
+    assert fast.equals(slow)
+    assert fast.to_pylist() == slow.to_pylist()
+    assert to_parquet(fast) == to_parquet(slow)
+    assert parquet_encode.encode(lines) == to_parquet(slow)
+
+
+def test_fast_and_per_line_tables_are_equal_on_a_mixed_batch() -> None:
+    """Every column, null and escape of a mixed batch comes out the same from both paths."""
+    lines = _mixed_lines()
+    _assert_same(lines)
+    rows = table_from_json(lines).to_pylist()
+    assert rows[0]["user_email"] == "zoë@example.com" and rows[3]["user_email"] is None
+    assert rows[6]["type"] == "é😀/\b\f" and rows[6]["tenant_id"] == "spaced" and rows[6]["user_email"] is None
+    assert [row["record_json"].encode() for row in rows] == [line for _, line in lines]
+
+
+@pytest.mark.parametrize("value", [5, 1.5, True, ["a"], {"a": "b"}])
+def test_a_non_string_value_is_null_through_the_per_line_path(value: object) -> None:
+    """A typed column holding a non-string is read per line; the value is stored as null, as before."""
+    lines = _mixed_lines()
+    lines[2] = _line({**orjson.loads(lines[2][1]), "user_email": value, "pdp": value})
+    assert table_from_json(lines) is None
+    data = parquet_encode.encode(lines)
+    assert data == to_parquet(table_from_dicts(lines))
+    row = pq.read_table(io.BytesIO(data)).to_pylist()[2]
+    assert row["user_email"] is None and row["pdp"] is None and row["capability"] == "c"
+
+
+def test_a_repeated_field_takes_the_per_line_path_and_its_last_value() -> None:
+    """orjson keeps the last of repeated keys; the fast path declines, so the stored value is orjson's."""
+    lines = _mixed_lines()
+    lines[1] = (lines[1][0], lines[1][1][:-1] + b',"action":"second"}')
+    assert table_from_json(lines) is None
+    row = pq.read_table(io.BytesIO(parquet_encode.encode(lines))).to_pylist()[1]
+    assert row["action"] == "second"
+
+
+@pytest.mark.parametrize("stamp", ["not a time", "2026-13-01T00:00:00Z"])
+def test_an_unparsable_received_at_nulls_the_column_in_both_paths(stamp: str) -> None:
+    """As before, one unparsable ``received_at`` string leaves the whole column null."""
+    lines = _mixed_lines()
+    lines[0] = _line({**orjson.loads(lines[0][1]), "received_at": stamp})
+    assert table_from_json(lines) is not None
+    data = parquet_encode.encode(lines)
+    assert data == to_parquet(table_from_dicts(lines))
+    assert pq.read_table(io.BytesIO(data)).column("received_at").null_count == len(lines)
+
+
+def test_a_non_string_received_at_is_null_alone() -> None:
+    """As before, a ``received_at`` that is not a string is null; the others stay."""
+    lines = _mixed_lines()
+    lines[0] = _line({**orjson.loads(lines[0][1]), "received_at": 17})
+    data = parquet_encode.encode(lines)
+    assert data == to_parquet(table_from_dicts(lines))
+    received = pq.read_table(io.BytesIO(data)).column("received_at").to_pylist()
+    assert [stamp is None for stamp in received] == [True, False, False, False, False, True, False]
+
+
+def test_random_batches_encode_the_same_as_the_per_line_path() -> None:
+    """Random events (strings, numbers, nulls, lists, missing fields) give the per-line path's bytes."""
+    generator = random.Random(7)
+    choices = [lambda: "s" + str(generator.random()), lambda: "ü\"\\\n" * generator.randint(0, 3), lambda: "",
+               lambda: generator.randint(-5, 5), lambda: None, lambda: [1, "x"], lambda: {"k": "v"}]
+    for round_ in range(40):
+        string_only = round_ % 2 == 0
+        lines = []
+        for index in range(generator.randint(1, 60)):
+            event = {"audit_event_id": f"id-{index}", "ts": _stamp(index)}
+            for name in (*STRING_COLUMNS[1:], "received_at", "other"):
+                if generator.random() < 0.3:
+                    continue
+                value = choices[generator.randrange(3 if string_only else len(choices))]()
+                event[name] = RECEIVED if name == "received_at" and isinstance(value, str) else value
+            lines.append(_line(event))
+        fast = table_from_json(lines)
+        if string_only:
+            assert fast is not None
+        assert parquet_encode.encode(lines) == to_parquet(table_from_dicts(lines))
+
+
+def test_an_empty_partition_encodes_as_before() -> None:
+    """No lines: an empty object of the schema (the per-line path)."""
+    assert table_from_json([]) is None
+    assert pq.read_table(io.BytesIO(parquet_encode.encode([]))).num_rows == 0
+
+
+def test_verify_reads_back_first_and_last_row_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several row groups: a changed first or last event, or a missing row, fails verification."""
+    monkeypatch.setattr(parquet_encode, "ROW_GROUP_ROWS", 3)
+    lines = _mixed_lines()
+    data = parquet_encode.encode(lines)
+    assert pq.ParquetFile(io.BytesIO(data)).metadata.num_row_groups == 3
+    parquet_encode.verify(data, lines)
+    for changed in ([(lines[0][0], b"{}"), *lines[1:]], [*lines[:-1], (lines[-1][0], b"{}")], lines[:-1]):
+        with pytest.raises(parquet_encode.VerificationError):
+            parquet_encode.verify(data, changed)
