@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import logging
+import operator
 
 import orjson
 
 from shared.spool_format import SpoolRecord
-from writer.dedupe import DedupeWindow, id_hash
+from writer.dedupe import DedupeWindow, id_hashes
 
 log = logging.getLogger("auditlake.writer.batches")
 
@@ -29,34 +29,43 @@ class FlushBatch:
 
 def group_records(records: list[SpoolRecord], window: DedupeWindow | None = None) -> FlushBatch:
     """Parse each record's NDJSON lines, drop ids seen in the range or the window, group by day."""
-    days: dict[tuple[str, str, str], list[tuple[str, bytes]]] = collections.defaultdict(list)
-    parsed: list[tuple[int, str, bytes]] = []
-    duplicates = 0
-    events = 0
+    lines: list[bytes] = []
+    stamps: list[str] = []
+    event_ids: list[str] = []
     unparsable: list[bytes] = []
+    loads = orjson.loads
     for record in records:
         for line in record.payload.split(b"\n"):
             if not line:
                 continue
             try:
-                event = orjson.loads(line)
+                event = loads(line)
                 ts = event["ts"]
                 event_id = event["audit_event_id"]
             except (orjson.JSONDecodeError, KeyError, TypeError):
                 unparsable.append(line)
                 continue
-            parsed.append((id_hash(str(event_id)), ts, line))
-    earlier = window.seen(item[0] for item in parsed) if window is not None else set()
+            lines.append(line)
+            stamps.append(ts)
+            event_ids.append(str(event_id))
+    hashes = id_hashes(event_ids)
+    earlier = window.seen(hashes) if window is not None else set()
+    days: dict[tuple[str, str, str], list[tuple[str, bytes]]] = {}
+    day_of_date: dict[str, list[tuple[str, bytes]]] = {}  # ts[0:10] -> its day's list
     kept: set[int] = set()
-    for hashed, ts, line in parsed:
+    duplicates = 0
+    for hashed, ts, line in zip(hashes, stamps, lines):
         if hashed in kept or hashed in earlier:
             duplicates += 1
             continue
         kept.add(hashed)
-        days[(ts[0:4], ts[5:7], ts[8:10])].append((ts, line))
-        events += 1
-    for lines in days.values():
-        lines.sort(key=lambda item: item[0])
+        day = day_of_date.get(ts[0:10])
+        if day is None:
+            day = days.setdefault((ts[0:4], ts[5:7], ts[8:10]), [])
+            day_of_date[ts[0:10]] = day
+        day.append((ts, line))
+    for day in days.values():
+        day.sort(key=operator.itemgetter(0))
     first = records[0].seq if records else 0
     last = records[-1].seq if records else 0
-    return FlushBatch(first, last, dict(days), events, duplicates, unparsable, list(kept))
+    return FlushBatch(first, last, days, len(lines) - duplicates, duplicates, unparsable, list(kept))

@@ -1,0 +1,92 @@
+"""Grouping spooled lines: the same FlushBatch as the straightforward per-line version, and batched id hashes."""
+
+from __future__ import annotations
+
+import collections
+import random
+from pathlib import Path
+
+import orjson
+
+from shared.spool_format import SpoolRecord
+from writer.batches import FlushBatch, group_records
+from writer.dedupe import DedupeWindow, id_hash, id_hashes
+
+
+def _reference(records: list[SpoolRecord], window: DedupeWindow | None = None) -> FlushBatch:
+    """The grouping as first written: one orjson.loads and one id_hash per line, then dedupe, day, sort."""
+    days: dict = collections.defaultdict(list)
+    parsed = []
+    duplicates = events = 0
+    unparsable = []
+    for record in records:
+        for line in record.payload.split(b"\n"):
+            if not line:
+                continue
+            try:
+                event = orjson.loads(line)
+                ts = event["ts"]
+                event_id = event["audit_event_id"]
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                unparsable.append(line)
+                continue
+            parsed.append((id_hash(str(event_id)), ts, line))
+    earlier = window.seen(item[0] for item in parsed) if window is not None else set()
+    kept: set[int] = set()
+    for hashed, ts, line in parsed:
+        if hashed in kept or hashed in earlier:
+            duplicates += 1
+            continue
+        kept.add(hashed)
+        days[(ts[0:4], ts[5:7], ts[8:10])].append((ts, line))
+        events += 1
+    for lines in days.values():
+        lines.sort(key=lambda item: item[0])
+    first = records[0].seq if records else 0
+    last = records[-1].seq if records else 0
+    return FlushBatch(first, last, dict(days), events, duplicates, unparsable, list(kept))
+
+
+def _random_records(generator: random.Random, count: int) -> list[SpoolRecord]:
+    stamps = [f"2026-11-{day:02d}T0{hour}:00:00.00000{tick}Z" for day in (28, 29, 30) for hour in (0, 9)
+              for tick in (0, 1)] + ["2026/11/29T00:00:00.000000Z", "2026-11-29 09:00:00Z", "2026-11-2"]
+    odd = [b"", b"not json", b"{}", b'{"ts":"2026-11-29T00:00:00.000000Z"}', b'{"audit_event_id":"x"}',
+           b"[1,2]", b'"text"', b"17", b'{"audit_event_id":"x","ts":"2026-11-29T00:00:00.000000Z"', b"\xff{}",
+           b'{"ts":"2026-11-29T00:00:00.000000Z","audit_event_id":"cut', b'{"a":NaN}']
+    records = []
+    for seq in range(generator.randint(0, 6)):
+        lines = []
+        for _ in range(count):
+            if generator.random() < 0.1:
+                lines.append(generator.choice(odd))
+                continue
+            event = {"type": "t", "details": {"ts": "nested", "audit_event_id": "nested"}}
+            event_id = generator.choice([f"id-{generator.randrange(40)}", generator.randrange(5), "é😀", "a\\\"b"])
+            fields = [("audit_event_id", event_id), ("ts", generator.choice(stamps))]
+            generator.shuffle(fields)
+            event.update(fields)
+            lines.append(orjson.dumps(event))
+        records.append(SpoolRecord(100 + seq, 7000 + seq, b"".join(line + b"\n" for line in lines)))
+    return records
+
+
+def test_group_records_matches_the_per_line_reference(tmp_path: Path) -> None:
+    """Dedupe (in the range and the window), unparsable lines, days, stable ts order, counts, hashes."""
+    generator = random.Random(11)
+    window = DedupeWindow(tmp_path, 3600, 1000)
+    window.remember([id_hash("id-3"), id_hash("4")], now=1_000_000)
+    for _ in range(60):
+        records = _random_records(generator, generator.randint(1, 40))
+        for used in (None, window):
+            got, want = group_records(records, used), _reference(records, used)
+            assert got == want
+            assert list(got.days) == list(want.days)
+            assert got.id_hashes == want.id_hashes
+
+
+def test_id_hashes_equal_id_hash() -> None:
+    """The batched hashes are the values already on disk: 64-bit BLAKE2b, big-endian, surrogates passed."""
+    ids = ["", "a", "0b3c8d0e-6f1a-4b2c-9d3e-4f5a6b7c8d9e", "é", "😀" * 40, "\ud800x", "x" * 5000]
+    assert id_hashes(ids) == [id_hash(event_id) for event_id in ids]
+    assert id_hashes(["a"]) == [0x40F89E395B66422F]  # hashlib.blake2b(b"a", digest_size=8), as stored on disk
+    assert id_hashes([]) == []
