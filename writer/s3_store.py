@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -70,10 +71,22 @@ class S3Store:
         log.warning("created bucket", extra={"bucket": self.bucket})
 
     def _groups(self, batch: FlushBatch) -> list[tuple[str, list[tuple[str, bytes]]]]:
+        """The batch's lines by partition, in batch order within each, partitions sorted.
+
+        A partition depends on ``ts[0:16]`` only, so it is computed once per distinct prefix, and lines
+        are moved in runs of one partition (a day's lines are sorted by ``ts``, so runs are long).
+        """
         grouped: dict[str, list[tuple[str, bytes]]] = {}
+        partition_of_prefix: dict[str, str] = {}
         for lines in batch.days.values():
-            for ts, line in lines:
-                grouped.setdefault(s3_layout.partition_of(ts, self.settings.s3_partition), []).append((ts, line))
+            prefixes = [ts[0:16] for ts, _ in lines]
+            for prefix in set(prefixes).difference(partition_of_prefix):
+                partition_of_prefix[prefix] = s3_layout.partition_of(prefix, self.settings.s3_partition)
+            start = 0
+            for partition, run in itertools.groupby(map(partition_of_prefix.__getitem__, prefixes)):
+                end = start + len(list(run))
+                grouped.setdefault(partition, []).extend(lines[start:end])
+                start = end
         return sorted(grouped.items())
 
     def plan(self, batch: FlushBatch) -> list[str]:

@@ -1,0 +1,37 @@
+"""S3 objects of a flush: lines by partition exactly as one partition_of call per line would group them."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from shared import s3_layout
+from shared.settings import Settings
+from writer.batches import FlushBatch
+from writer.s3_store import S3Store
+
+
+def _reference(batch: FlushBatch, granularity: str) -> list[tuple[str, list[tuple[str, bytes]]]]:
+    grouped: dict[str, list[tuple[str, bytes]]] = {}
+    for lines in batch.days.values():
+        for ts, line in lines:
+            grouped.setdefault(s3_layout.partition_of(ts, granularity), []).append((ts, line))
+    return sorted(grouped.items())
+
+
+@pytest.mark.parametrize("granularity", ["day", "hour", "minute"])
+def test_groups_equal_one_partition_per_line(granularity: str) -> None:
+    """Sorted days, days out of order, odd stamps that share a day but not a partition prefix."""
+    store = S3Store(Settings(s3_bucket="b", s3_partition=granularity), client=None, probe_client=None)
+    generator = random.Random(5)
+    stamps = sorted(f"2026-11-{day:02d}T{hour:02d}:{minute:02d}:00.{tick:06d}Z" for day in (29, 30)
+                    for hour in (0, 1, 23) for minute in (0, 1, 59) for tick in (0, 1))
+    odd = ["2026/11/29T00:00:00.000000Z", "2026-11-29", "", "2026-11-29T00:0"]
+    for _ in range(30):
+        days: dict[tuple[str, str, str], list[tuple[str, bytes]]] = {}
+        for index, ts in enumerate(sorted(generator.sample(stamps, generator.randint(1, len(stamps))) + odd[:2])):
+            days.setdefault((ts[0:4], ts[5:7], ts[8:10]), []).append((ts, b"%d" % index))
+        days[("", "", "")] = [(ts, b"odd") for ts in generator.sample(odd, 3)]
+        batch = FlushBatch(1, 2, dict(reversed(list(days.items()))), 0, 0, [], [])
+        assert store._groups(batch) == _reference(batch, granularity)
