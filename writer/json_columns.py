@@ -17,12 +17,18 @@ def read_string_fields(lines: Sequence[bytes], fields: Sequence[str]) -> pa.Tabl
     ``lines`` must each be one JSON object that orjson parses (what ``group_records`` keeps); the
     guarantee is only that a returned column holds what ``orjson.loads(line).get(field)`` holds when that
     is a string or None. None means pyarrow could not read them so: a field with a non-string value in
-    some line, a field repeated in a line, a line Arrow's parser rejects, or a row count that differs from
-    the line count. The caller then takes its per-line path.
+    some line, a field repeated in a line, a line Arrow's parser rejects, bytes that are not UTF-8 (Arrow's
+    parser does not check them), or a row count that differs from the line count. The caller then takes
+    its per-line path.
     """
     if not lines:
         return None
     data = b"\n".join(lines)
+    if not data.isascii():
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
     parse_options = pa_json.ParseOptions(
         explicit_schema=pa.schema([pa.field(name, pa.string()) for name in fields]),
         unexpected_field_behavior="ignore",

@@ -147,3 +147,13 @@ def test_verify_reads_back_first_and_last_row_groups(monkeypatch: pytest.MonkeyP
     for changed in ([(lines[0][0], b"{}"), *lines[1:]], [*lines[:-1], (lines[-1][0], b"{}")], lines[:-1]):
         with pytest.raises(parquet_encode.VerificationError):
             parquet_encode.verify(data, changed)
+
+
+@pytest.mark.parametrize("bad", [b"\xff", b"\xed\xa0\x80", b"\xc0\xaf"])
+def test_bytes_that_are_not_utf8_fail_as_before(bad: bytes) -> None:
+    """Arrow's JSON parser passes such bytes through; the fast path declines and encoding fails as before."""
+    lines = _mixed_lines()
+    lines[1] = (lines[1][0], lines[1][1][:-1] + b',"note":"' + bad + b'"}')
+    assert table_from_json(lines) is None
+    with pytest.raises(ValueError):
+        parquet_encode.encode(lines)
