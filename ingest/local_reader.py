@@ -7,10 +7,10 @@ seen at least once, and a seq range already published is never taken from the sp
 
 from __future__ import annotations
 
-import collections
 import gzip
 import logging
-import threading
+import mmap
+import os
 import zlib
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +20,8 @@ import orjson
 import pyarrow.parquet as pq
 
 from ingest.column_cache import ColumnCache
-from ingest.read_engine import Footer, ParquetSource, Parsed, Plan, open_parquet, read_footer
+from ingest.parquet_source import Footer, FooterCache, ParquetSource, open_parquet, read_footer
+from ingest.read_plan import Parsed, Plan
 from ingest.spool_reader import spooled_events
 from shared import layout
 
@@ -33,30 +34,63 @@ class MetadataCache:
 
     def __init__(self, max_files: int = METADATA_CACHE_FILES) -> None:
         self.max_files = max_files
-        self._items: collections.OrderedDict[tuple[str, int, int], Any] = collections.OrderedDict()
-        self._lock = threading.Lock()
+        self._footers = FooterCache(max_files)
 
-    def footer(self, path: Path) -> Footer:
+    def footer(self, path: Path | str) -> Footer:
         """The footer of a file, parsed once while the file is unchanged."""
-        stat = path.stat()
-        key = (str(path), stat.st_mtime_ns, stat.st_size)
-        with self._lock:
-            cached = self._items.get(key)
-            if cached is not None:
-                self._items.move_to_end(key)
-                return cached
-        cached = read_footer(pq.ParquetFile(path))
-        with self._lock:
-            self._items[key] = cached
-            while len(self._items) > self.max_files:
-                self._items.popitem(last=False)
-        return cached
+        stat = os.stat(path)
+        return self._footers.get((str(path), stat.st_mtime_ns, stat.st_size), lambda: read_footer(pq.ParquetFile(path)))
 
-    def source(self, path: Path, columns: ColumnCache | None = None) -> ParquetSource:
-        """A source that plans from the cached footer and opens the file only to read it."""
-        stat = path.stat()
-        return ParquetSource(lambda: open_parquet(path, self.footer(path).metadata, memory_map=True),
-                             lambda: self.footer(path), (str(path), stat.st_mtime_ns, stat.st_size), columns)
+    def source(self, path: Path | str, columns: ColumnCache | None = None) -> ParquetSource:
+        """A source that plans from the cached footer, opens the file only to read it, and reads single
+        values from a memory map."""
+        path = str(path)
+        stat = os.stat(path)
+        key = (path, stat.st_mtime_ns, stat.st_size)
+
+        def footer() -> Footer:
+            return self._footers.get(key, lambda: read_footer(pq.ParquetFile(path)))
+
+        return ParquetSource(lambda: open_parquet(path, footer().metadata, memory_map=True), footer, key, columns,
+                             MappedFile(path).read_at)
+
+
+class MappedFile:
+    """A file memory-mapped on first use; ``read_at`` slices it without copying."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = path
+        self._map: mmap.mmap | None = None
+
+    def read_at(self, offset: int, size: int) -> memoryview:
+        """Up to ``size`` bytes from ``offset`` (a view of the mapping)."""
+        if self._map is None:
+            descriptor = os.open(self.path, os.O_RDONLY)
+            try:
+                self._map = mmap.mmap(descriptor, 0, access=mmap.ACCESS_READ)
+            finally:
+                os.close(descriptor)
+        return memoryview(self._map)[offset:offset + size]
+
+
+class NameCache:
+    """What file names tell (``layout.describe``), parsed once per path; cleared when it grows past a bound."""
+
+    def __init__(self, max_names: int = METADATA_CACHE_FILES) -> None:
+        self.max_names = max_names
+        self._items: dict[tuple[str, str], layout.StoredFile | None] = {}
+
+    def describe(self, directory: str, name: str) -> layout.StoredFile | None:
+        """``layout.describe(Path(directory, name))``, from the cache when seen before."""
+        key = (directory, name)
+        try:
+            return self._items[key]
+        except KeyError:
+            pass
+        if len(self._items) >= self.max_names:
+            self._items.clear()
+        info = self._items[key] = layout.describe(Path(directory, name))
+        return info
 
 
 def _ndjson_events(path: Path) -> list[dict[str, Any]]:
@@ -75,6 +109,10 @@ class LocalSources:
         self.spool_dir = spool_dir
         self.cache = cache
         self.columns = columns
+        self.names = NameCache()
+
+    def close(self) -> None:
+        """Nothing to stop (the S3 sources have listing threads)."""
 
     def collect(self, since: datetime, until: datetime, plan: Plan) -> tuple[list[ParquetSource], list[Parsed]]:
         """Sources of the range: one per published file, plus unpublished spooled events."""
@@ -86,22 +124,24 @@ class LocalSources:
             plan.check()
             day = (directory.parent.parent.name, directory.parent.name, directory.name)
             try:
-                entries = list(directory.iterdir())
+                with os.scandir(directory) as listing:
+                    entries = [entry.name for entry in listing]
             except FileNotFoundError:
                 continue
-            names = {path.name for path in entries}
-            for path in entries:
-                info = layout.describe(path)
+            names = set(entries)
+            folder = str(directory)
+            for name in entries:
+                info = self.names.describe(folder, name)
                 if info is None:
                     continue
                 if info.first_seq is not None:
                     published.setdefault(day, []).append((info.first_seq, info.last_seq))
                 if info.min_ts is not None and (info.min_ts > until or info.max_ts < since):
                     continue
-                sidecar = layout.sidecar_path(path)
-                if sidecar.name in names:
+                path = info.path
+                if name + layout.SIDECAR_SUFFIX in names:
                     try:
-                        sources.append(self.cache.source(sidecar, self.columns))
+                        sources.append(self.cache.source(f"{folder}/{name}{layout.SIDECAR_SUFFIX}", self.columns))
                     except FileNotFoundError:
                         continue
                     continue

@@ -17,7 +17,7 @@ from ingest.auth import confined_query, principal
 from ingest.errors import error, unavailable
 from ingest.handlers import json_response
 from ingest.query_params import Query, QueryError, parse_query
-from ingest.read_engine import Plan, ReadCancelled
+from ingest.read_plan import Plan, ReadCancelled
 from ingest.read_stats import BUCKETS, GROUPABLE
 from ingest.storage_view import ReadsBusy, StorageUnavailable
 from ingest.timeutil import micros

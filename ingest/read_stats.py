@@ -8,8 +8,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ingest.read_engine import ParquetSource, Parsed, Plan, _column, _mask, _matches_event, _present, _units
-from ingest.read_engine import event_micros, ts_micros
+from ingest.filter_mask import column_or_nulls, filter_mask, ts_micros
+from ingest.parquet_source import ParquetSource, present, row_groups
+from ingest.read_plan import Parsed, Plan, event_micros, matches_event
 from ingest.timeutil import iso_from_micros
 
 BUCKETS = {"1m": 60, "5m": 300, "1h": 3600, "1d": 86400}
@@ -25,24 +26,24 @@ def count_buckets(plan: Plan, sources: list[ParquetSource], parsed: list[Parsed]
     for batch in parsed:
         for event in batch.events:
             ts = event_micros(event)
-            if _matches_event(event, ts, plan):
+            if matches_event(event, ts, plan):
                 counts[(ts // width * width, _group_value(event, group_by))] += 1
     columns = ["ts", *plan.filter_columns]
     if group_by is not None:
         columns += ["capability", "action"] if group_by == "capability" else [group_by]
-    for unit in _units(sources, plan):
+    for unit in row_groups(sources, plan):
         plan.check()
-        table = unit.source.read(unit.group, _present(unit, columns))
+        table = unit.source.read(unit.group, present(unit, columns))
         ts = ts_micros(table.column("ts"))
-        mask = _mask(table, ts, plan)
+        mask = filter_mask(table, ts, plan)
         starts = pc.multiply(pc.divide(ts.filter(mask), width), width)
         if group_by is None:
             groups = pa.nulls(len(starts), pa.string())
         elif group_by == "capability":
-            capability = _column(table, "capability")
-            groups = pc.if_else(pc.is_null(capability), _column(table, "action"), capability).filter(mask)
+            capability = column_or_nulls(table, "capability")
+            groups = pc.if_else(pc.is_null(capability), column_or_nulls(table, "action"), capability).filter(mask)
         else:
-            groups = _column(table, group_by).filter(mask)
+            groups = column_or_nulls(table, group_by).filter(mask)
         summary = pa.table({"start": starts, "group": groups}).group_by(["start", "group"]).aggregate(
             [("start", "count")])
         for start, group, count in zip(summary.column("start").to_pylist(), summary.column("group").to_pylist(),

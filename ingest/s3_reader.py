@@ -7,18 +7,22 @@ data is fetched; bodies are fetched only when the read engine opens them, and ca
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ingest.column_cache import ColumnCache
-from ingest.read_engine import ParquetSource, Parsed, Plan, SourceGone, open_parquet
+from ingest.parquet_source import Footer, FooterCache, ParquetSource, SourceGone, open_parquet, read_footer
+from ingest.read_plan import Parsed, Plan
 from ingest.spool_reader import spooled_events
 from shared import s3_layout
+
+LIST_CONCURRENCY = 4  # day prefixes listed at once (new and legacy layout, two or three days)
+KEY_MEMO_SIZE = 100_000
 
 
 class ObjectCache:
@@ -65,6 +69,13 @@ class S3Sources:
         self.spool_dir = spool_dir
         self.cache = cache
         self.columns = columns
+        self.footers = FooterCache()
+        self.keys: dict[str, s3_layout.ObjectInfo | None] = {}
+        self.listers = concurrent.futures.ThreadPoolExecutor(LIST_CONCURRENCY, thread_name_prefix="s3-list")
+
+    def close(self) -> None:
+        """Stop the listing threads."""
+        self.listers.shutdown(wait=False, cancel_futures=True)
 
     def list_objects(self, key_prefix: str) -> list[dict[str, Any]]:
         """Every object under a key prefix (Key, Size, ETag)."""
@@ -79,10 +90,11 @@ class S3Sources:
         spooled = spooled_events(self.spool_dir)
         sources = []
         published: dict[str, list[tuple[int, int]]] = {}
-        for key_prefix in s3_layout.day_prefixes(self.prefix, since, until):
-            plan.check()
-            for item in self.list_objects(key_prefix):
-                info = s3_layout.describe_key(self.prefix, item["Key"])
+        plan.check()
+        listings = self.listers.map(self.list_objects, s3_layout.day_prefixes(self.prefix, since, until))
+        for listing in listings:
+            for item in listing:
+                info = self._describe(item["Key"])
                 if info is None:
                     continue
                 if info.writer_id == self.writer_id and info.partition is not None:
@@ -91,9 +103,7 @@ class S3Sources:
                     continue
                 if info.start is not None and info.start > until:
                     continue
-                key, etag = info.key, item.get("ETag", "")
-                sources.append(ParquetSource(lambda key=key, etag=etag: self._open(key, etag), None,
-                                             (key, etag), self.columns))
+                sources.append(self._source(info.key, item.get("ETag", "")))
         pending = []
         for seq, event in spooled:
             ts = event.get("ts")
@@ -103,7 +113,30 @@ class S3Sources:
             pending.append(event)
         return sources, [Parsed(pending)]
 
-    def _open(self, key: str, etag: str) -> pq.ParquetFile:
+    def _describe(self, key: str) -> s3_layout.ObjectInfo | None:
+        """``describe_key``, parsed once per key (the memo is cleared when it grows past a bound)."""
+        try:
+            return self.keys[key]
+        except KeyError:
+            pass
+        if len(self.keys) >= KEY_MEMO_SIZE:
+            self.keys.clear()
+        info = self.keys[key] = s3_layout.describe_key(self.prefix, key)
+        return info
+
+    def _source(self, key: str, etag: str) -> ParquetSource:
+        """An object as a source: footer cached by key and ETag, body fetched (and cached) when first read."""
+
+        def footer() -> Footer:
+            return self.footers.get((key, etag), lambda: read_footer(open_parquet(pa.BufferReader(self._body(key, etag)))))
+
+        def read_at(offset: int, size: int) -> memoryview:
+            return memoryview(self._body(key, etag))[offset:offset + size]
+
+        return ParquetSource(lambda: open_parquet(pa.BufferReader(self._body(key, etag)), footer().metadata),
+                             footer, (key, etag), self.columns, read_at)
+
+    def _body(self, key: str, etag: str) -> bytes:
         body = self.cache.get((key, etag))
         if body is None:
             try:
@@ -111,4 +144,4 @@ class S3Sources:
             except self.client.exceptions.NoSuchKey:
                 raise SourceGone(key) from None
             self.cache.put((key, etag), body)
-        return open_parquet(pa.BufferReader(body))
+        return body

@@ -15,7 +15,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ingest.column_cache import ColumnCache
 from ingest.local_reader import LocalSources, MetadataCache, store_bytes
-from ingest.read_engine import Plan, SearchResult, search
+from ingest.read_engine import SearchResult, search
+from ingest.read_plan import Plan
 from ingest.read_stats import count_buckets
 from ingest.s3_reader import ObjectCache, S3Sources
 from shared import s3_layout
@@ -26,6 +27,7 @@ from shared.settings import Settings
 SIZE_CACHE_SECONDS = 5.0
 S3_SCAN_CAP_OBJECTS = 100_000
 READ_CACHE_BYTES = 256 * 1024 * 1024
+READ_WORKERS = 2  # the parallel parts of one read (filter halves, page decoding); the machine's cores
 
 
 class StorageUnavailable(Exception):
@@ -100,6 +102,8 @@ class StorageView:
         self.executor = concurrent.futures.ThreadPoolExecutor(settings.read_concurrency + 1,
                                                               thread_name_prefix="read",
                                                               initializer=_lower_priority)
+        self.read_workers = concurrent.futures.ThreadPoolExecutor(READ_WORKERS, thread_name_prefix="read-worker",
+                                                                  initializer=_lower_priority)
         self._size: tuple[float, dict[str, Any]] | None = None
 
     async def _in_thread(self, function, *args):
@@ -126,7 +130,7 @@ class StorageView:
 
     def _search(self, plan: Plan, since: datetime, until: datetime) -> SearchResult:
         sources, parsed = self.sources.collect(since, until, plan)
-        return search(plan, sources, parsed)
+        return search(plan, sources, parsed, self.read_workers)
 
     def _stats(self, plan: Plan, since: datetime, until: datetime, bucket: str, group_by: str | None):
         sources, parsed = self.sources.collect(since, until, plan)
@@ -143,8 +147,10 @@ class StorageView:
         return await self.run_read(plan, self._stats, plan, since, until, bucket, group_by, release=release)
 
     def close(self) -> None:
-        """Stop the read pool (running reads finish)."""
+        """Stop the read pools and the sources' threads (running reads finish)."""
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.read_workers.shutdown(wait=False, cancel_futures=True)
+        self.sources.close()
 
     async def describe(self) -> dict[str, Any]:
         """The body of ``GET /v1/audit/storage`` (figures cached for a few seconds)."""

@@ -1,0 +1,157 @@
+"""A counted, filtered search over many row groups at once: one Arrow evaluation over their columns.
+
+An exact ``total`` with a filter needs every row group of the range, so the per-group Python overhead
+(several Arrow calls per group, hundreds of groups) would dominate. Here the columns of all groups (from
+the column cache once warm) are put side by side as chunks, the mask is computed once, and only the
+newest groups are visited for the page, until the page is full and older groups cannot improve it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ingest.filter_mask import filter_mask, ts_micros
+from ingest.page_candidates import Pool, best_rows, row_ids
+from ingest.parquet_source import RowGroup, present
+from ingest.read_plan import LOWER, Plan
+from ingest.text_search import contains_mask
+
+PARALLEL_ROWS = 100_000
+EMAIL = "user_email" + LOWER
+
+
+def scan_filtered(plan: Plan, units: list[RowGroup], pool: Pool,
+                  workers: concurrent.futures.Executor | None = None) -> tuple[int, int]:
+    """Count the plan's matches in ``units`` (newest first) and add the page's candidates to ``pool``.
+
+    Returns (total matches, matches after the cursor). With ``workers`` the two halves of the row groups
+    are evaluated in parallel.
+    """
+    columns = ["ts", *plan.filter_columns]
+    groups = []
+    for unit in units:
+        plan.check()
+        groups.append(_Columns(unit.rows, unit.source.columns(unit.group, present(unit, columns))))
+    if not groups:
+        return 0, 0
+    parts = _halves(groups) if workers is not None else [groups]
+
+    def evaluate(part: list[_Columns]) -> tuple[Any, pa.ChunkedArray]:
+        table, part_ts = _side_by_side(part, plan.filter_columns)
+        email_mask = None
+        if plan.user_email is not None:
+            texts = [group.values[EMAIL] if EMAIL in group.values else _Absent(group.rows) for group in part]
+            email_mask = contains_mask(texts, plan.user_email.lower())
+        return filter_mask(table, part_ts, plan, email_mask), part_ts
+
+    evaluated = list(workers.map(evaluate, parts)) if len(parts) > 1 else [evaluate(parts[0])]
+    mask = pa.chunked_array([chunk for part_mask, _ in evaluated for chunk in part_mask.chunks], pa.bool_())
+    ts = pa.chunked_array([chunk for _, part_ts in evaluated for chunk in part_ts.chunks], pa.int64())
+    total = pc.sum(mask).as_py() or 0
+    if not total:
+        return 0, 0
+    page_mask, ties = mask, {}
+    if plan.cursor is not None:
+        page_mask = pc.fill_null(pc.and_(mask, pc.less(ts, plan.cursor[0])), False)
+    starts = [0]
+    for group in groups:
+        starts.append(starts[-1] + group.rows)
+    remaining = pc.sum(page_mask).as_py() or 0
+    if plan.cursor is not None:
+        ties = _cursor_ties(plan.cursor, units, starts, ts, mask)
+        remaining += sum(pc.sum(tie).as_py() or 0 for tie in ties.values())
+    for index, unit in enumerate(units):
+        threshold = pool.full_threshold()
+        if threshold is not None and unit.high is not None and unit.high < threshold:
+            break
+        start, length = starts[index], starts[index + 1] - starts[index]
+        unit_mask = page_mask.slice(start, length)
+        if index in ties:
+            unit_mask = pc.or_(unit_mask, ties[index])
+        matched = pc.sum(unit_mask).as_py() or 0
+        if matched:
+            pool.add(best_rows(unit, ts.slice(start, length), unit_mask, plan.limit, matched))
+    return total, remaining
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Columns:
+    """One row group's rows and its cached filter columns by name."""
+
+    rows: int
+    values: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Absent:
+    """A row group without the column searched: no row contains anything."""
+
+    rows: int
+
+    def contains(self, needle: bytes) -> pa.Array:
+        return pa.repeat(False, self.rows)
+
+
+def _halves(groups: list[_Columns]) -> list[list[_Columns]]:
+    """The row groups in two runs of about equal rows (one run when there is too little to share)."""
+    rows = sum(group.rows for group in groups)
+    if len(groups) < 2 or rows < PARALLEL_ROWS:
+        return [groups]
+    seen = 0
+    for index, group in enumerate(groups):
+        seen += group.rows
+        if seen * 2 >= rows:
+            return [groups[:index + 1], groups[index + 1:]] if index + 1 < len(groups) else [groups]
+    return [groups]
+
+
+def _side_by_side(groups: list[_Columns], names: list[str]) -> tuple[pa.Table, pa.ChunkedArray]:
+    """The filter columns (not the searched ``.lower`` ones) with one chunk per row group, and ts as int64 µs."""
+    chunks: dict[str, list[pa.Array]] = {name: [] for name in names if not name.endswith(LOWER)}
+    for group in groups:
+        for name, found in chunks.items():
+            if name in group.values:
+                found.extend(group.values[name].chunks)
+            else:
+                found.append(pa.nulls(group.rows, pa.string()))
+    return pa.table({name: _same_type(found) for name, found in chunks.items()}), _ts_micros(groups)
+
+
+def _ts_micros(groups: list[_Columns]) -> pa.ChunkedArray:
+    """The groups' ts as one int64 µs column: one cast when they share a timestamp type, else group by group."""
+    stored = [group.values.get("ts") for group in groups]
+    types = {column.type for column in stored if column is not None}
+    if None not in stored and len(types) == 1 and pa.types.is_timestamp(next(iter(types))):
+        return ts_micros(pa.chunked_array([chunk for column in stored for chunk in column.chunks], types.pop()))
+    chunks: list[pa.Array] = []
+    for group, column in zip(groups, stored):
+        chunks.extend(ts_micros(column).chunks if column is not None else [pa.nulls(group.rows, pa.int64())])
+    return pa.chunked_array(chunks, pa.int64())
+
+
+def _same_type(chunks: list[pa.Array]) -> pa.ChunkedArray:
+    """Chunks as one column; mixed types (a legacy file's plain strings beside dictionaries) become strings."""
+    types = {chunk.type for chunk in chunks}
+    if len(types) == 1:
+        return pa.chunked_array(chunks, types.pop())
+    return pa.chunked_array([chunk.cast(pa.string()) for chunk in chunks], pa.string())
+
+
+def _cursor_ties(cursor: tuple[int, str], units: list[RowGroup], starts: list[int], ts: pa.ChunkedArray,
+                 mask: Any) -> dict[int, Any]:
+    """Per row group holding matches with the cursor's exact ts: those whose id sorts before the cursor's."""
+    ties = {}
+    for index, unit in enumerate(units):
+        if unit.low is not None and not unit.low <= cursor[0] <= unit.high:
+            continue
+        start, length = starts[index], starts[index + 1] - starts[index]
+        same = pc.and_(mask.slice(start, length), pc.fill_null(pc.equal(ts.slice(start, length), cursor[0]), False))
+        if not pc.any(same).as_py():
+            continue
+        ties[index] = pc.and_(same, pc.fill_null(pc.less(row_ids(unit), cursor[1]), False))
+    return ties
