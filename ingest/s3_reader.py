@@ -23,6 +23,7 @@ from shared import s3_layout
 
 LIST_CONCURRENCY = 4  # day prefixes listed at once (new and legacy layout, two or three days)
 KEY_MEMO_SIZE = 100_000
+YEAR_PAGE = 50  # top-level entries per page when looking for legacy year prefixes
 
 
 class ObjectCache:
@@ -85,14 +86,46 @@ class S3Sources:
             found.extend(page.get("Contents", []))
         return found
 
+    def legacy_years(self) -> set[str]:
+        """The top-level ``YYYY/`` prefixes under the base: the legacy layout's years.
+
+        Digits sort before every other first character of our prefixes (``_digests/``, ``dt=``), so the
+        listing stops at the first entry that does not start with a digit.
+        """
+        head = s3_layout.base(self.prefix)
+        years: set[str] = set()
+        paginator = self.client.get_paginator("list_objects_v2")
+        pages = paginator.paginate(Bucket=self.bucket, Prefix=head, Delimiter="/",
+                                   PaginationConfig={"PageSize": YEAR_PAGE})
+        for page in pages:
+            names = [common["Prefix"] for common in page.get("CommonPrefixes", [])]
+            names += [item["Key"] for item in page.get("Contents", [])]
+            for name in sorted(name[len(head):] for name in names):
+                if not name[:1].isdigit():
+                    return years
+                if len(name) == 5 and name[:4].isdigit() and name[4] == "/":
+                    years.add(name[:4])
+        return years
+
+    def _listings(self, since: datetime, until: datetime) -> list[list[dict[str, Any]]]:
+        """The objects of the range's day prefixes, listed at once; legacy days only under existing years."""
+        head = s3_layout.base(self.prefix)
+        prefixes = s3_layout.day_prefixes(self.prefix, since, until)
+        current = [prefix for prefix in prefixes if prefix[len(head):].startswith("dt=")]
+        legacy = [prefix for prefix in prefixes if not prefix[len(head):].startswith("dt=")]
+        years = self.listers.submit(self.legacy_years)
+        listings = list(self.listers.map(self.list_objects, current))
+        present = years.result()
+        wanted = [prefix for prefix in legacy if prefix[len(head):len(head) + 4] in present]
+        return listings + list(self.listers.map(self.list_objects, wanted))
+
     def collect(self, since: datetime, until: datetime, plan: Plan) -> tuple[list[ParquetSource], list[Parsed]]:
         """One source per object whose partition overlaps the range, plus unpublished spooled events."""
         spooled = spooled_events(self.spool_dir)
         sources = []
         published: dict[str, list[tuple[int, int]]] = {}
         plan.check()
-        listings = self.listers.map(self.list_objects, s3_layout.day_prefixes(self.prefix, since, until))
-        for listing in listings:
+        for listing in self._listings(since, until):
             for item in listing:
                 info = self._describe(item["Key"])
                 if info is None:
