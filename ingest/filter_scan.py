@@ -32,11 +32,7 @@ def scan_filtered(plan: Plan, units: list[RowGroup], pool: Pool,
     Returns (total matches, matches after the cursor). With ``workers`` the two halves of the row groups
     are evaluated in parallel.
     """
-    columns = ["ts", *plan.filter_columns]
-    groups = []
-    for unit in units:
-        plan.check()
-        groups.append(_Columns(unit.rows, unit.source.columns(unit.group, present(unit, columns))))
+    groups = _read_columns(plan, units, workers)
     if not groups:
         return 0, 0
     parts = _halves(groups) if workers is not None else [groups]
@@ -77,6 +73,29 @@ def scan_filtered(plan: Plan, units: list[RowGroup], pool: Pool,
         if matched:
             pool.add(best_rows(unit, ts.slice(start, length), unit_mask, plan.limit, matched))
     return total, remaining
+
+
+def _read_columns(plan: Plan, units: list[RowGroup], workers: concurrent.futures.Executor | None) -> list[_Columns]:
+    """Every unit's filter columns: cached ones at once, the others read file by file on the workers."""
+    columns = ["ts", *plan.filter_columns]
+    found: list[dict[str, Any] | None] = []
+    for unit in units:
+        plan.check()
+        found.append(unit.source.columns(unit.group, present(unit, columns), cached_only=workers is not None))
+    by_source: dict[int, list[int]] = {}
+    for index, values in enumerate(found):
+        if values is None:
+            by_source.setdefault(id(units[index].source), []).append(index)
+
+    def read_file(indices: list[int]) -> list[dict[str, Any] | None]:
+        plan.check()
+        return [units[index].source.columns(units[index].group, present(units[index], columns)) for index in indices]
+
+    if workers is not None and by_source:
+        for indices, values in zip(by_source.values(), workers.map(read_file, by_source.values())):
+            for index, value in zip(indices, values):
+                found[index] = value
+    return [_Columns(unit.rows, values or {}) for unit, values in zip(units, found)]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

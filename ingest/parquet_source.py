@@ -135,14 +135,19 @@ class ParquetSource:
         A name ending in ``.lower`` is the lowercased form of a string column (for case-insensitive
         matching), derived once and cached like a column.
         """
-        found = self.columns(group, columns)
+        found = self.columns(group, columns) or {}
         return pa.table({name: value.column if isinstance(value, LowerText) else value for name, value in found.items()})
 
-    def columns(self, group: int, columns: list[str]) -> dict[str, Any]:
-        """Like ``read``, as a dict; ``.lower`` columns come as ``LowerText`` (searchable with ``bytes.find``)."""
+    def columns(self, group: int, columns: list[str], cached_only: bool = False) -> dict[str, Any] | None:
+        """Like ``read``, as a dict; ``.lower`` columns come as ``LowerText`` (searchable with ``bytes.find``).
+
+        With ``cached_only``, None when a column is not cached (nothing is read).
+        """
         cache = self._cache
         found = {name: cache.get((self._key, group, name)) if cache else None for name in columns}
         missing = [name for name, column in found.items() if column is None]
+        if missing and cached_only:
+            return None
         stored = list(dict.fromkeys(name.removesuffix(LOWER) for name in missing))
         if stored:
             table = self.file.read_row_group(group, columns=[name for name in stored if name in self.names])
