@@ -124,18 +124,23 @@ def run(args: argparse.Namespace) -> dict:
     service, moto = start_service(args, work / "service")
     try:
         wrk(service.url, templates["batch_100"], 3, 16)  # warm up
+        before = service.writer_status()
         top = wrk(service.url, templates["batch_100"], args.seconds, 16)
         top["events_per_second"] = round(top["accepted_per_second"] * 100)
+        after = service.writer_status()
+        top["writer_frames"] = after["received_batches"] - before["received_batches"]
+        top["writer_flushes"] = after["flushes"] - before["flushes"]
+        top["writer_backlog_events_after"] = after["spool_backlog_events"]
         report["max_batch_100"] = top
         report["max_single"] = wrk(service.url, templates["single"], args.seconds, 16)
         half_rate = top["accepted_per_second"] / 2
         delay_ms = max(1, round(16 * 1000 / half_rate - top["p50_ms"]))
+        flushes_before = service.writer_status()["flushes"]
         paced = wrk(service.url, templates["batch_100"], args.seconds, 16, delay_ms)
         paced["events_per_second"] = round(paced["accepted_per_second"] * 100)
         paced["delay_ms"] = delay_ms
-        flushes_before = service.writer_status().get("flushes")
+        paced["writer_flushes"] = service.writer_status()["flushes"] - flushes_before
         report["half_max_batch_100"] = paced
-        report["writer_flushes_during_half_max"] = (service.writer_status().get("flushes") or 0) - (flushes_before or 0)
         if not args.skip_floor:
             report["share_of_floor_batch_100"] = round(top["requests_per_second"] / report["floor"]["batch_100"]["requests_per_second"], 3)
             report["share_of_floor_single"] = round(report["max_single"]["requests_per_second"] / report["floor"]["single"]["requests_per_second"], 3)
