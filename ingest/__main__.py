@@ -9,6 +9,7 @@ import sys
 
 from aiohttp import web
 
+from shared import event_loop
 from shared.errors import ConfigError
 from shared.logs import configure_logging
 from shared.settings import Settings
@@ -50,13 +51,7 @@ def main() -> None:
         sys.exit(EXIT_CONFIG_ERROR)
     configure_logging("ingest", settings.log_level)
     try:
-        import uvloop
-
-        runner = uvloop.run
-    except ImportError:  # pragma: no cover - uvloop is a dependency on supported platforms
-        runner = asyncio.run
-    try:
-        runner(serve(settings))
+        event_loop.run(serve(settings))
     except OSError as exc:
         log.error("ingest failed to start", extra={"error": repr(exc)})
         sys.exit(EXIT_START_FAILED)

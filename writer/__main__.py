@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 
+from shared import event_loop
 from shared.errors import ConfigError
 from shared.logs import configure_logging
 from shared.settings import Settings
@@ -25,13 +25,7 @@ def main() -> None:
     from writer.service import WriterService
 
     try:
-        import uvloop
-
-        runner = uvloop.run
-    except ImportError:  # pragma: no cover - uvloop is a dependency on supported platforms
-        runner = asyncio.run
-    try:
-        runner(WriterService(settings).run())
+        event_loop.run(WriterService(settings).run())
     except ConfigError as exc:
         print(f"auditlake-writer: configuration error: {exc}", file=sys.stderr)
         sys.exit(EXIT_CONFIG_ERROR)
