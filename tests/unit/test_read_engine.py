@@ -15,6 +15,7 @@ import pytest
 
 from ingest import filter_scan
 from ingest.column_cache import ColumnCache
+from ingest.page_candidates import best_rows
 from ingest.parquet_source import Footer, FooterCache, ParquetSource, open_parquet, read_footer
 from ingest.read_engine import search
 from ingest.read_plan import Parsed, Plan, event_micros, matches_event
@@ -143,3 +144,12 @@ def test_totals_pages_and_cursor_walks_equal_a_brute_force_scan(store, spec: dic
         assert [e["audit_event_id"] for e in walked] == [e["audit_event_id"] for e in expected[:len(walked)]]
         assert walked == expected[:len(walked)]
         assert len(walked) == min(len(expected), limit * pages)
+
+
+def test_best_rows_are_the_newest_and_their_ties() -> None:
+    """A row group's candidates: the newest ``limit`` matching rows plus every row tied with the oldest."""
+    ts = pa.chunked_array([pa.array([5, 9, 7, 9, 3, 7, 7, 1, 8, 7], pa.int64())])
+    mask = pa.chunked_array([pa.array([True, True, True, True, True, True, False, True, True, True])])
+    rows = best_rows("unit", ts, mask, 4, 9)
+    assert sorted((row[0], row[2][1]) for row in rows) == [(7, 2), (7, 5), (7, 9), (8, 8), (9, 1), (9, 3)]
+    assert len(best_rows("unit", ts, mask, 20, 9)) == 9
