@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+from urllib.parse import urlsplit
 from typing import Any
 
 import boto3
@@ -47,12 +48,16 @@ class _Body:
 
 
 def _inject_throttling(client: Any, ratio: float) -> None:
-    """Test only: answer a share of requests with 503 SlowDown before they are sent."""
+    """Test only: answer a share of object requests with 503 SlowDown before they are sent.
+
+    Bucket-level calls (the startup checks) are left alone: a writer that gives up at start is not what
+    the throttling tests are about, and random refusals there would make them flaky.
+    """
     body = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
             b"<Message>Please reduce your request rate.</Message></Error>")
 
     def maybe_throttle(request: Any, **_: Any) -> AWSResponse | None:
-        if random.random() < ratio:
+        if "/" in urlsplit(request.url).path.strip("/") and random.random() < ratio:
             log.warning("test throttle: injected SlowDown", extra={"url": request.url})
             return AWSResponse(request.url, 503, {"Content-Type": "application/xml"}, _Body(body))
         return None

@@ -74,13 +74,14 @@ def test_throttling_loses_and_doubles_nothing(service_factory, s3_env, moto_endp
         producer.start()
     try:
         wait_for_acks(ledger, 1500)
+        # each request is throttled at random: keep the load on until some were (a fast writer needs few)
+        poll(lambda: "injected SlowDown" in service.tail(100_000), 60, "the throttle hook never fired")
     finally:
         for producer in producers:
             producer.stop()
     verdict = _settle(moto_endpoint, bucket, ledger)
     assert (verdict.lost, verdict.duplicated, verdict.phantom) == ([], [], [])
     _all_objects_readable(moto_endpoint, bucket)
-    assert "injected SlowDown" in service.tail(100_000), "the throttle hook never fired"
 
 
 def test_an_upload_whose_reply_was_lost_is_retried_to_the_same_key(service_factory, s3_env, moto_endpoint,
