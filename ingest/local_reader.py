@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from ingest.column_cache import ColumnCache
 from ingest.parquet_source import Footer, FooterCache, ParquetSource, open_parquet, read_footer
 from ingest.read_plan import Parsed, Plan
-from ingest.spool_reader import spooled_events
+from ingest.spool_reader import SpoolReader
 from shared import layout
 
 log = logging.getLogger("auditlake.ingest.read")
@@ -110,13 +110,14 @@ class LocalSources:
         self.cache = cache
         self.columns = columns
         self.names = NameCache()
+        self.spool = SpoolReader(spool_dir)
 
     def close(self) -> None:
         """Nothing to stop (the S3 sources have listing threads)."""
 
     def collect(self, since: datetime, until: datetime, plan: Plan) -> tuple[list[ParquetSource], list[Parsed]]:
         """Sources of the range: one per published file, plus unpublished spooled events."""
-        spooled = spooled_events(self.spool_dir)
+        spooled = self.spool.events()
         sources: list[ParquetSource] = []
         parsed: list[Parsed] = []
         published: dict[tuple[str, str, str], list[tuple[int, int]]] = {}

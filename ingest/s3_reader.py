@@ -18,7 +18,7 @@ import pyarrow as pa
 from ingest.column_cache import ColumnCache
 from ingest.parquet_source import Footer, FooterCache, ParquetSource, SourceGone, open_parquet, read_footer
 from ingest.read_plan import Parsed, Plan
-from ingest.spool_reader import spooled_events
+from ingest.spool_reader import SpoolReader
 from shared import s3_layout
 
 LIST_CONCURRENCY = 4  # day prefixes listed at once (new and legacy layout, two or three days)
@@ -71,6 +71,7 @@ class S3Sources:
         self.cache = cache
         self.columns = columns
         self.footers = FooterCache()
+        self.spool = SpoolReader(spool_dir)
         self.keys: dict[str, s3_layout.ObjectInfo | None] = {}
         self.listers = concurrent.futures.ThreadPoolExecutor(LIST_CONCURRENCY, thread_name_prefix="s3-list")
 
@@ -121,7 +122,7 @@ class S3Sources:
 
     def collect(self, since: datetime, until: datetime, plan: Plan) -> tuple[list[ParquetSource], list[Parsed]]:
         """One source per object whose partition overlaps the range, plus unpublished spooled events."""
-        spooled = spooled_events(self.spool_dir)
+        spooled = self.spool.events()
         sources = []
         published: dict[str, list[tuple[int, int]]] = {}
         plan.check()
