@@ -3,8 +3,8 @@
 Usage: .venv/bin/python bench/read_bench.py [--backend local|s3] [--events 1000000] [--runs 5]
                                             [--keep DIR | --reuse DIR] [--ingest-seconds 0]
 Starts the two processes (and a moto server for s3) on loopback, loads the events (about 500 bytes each,
-in time order as a day of production would arrive), then measures the median of ``--runs`` runs of each
-query, and ingest throughput and p99 alone and while 4 clients run the queries in a loop. Prints JSON.
+in time order as a day of production would arrive), waits until the writer has published them, then
+measures the median of ``--runs`` runs of each query, and ingest throughput and p99 alone and while 4 clients run the queries in a loop. Prints JSON.
 ``--keep DIR`` loads into DIR and leaves it there (for s3 with a copy of the bucket's objects);
 ``--reuse DIR`` skips the load and queries what an earlier ``--keep DIR`` left. ``--ingest-seconds 0``
 skips the ingest measurements.
@@ -142,6 +142,20 @@ async def query_loop(url: str, queries: list[str], stop: asyncio.Event) -> int:
     return count
 
 
+SETTLED_BACKLOG = 100  # spooled events left (the service's own events keep arriving)
+
+
+def wait_settled(service: Service, timeout: float = 300.0) -> None:
+    """Wait until the writer has published what was loaded, so queries read the store, not the spool."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if service.writer_status().get("spool_backlog_events", 0) <= SETTLED_BACKLOG:
+            time.sleep(1)
+            return
+        time.sleep(0.5)
+    raise TimeoutError("the writer did not publish the load in time")
+
+
 LOADED_FILE = "read-bench.json"
 BUCKET_COPY = "bucket"
 
@@ -203,7 +217,7 @@ async def run(args: argparse.Namespace) -> dict:
         if loaded is None:
             until = datetime.now(timezone.utc)
             load_seconds, needle = await load(service.url, args.events, until)
-            await asyncio.sleep(8 if args.backend == "s3" else 3)
+            await asyncio.to_thread(wait_settled, service)
             if args.keep is not None:
                 if client is not None:
                     save_bucket(client, "bench", root / BUCKET_COPY)
