@@ -2,14 +2,15 @@
 
 Published files and objects never change under a name (a redo rewrites identical content), so a column
 decoded once serves every later read: repeated filters then cost Arrow compute, not Parquet decoding.
+Besides Arrow columns it keeps what is derived from them the same way (anything with ``nbytes``): the
+searchable lowercased text of a column and the page locations of a column chunk.
 """
 
 from __future__ import annotations
 
 import collections
 import threading
-
-import pyarrow as pa
+from typing import Any
 
 DEFAULT_BYTES = 128 * 1024 * 1024
 
@@ -19,7 +20,7 @@ class ColumnCache:
 
     def __init__(self, max_bytes: int = DEFAULT_BYTES) -> None:
         self.max_bytes = max_bytes
-        self._items: collections.OrderedDict[tuple, pa.ChunkedArray] = collections.OrderedDict()
+        self._items: collections.OrderedDict[tuple, Any] = collections.OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self.hits = 0
@@ -30,7 +31,7 @@ class ColumnCache:
         """Bytes held."""
         return self._bytes
 
-    def get(self, key: tuple) -> pa.ChunkedArray | None:
+    def get(self, key: tuple) -> Any | None:
         """A cached column, marked recently used."""
         with self._lock:
             column = self._items.get(key)
@@ -41,7 +42,7 @@ class ColumnCache:
             self._items.move_to_end(key)
             return column
 
-    def put(self, key: tuple, column: pa.ChunkedArray) -> None:
+    def put(self, key: tuple, column: Any) -> None:
         """Keep a column while it fits, evicting the least recently used."""
         size = column.nbytes
         if size > self.max_bytes // 4:

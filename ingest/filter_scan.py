@@ -95,7 +95,8 @@ def _read_columns(plan: Plan, units: list[RowGroup], workers: concurrent.futures
         for indices, values in zip(by_source.values(), workers.map(read_file, by_source.values())):
             for index, value in zip(indices, values):
                 found[index] = value
-    return [_Columns(unit.rows, values or {}) for unit, values in zip(units, found)]
+    return [_Columns(len(values["ts"]) if values and "ts" in values else unit.rows, values or {})
+            for unit, values in zip(units, found)]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -131,14 +132,17 @@ def _halves(groups: list[_Columns]) -> list[list[_Columns]]:
 
 def _side_by_side(groups: list[_Columns], names: list[str]) -> tuple[pa.Table, pa.ChunkedArray]:
     """The filter columns (not the searched ``.lower`` ones) with one chunk per row group, and ts as int64 µs."""
-    chunks: dict[str, list[pa.Array]] = {name: [] for name in names if not name.endswith(LOWER)}
-    for group in groups:
-        for name, found in chunks.items():
-            if name in group.values:
-                found.extend(group.values[name].chunks)
-            else:
-                found.append(pa.nulls(group.rows, pa.string()))
-    return pa.table({name: _same_type(found) for name, found in chunks.items()}), _ts_micros(groups)
+    side = {}
+    for name in names:
+        if name.endswith(LOWER):
+            continue
+        stored = [group.values[name] for group in groups if name in group.values]
+        kind = stored[0].type if stored else pa.string()
+        chunks: list[pa.Array] = []
+        for group in groups:
+            chunks.extend(group.values[name].chunks if name in group.values else [pa.nulls(group.rows, kind)])
+        side[name] = _same_type(chunks)
+    return pa.table(side), _ts_micros(groups)
 
 
 def _ts_micros(groups: list[_Columns]) -> pa.ChunkedArray:

@@ -136,7 +136,8 @@ class ParquetSource:
         matching), derived once and cached like a column.
         """
         found = self.columns(group, columns) or {}
-        return pa.table({name: value.column if isinstance(value, LowerText) else value for name, value in found.items()})
+        return pa.table({name: value.column if isinstance(value, LowerText) else value
+                         for name, value in found.items()})
 
     def columns(self, group: int, columns: list[str], cached_only: bool = False) -> dict[str, Any] | None:
         """Like ``read``, as a dict; ``.lower`` columns come as ``LowerText`` (searchable with ``bytes.find``).
