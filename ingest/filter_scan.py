@@ -1,4 +1,4 @@
-"""A counted, filtered search over many row groups at once: one Arrow evaluation over their columns.
+"""Filters over many row groups at once (one Arrow evaluation over their columns), for counted searches and stats.
 
 An exact ``total`` with a filter needs every row group of the range, so the per-group Python overhead
 (several Arrow calls per group, hundreds of groups) would dominate. Here the columns of all groups (from
@@ -25,29 +25,52 @@ PARALLEL_ROWS = 100_000
 EMAIL = "user_email" + LOWER
 
 
-def scan_filtered(plan: Plan, units: list[RowGroup], pool: Pool,
-                  workers: concurrent.futures.Executor | None = None) -> tuple[int, int]:
-    """Count the plan's matches in ``units`` (newest first) and add the page's candidates to ``pool``.
+@dataclasses.dataclass(frozen=True)
+class Matches:
+    """The rows of many row groups side by side: which match the plan, their ts, and columns kept for later."""
 
-    Returns (total matches, matches after the cursor). With ``workers`` the two halves of the row groups
-    are evaluated in parallel.
+    rows: list[int]
+    mask: pa.ChunkedArray
+    ts: pa.ChunkedArray
+    kept: pa.Table
+
+
+def match_rows(plan: Plan, units: list[RowGroup], workers: concurrent.futures.Executor | None = None,
+               keep: tuple[str, ...] = ()) -> Matches | None:
+    """Evaluate the plan's range and filters over every unit at once (None when there are no units).
+
+    ``keep`` names further columns to return side by side (for grouping). With ``workers`` the two halves
+    of the row groups are evaluated in parallel.
     """
-    groups = _read_columns(plan, units, workers)
+    groups = _read_columns(plan, units, workers, keep)
     if not groups:
-        return 0, 0
+        return None
     parts = _halves(groups) if workers is not None else [groups]
 
     def evaluate(part: list[_Columns]) -> tuple[Any, pa.ChunkedArray]:
-        table, part_ts = _side_by_side(part, plan.filter_columns)
+        part_ts = _ts_micros(part)
         email_mask = None
         if plan.user_email is not None:
             texts = [group.values[EMAIL] if EMAIL in group.values else _Absent(group.rows) for group in part]
             email_mask = contains_mask(texts, plan.user_email.lower())
-        return filter_mask(table, part_ts, plan, email_mask), part_ts
+        return filter_mask(_side_by_side(part, plan.filter_columns), part_ts, plan, email_mask), part_ts
 
     evaluated = list(workers.map(evaluate, parts)) if len(parts) > 1 else [evaluate(parts[0])]
     mask = pa.chunked_array([chunk for part_mask, _ in evaluated for chunk in part_mask.chunks], pa.bool_())
     ts = pa.chunked_array([chunk for _, part_ts in evaluated for chunk in part_ts.chunks], pa.int64())
+    return Matches([group.rows for group in groups], mask, ts, _side_by_side(groups, list(keep)))
+
+
+def scan_filtered(plan: Plan, units: list[RowGroup], pool: Pool,
+                  workers: concurrent.futures.Executor | None = None) -> tuple[int, int]:
+    """Count the plan's matches in ``units`` (newest first) and add the page's candidates to ``pool``.
+
+    Returns (total matches, matches after the cursor).
+    """
+    matches = match_rows(plan, units, workers)
+    if matches is None:
+        return 0, 0
+    mask, ts = matches.mask, matches.ts
     total = pc.sum(mask).as_py() or 0
     if not total:
         return 0, 0
@@ -55,8 +78,8 @@ def scan_filtered(plan: Plan, units: list[RowGroup], pool: Pool,
     if plan.cursor is not None:
         page_mask = pc.fill_null(pc.and_(mask, pc.less(ts, plan.cursor[0])), False)
     starts = [0]
-    for group in groups:
-        starts.append(starts[-1] + group.rows)
+    for rows in matches.rows:
+        starts.append(starts[-1] + rows)
     remaining = pc.sum(page_mask).as_py() or 0
     if plan.cursor is not None:
         ties = _cursor_ties(plan.cursor, units, starts, ts, mask)
@@ -75,9 +98,10 @@ def scan_filtered(plan: Plan, units: list[RowGroup], pool: Pool,
     return total, remaining
 
 
-def _read_columns(plan: Plan, units: list[RowGroup], workers: concurrent.futures.Executor | None) -> list[_Columns]:
-    """Every unit's filter columns: cached ones at once, the others read file by file on the workers."""
-    columns = ["ts", *plan.filter_columns]
+def _read_columns(plan: Plan, units: list[RowGroup], workers: concurrent.futures.Executor | None,
+                  keep: tuple[str, ...] = ()) -> list[_Columns]:
+    """Every unit's filter (and kept) columns: cached ones at once, the others read file by file on the workers."""
+    columns = ["ts", *plan.filter_columns, *keep]
     found: list[dict[str, Any] | None] = []
     for unit in units:
         plan.check()
@@ -130,8 +154,8 @@ def _halves(groups: list[_Columns]) -> list[list[_Columns]]:
     return [groups]
 
 
-def _side_by_side(groups: list[_Columns], names: list[str]) -> tuple[pa.Table, pa.ChunkedArray]:
-    """The filter columns (not the searched ``.lower`` ones) with one chunk per row group, and ts as int64 µs."""
+def _side_by_side(groups: list[_Columns], names: list[str]) -> pa.Table:
+    """Columns (not the searched ``.lower`` ones) with one chunk per row group."""
     side = {}
     for name in names:
         if name.endswith(LOWER):
@@ -142,7 +166,7 @@ def _side_by_side(groups: list[_Columns], names: list[str]) -> tuple[pa.Table, p
         for group in groups:
             chunks.extend(group.values[name].chunks if name in group.values else [pa.nulls(group.rows, kind)])
         side[name] = _same_type(chunks)
-    return pa.table(side), _ts_micros(groups)
+    return pa.table(side)
 
 
 def _ts_micros(groups: list[_Columns]) -> pa.ChunkedArray:

@@ -1,15 +1,16 @@
-"""Counts per time bucket, optionally per value of one field, over the same units as searches."""
+"""Counts per time bucket, optionally per value of one field, over the same row groups as searches."""
 
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ingest.filter_mask import column_or_nulls, filter_mask, ts_micros
-from ingest.parquet_source import ParquetSource, present, row_groups
+from ingest.filter_scan import match_rows
+from ingest.parquet_source import ParquetSource, row_groups
 from ingest.read_plan import Parsed, Plan, event_micros, matches_event
 from ingest.timeutil import iso_from_micros
 
@@ -19,8 +20,11 @@ GROUPABLE = ("type", "outcome", "component", "tenant_id", "source", "action", "c
 
 
 def count_buckets(plan: Plan, sources: list[ParquetSource], parsed: list[Parsed], bucket: str,
-                  group_by: str | None) -> dict[str, Any]:
-    """``{"total", "series": [{"start", "count", "groups"?}]}`` for the plan's range and filters."""
+                  group_by: str | None, workers: concurrent.futures.Executor | None = None) -> dict[str, Any]:
+    """``{"total", "series": [{"start", "count", "groups"?}]}`` for the plan's range and filters.
+
+    The row groups' columns are evaluated side by side (``filter_scan.match_rows``) and grouped once.
+    """
     width = BUCKETS[bucket] * 1_000_000
     counts: dict[tuple[int, Any], int] = collections.Counter()
     for batch in parsed:
@@ -28,22 +32,20 @@ def count_buckets(plan: Plan, sources: list[ParquetSource], parsed: list[Parsed]
             ts = event_micros(event)
             if matches_event(event, ts, plan):
                 counts[(ts // width * width, _group_value(event, group_by))] += 1
-    columns = ["ts", *plan.filter_columns]
+    keep: tuple[str, ...] = ()
     if group_by is not None:
-        columns += ["capability", "action"] if group_by == "capability" else [group_by]
-    for unit in row_groups(sources, plan):
-        plan.check()
-        table = unit.source.read(unit.group, present(unit, columns))
-        ts = ts_micros(table.column("ts"))
-        mask = filter_mask(table, ts, plan)
-        starts = pc.multiply(pc.divide(ts.filter(mask), width), width)
+        keep = ("capability", "action") if group_by == "capability" else (group_by,)
+    matches = match_rows(plan, row_groups(sources, plan), workers, keep)
+    if matches is not None:
+        mask = matches.mask
+        starts = pc.multiply(pc.divide(matches.ts.filter(mask), width), width)
         if group_by is None:
             groups = pa.nulls(len(starts), pa.string())
         elif group_by == "capability":
-            capability = column_or_nulls(table, "capability")
-            groups = pc.if_else(pc.is_null(capability), column_or_nulls(table, "action"), capability).filter(mask)
+            capability = _matching(matches.kept, "capability", mask)
+            groups = pc.if_else(pc.is_null(capability), _matching(matches.kept, "action", mask), capability)
         else:
-            groups = column_or_nulls(table, group_by).filter(mask)
+            groups = _matching(matches.kept, group_by, mask)
         summary = pa.table({"start": starts, "group": groups}).group_by(["start", "group"]).aggregate(
             [("start", "count")])
         for start, group, count in zip(summary.column("start").to_pylist(), summary.column("group").to_pylist(),
@@ -57,6 +59,13 @@ def count_buckets(plan: Plan, sources: list[ParquetSource], parsed: list[Parsed]
             key = "null" if group is None else str(group)
             entry.setdefault("groups", {})[key] = entry.get("groups", {}).get(key, 0) + count
     return {"total": sum(counts.values()), "series": list(series.values())}
+
+
+def _matching(kept: pa.Table, name: str, mask: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A kept column's values at the matching rows, as strings (dictionaries decoded after filtering)."""
+    if name not in kept.column_names:
+        return pa.chunked_array([pa.nulls(pc.sum(mask).as_py() or 0, pa.string())])
+    return kept.column(name).filter(mask).cast(pa.string())
 
 
 def _group_value(event: dict[str, Any], group_by: str | None) -> Any:

@@ -134,7 +134,7 @@ class StorageView:
 
     def _stats(self, plan: Plan, since: datetime, until: datetime, bucket: str, group_by: str | None):
         sources, parsed = self.sources.collect(since, until, plan)
-        return count_buckets(plan, sources, parsed, bucket, group_by)
+        return count_buckets(plan, sources, parsed, bucket, group_by, self.read_workers)
 
     async def search(self, plan: Plan, since: datetime, until: datetime,
                      release: Callable[[], None] | None = None) -> SearchResult:
