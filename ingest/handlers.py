@@ -41,54 +41,64 @@ def events_of(document: Any) -> list[Any]:
     raise EventError("body must be an event object, an array of event objects or {\"events\": [...]}")
 
 
+async def _payload(request: web.Request, received_at: str) -> tuple[bytes, int, int]:
+    """The NDJSON lines to store, how many events they hold and how many were posted; raise Rejected/EventError.
+
+    Everything parsed is dropped when this returns, before the request waits for the writer: a parsed
+    batch is hundreds of objects, and keeping them alive across the wait makes every allocation slower.
+    """
+    settings = request.app[keys.SETTINGS]
+    body, document = await read_json(request, settings)
+    posted = events_of(document)
+    check_count(posted, settings)
+    tenant = principal(request).tenant
+    lines = None
+    if round_trips(body, document):
+        lines = prepare(posted, received_at, tenant, settings.max_event_bytes)
+    if lines is None:
+        await check_structure(body, document)
+        check_posted(posted)
+        posted = [normalize_event(raw, received_at, index) for index, raw in enumerate(posted)]
+        guard_events(posted, tenant)
+        lines = encode_events(posted, settings.max_event_bytes)
+    preset = request.app[keys.PRESET]
+    if not preset.allow_all:
+        lines = [line for event, line in zip(posted, lines) if preset.allows(event.get("type"))]
+    if not lines:
+        return b"", 0, len(posted)
+    return b"\n".join(lines) + b"\n", len(lines), len(posted)
+
+
 async def post_events(request: web.Request) -> web.Response:
     """Validate, filter by verbosity, forward to the writer and answer 202 once it acknowledged."""
     app = request.app
     stats = app[keys.STATS]
-    settings = app[keys.SETTINGS]
+    received_at = utc_now_iso()
     try:
-        body, document = await read_json(request, settings)
-        received_at = utc_now_iso()
-        posted = events_of(document)
-        check_count(posted, settings)
-        tenant = principal(request).tenant
-        lines = None
-        if round_trips(body, document):
-            lines = prepare(posted, received_at, tenant, settings.max_event_bytes)
-        if lines is None:
-            await check_structure(body, document)
-            check_posted(posted)
-            posted = [normalize_event(raw, received_at, index) for index, raw in enumerate(posted)]
-            guard_events(posted, tenant)
-            lines = encode_events(posted, settings.max_event_bytes)
+        payload, kept, posted = await _payload(request, received_at)
     except Rejected as exc:
         stats.invalid_requests += 1
         return exc.response()
     except EventError as exc:
         stats.invalid_requests += 1
         return error(400, str(exc))
-    preset = app[keys.PRESET]
-    if preset.allow_all:
-        kept = lines
-    else:
-        kept = [line for event, line in zip(posted, lines) if preset.allows(event.get("type"))]
-    stats.dropped_by_verbosity += len(posted) - len(kept)
+    stats.dropped_by_verbosity += posted - kept
     link = app[keys.LINK]
     if not kept:
         return json_response({"accepted": 0, "queued": link.queued_events}, 202)
-    payload = b"\n".join(kept) + b"\n"
     if len(payload) > link.max_frame_bytes:
         stats.invalid_requests += 1
         return error(413, "request events exceed the maximum batch size after normalization")
     try:
-        submission = link.submit(payload, len(kept))
+        submission = link.submit(payload, kept)
+        del payload
         await link.wait(submission, app[keys.SETTINGS].ack_timeout_seconds)
     except (QueueFull, WriterUnavailable, WriterRefused) as exc:
-        stats.rejected_events += len(kept)
+        stats.rejected_events += kept
         return unavailable(str(exc) if not isinstance(exc, WriterRefused) else "audit writer refused the events")
     except AckTimeout as exc:
-        stats.unconfirmed_events += len(kept)
+        stats.unconfirmed_events += kept
         return error(504, str(exc))
-    stats.accepted_events += len(kept)
+    stats.accepted_events += kept
     stats.last_received_at = received_at
-    return json_response({"accepted": len(kept), "queued": link.queued_events}, 202)
+    return json_response({"accepted": kept, "queued": link.queued_events}, 202)

@@ -1,8 +1,9 @@
-"""Running a process's main coroutine: uvloop, and a short GIL switch interval so worker threads cannot stall the loop."""
+"""Running a process's main coroutine: uvloop, a short GIL switch interval, and garbage collection tuned for throughput."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 from collections.abc import Coroutine
 from typing import Any
@@ -11,11 +12,20 @@ from typing import Any
 # thread running Python code would make the event loop (acks, HTTP answers) wait up to that long for every
 # step; 0.5 ms keeps the loop's latency low at a small cost in thread switches.
 GIL_SWITCH_INTERVAL_SECONDS = 0.0005
+# A parsed request is hundreds of container objects, so the default first-generation threshold (700)
+# starts a collection every other request, and the older generations then walk every live object again:
+# measured, parsing 100-event batches while others are in flight took twice as long. Reference cycles are
+# rare here (nothing in the request path makes them), so collect the young generation every 50,000
+# allocations; the modules and settings loaded at start are frozen out of every collection.
+GC_THRESHOLDS = (50_000, 20, 20)
 
 
 def run(main: Coroutine[Any, Any, Any]) -> Any:
     """Run ``main`` to completion on uvloop (asyncio's loop where uvloop is missing)."""
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on supported platforms
