@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from ingest.column_cache import ColumnCache
 from ingest.parquet_source import Footer, FooterCache, ParquetSource, open_parquet, read_footer
+from ingest.published_ranges import PublishedRanges
 from ingest.read_plan import Parsed, Plan
 from ingest.spool_reader import SpoolReader
 from shared import layout
@@ -120,7 +121,7 @@ class LocalSources:
         spooled = self.spool.events()
         sources: list[ParquetSource] = []
         parsed: list[Parsed] = []
-        published: dict[tuple[str, str, str], list[tuple[int, int]]] = {}
+        published = PublishedRanges()
         for directory in layout.day_dirs_between(self.store_root, since, until):
             plan.check()
             day = (directory.parent.parent.name, directory.parent.name, directory.name)
@@ -136,7 +137,7 @@ class LocalSources:
                 if info is None:
                     continue
                 if info.first_seq is not None:
-                    published.setdefault(day, []).append((info.first_seq, info.last_seq))
+                    published.add(day, info.first_seq, info.last_seq)
                 if info.min_ts is not None and (info.min_ts > until or info.max_ts < since):
                     continue
                 path = info.path
@@ -152,14 +153,14 @@ class LocalSources:
                     continue
                 except (OSError, EOFError, zlib.error, orjson.JSONDecodeError) as exc:
                     log.error("unreadable audit file", extra={"file": path.name, "error": repr(exc)})
-        pending = []
-        for seq, event in spooled:
+        pending, micros = [], []
+        for seq, event, ts_us in spooled:
             ts = event.get("ts")
-            if isinstance(ts, str) and any(first <= seq <= last for first, last in
-                                           published.get((ts[0:4], ts[5:7], ts[8:10]), ())):
+            if isinstance(ts, str) and published.contains((ts[0:4], ts[5:7], ts[8:10]), seq):
                 continue
             pending.append(event)
-        parsed.append(Parsed(pending))
+            micros.append(ts_us)
+        parsed.append(Parsed(pending, micros))
         return sources, parsed
 
 

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from ingest.column_cache import ColumnCache
 from ingest.parquet_source import Footer, FooterCache, ParquetSource, SourceGone, open_parquet, read_footer
+from ingest.published_ranges import PublishedRanges
 from ingest.read_plan import Parsed, Plan
 from ingest.spool_reader import SpoolReader
 from shared import s3_layout
@@ -124,7 +125,7 @@ class S3Sources:
         """One source per object whose partition overlaps the range, plus unpublished spooled events."""
         spooled = self.spool.events()
         sources = []
-        published: dict[str, list[tuple[int, int]]] = {}
+        published = PublishedRanges()
         plan.check()
         for listing in self._listings(since, until):
             for item in listing:
@@ -132,20 +133,20 @@ class S3Sources:
                 if info is None:
                     continue
                 if info.writer_id == self.writer_id and info.partition is not None:
-                    published.setdefault(info.partition, []).append((info.first_seq, info.last_seq))
+                    published.add(info.partition, info.first_seq, info.last_seq)
                 if info.end is not None and info.end < since:
                     continue
                 if info.start is not None and info.start > until:
                     continue
                 sources.append(self._source(info.key, item.get("ETag", "")))
-        pending = []
-        for seq, event in spooled:
+        pending, micros = [], []
+        for seq, event, ts_us in spooled:
             ts = event.get("ts")
-            if isinstance(ts, str) and any(first <= seq <= last for first, last in
-                                           published.get(s3_layout.partition_of(ts, self.granularity), ())):
+            if isinstance(ts, str) and published.contains(s3_layout.partition_of(ts, self.granularity), seq):
                 continue
             pending.append(event)
-        return sources, [Parsed(pending)]
+            micros.append(ts_us)
+        return sources, [Parsed(pending, micros)]
 
     def _describe(self, key: str) -> s3_layout.ObjectInfo | None:
         """``describe_key``, parsed once per key (the memo is cleared when it grows past a bound)."""
