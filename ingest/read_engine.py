@@ -24,7 +24,7 @@ from ingest.filter_mask import filter_mask, ts_micros
 from ingest.filter_scan import scan_filtered
 from ingest.page_candidates import Candidate, Pool, below_cursor, best_rows, cursor_mask, row_ids
 from ingest.parquet_source import ParquetSource, RowGroup, present, row_groups
-from ingest.read_plan import Parsed, Plan, event_micros, matches_event
+from ingest.read_plan import Parsed, Plan, matches_event
 
 
 @dataclasses.dataclass
@@ -47,8 +47,7 @@ def search(plan: Plan, sources: list[ParquetSource], parsed: list[Parsed],
     pool = Pool(plan.limit)
     total = remaining = 0
     for batch in parsed:
-        for event in batch.events:
-            ts = event_micros(event)
+        for event, ts in batch.timed():
             if not matches_event(event, ts, plan):
                 continue
             total += 1

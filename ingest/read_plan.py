@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from ingest.timeutil import canonical_micros
@@ -51,9 +52,16 @@ class Plan:
 
 @dataclasses.dataclass
 class Parsed:
-    """Already parsed events (spool records, NDJSON files without sidecar)."""
+    """Already parsed events (spool records, NDJSON files without sidecar), with their ts in µs when known."""
 
     events: list[dict[str, Any]]
+    micros: list[int | None] | None = None
+
+    def timed(self) -> Iterator[tuple[dict[str, Any], int | None]]:
+        """(event, ts in µs) pairs."""
+        if self.micros is not None:
+            return zip(self.events, self.micros)
+        return ((event, event_micros(event)) for event in self.events)
 
 
 def event_micros(event: dict[str, Any]) -> int | None:

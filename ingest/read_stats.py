@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 
 from ingest.filter_scan import match_rows
 from ingest.parquet_source import ParquetSource, row_groups
-from ingest.read_plan import Parsed, Plan, event_micros, matches_event
+from ingest.read_plan import Parsed, Plan, matches_event
 from ingest.timeutil import iso_from_micros
 
 BUCKETS = {"1m": 60, "5m": 300, "1h": 3600, "1d": 86400}
@@ -28,8 +28,7 @@ def count_buckets(plan: Plan, sources: list[ParquetSource], parsed: list[Parsed]
     width = BUCKETS[bucket] * 1_000_000
     counts: dict[tuple[int, Any], int] = collections.Counter()
     for batch in parsed:
-        for event in batch.events:
-            ts = event_micros(event)
+        for event, ts in batch.timed():
             if matches_event(event, ts, plan):
                 counts[(ts // width * width, _group_value(event, group_by))] += 1
     keep: tuple[str, ...] = ()

@@ -6,91 +6,117 @@ import dataclasses
 import logging
 import mmap
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from ingest.read_plan import event_micros
 from shared import spool_format
 
 log = logging.getLogger("auditlake.ingest.read")
+MEMO_EVENTS = 200_000  # parsed unflushed events kept between reads (beyond this, each read parses again)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class _Skipped:
-    """Where a segment's records up to ``flushed`` end (the segment identified by inode)."""
+class _Segment:
+    """What earlier reads learnt of a segment (identified by inode): where the records up to ``flushed``
+    end, and its unflushed records parsed from ``parsed_from`` to ``parsed_to`` (seq and events, in order)."""
 
     inode: int
     flushed: int
-    offset: int
+    skip_offset: int
+    parsed_from: int
+    parsed_to: int
+    records: tuple[tuple[int, tuple[tuple[dict[str, Any], int | None], ...]], ...]
 
 
 class SpoolReader:
     """Spooled events past the writer's checkpoint, for reads.
 
-    The active segment grows to 64 MiB of mostly flushed records; copying it for every read cost tens of
-    milliseconds. The segment is memory-mapped instead, flushed records are stepped over by their headers
-    from where the previous read stopped (segments only grow, the checkpoint only advances), and only the
-    unflushed tail is copied and parsed.
+    The active segment grows to 64 MiB of mostly flushed records, and while ingest runs thousands of
+    unflushed events wait in it. Reads used to copy the whole segment and parse every unflushed event
+    each time. The segment is memory-mapped instead, flushed records are stepped over by their headers
+    from where the previous read stopped (segments only grow, the checkpoint only advances), and records
+    parsed by an earlier read are reused: only new records are parsed. The events returned are shared
+    between reads and must not be modified.
     """
 
-    def __init__(self, spool_dir: Path) -> None:
+    def __init__(self, spool_dir: Path, memo_events: int = MEMO_EVENTS) -> None:
         self.spool_dir = spool_dir
-        self._skipped: dict[Path, _Skipped] = {}
+        self.memo_events = memo_events
+        self._segments: dict[Path, _Segment] = {}
+        self._lock = threading.Lock()  # concurrent reads parse new records once, one after the other
 
-    def events(self) -> list[tuple[int, dict[str, Any]]]:
-        """(seq, event) for every spooled event past the writer's checkpoint.
+    def events(self) -> list[tuple[int, dict[str, Any], int | None]]:
+        """(seq, event, ts in µs) for every spooled event past the writer's checkpoint.
 
         Read the checkpoint before the segments: a record checkpointed meanwhile is then still returned
         here and recognised as published by the caller, which lists the store afterwards. Segments whose
         successor starts at or below the checkpoint hold only flushed records and are not read.
         """
+        with self._lock:
+            return self._events()
+
+    def _events(self) -> list[tuple[int, dict[str, Any], int | None]]:
         try:
             checkpoint = orjson.loads((self.spool_dir / spool_format.CHECKPOINT_NAME).read_bytes())
             flushed = int(checkpoint.get("flushed_seq", 0))
         except FileNotFoundError:
             flushed = 0
         segments = spool_format.list_segments(self.spool_dir)
-        found: list[tuple[int, dict[str, Any]]] = []
-        wanted = []
-        for position, (_first, path) in enumerate(segments):
-            if position + 1 < len(segments) and segments[position + 1][0] <= flushed + 1:
-                continue
-            wanted.append(path)
-        self._skipped = {path: skipped for path, skipped in self._skipped.items() if path in wanted}
+        wanted = [path for position, (_first, path) in enumerate(segments)
+                  if position + 1 >= len(segments) or segments[position + 1][0] > flushed + 1]
+        known = {path: segment for path, segment in self._segments.items() if path in wanted}
+        budget = self.memo_events
+        found: list[tuple[int, dict[str, Any], int | None]] = []
         for path in wanted:
             try:
-                tail = self._unflushed(path, flushed)
+                segment = self._read(path, flushed, known.get(path))
             except FileNotFoundError:
+                known.pop(path, None)
                 continue
-            try:
-                for _end, record in spool_format.iter_records(tail, path):
-                    if record.seq <= flushed:
-                        continue
-                    for line in record.payload.splitlines():
-                        if line:
-                            found.append((record.seq, orjson.loads(line)))
-            except spool_format.SpoolCorrupt as exc:
-                log.warning("skipping the damaged rest of a spool segment", extra={"error": str(exc)})
+            count = sum(len(events) for _, events in segment.records)
+            budget -= count
+            if budget < 0:  # too many to keep: remember only where the flushed records end
+                known[path] = dataclasses.replace(segment, parsed_from=segment.skip_offset,
+                                                  parsed_to=segment.skip_offset, records=())
+            else:
+                known[path] = segment
+            found.extend((seq, event, ts) for seq, events in segment.records for event, ts in events)
+        self._segments = known
         return found
 
-    def _unflushed(self, path: Path, flushed: int) -> bytes:
-        """The segment's bytes from its first record above ``flushed`` (headers of the rest are not read)."""
+    def _read(self, path: Path, flushed: int, known: _Segment | None) -> _Segment:
+        """The segment's unflushed records, parsing only those no earlier read parsed."""
         descriptor = os.open(path, os.O_RDONLY)
         try:
             status = os.fstat(descriptor)
             if status.st_size == 0:
-                return b""
+                return _Segment(status.st_ino, flushed, 0, 0, 0, ())
             mapped = mmap.mmap(descriptor, 0, access=mmap.ACCESS_READ)
         finally:
             os.close(descriptor)
         with mapped:
-            known = self._skipped.get(path)
-            start = 0
-            if known is not None and known.inode == status.st_ino and known.flushed <= flushed \
-                    and known.offset <= status.st_size:
-                start = known.offset
+            if known is not None and (known.inode != status.st_ino or known.flushed > flushed
+                                      or known.parsed_to > status.st_size):
+                known = None
+            start = known.skip_offset if known is not None else 0
             with memoryview(mapped) as view:
-                offset = start + spool_format.skip_records(view[start:], flushed)
-            self._skipped[path] = _Skipped(status.st_ino, flushed, offset)
-            return mapped[offset:]
+                skip_offset = start + spool_format.skip_records(view[start:], flushed)
+            records: list[tuple[int, tuple[tuple[dict[str, Any], int | None], ...]]] = []
+            parse_from = skip_offset
+            if known is not None and known.parsed_from <= skip_offset <= known.parsed_to:
+                records = [record for record in known.records if record[0] > flushed]
+                parse_from = known.parsed_to
+            parsed_to = parse_from
+            try:
+                for end, record in spool_format.iter_records(mapped[parse_from:], path):
+                    parsed_to = parse_from + end
+                    if record.seq > flushed:
+                        events = (orjson.loads(line) for line in record.payload.splitlines() if line)
+                        records.append((record.seq, tuple((event, event_micros(event)) for event in events)))
+            except spool_format.SpoolCorrupt as exc:
+                log.warning("skipping the damaged rest of a spool segment", extra={"error": str(exc)})
+            return _Segment(status.st_ino, flushed, skip_offset, skip_offset, parsed_to, tuple(records))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import orjson
 
+from ingest import spool_reader
 from ingest.spool_reader import SpoolReader
 from shared import spool_format
 
@@ -23,8 +24,8 @@ def _checkpoint(spool: Path, flushed: int) -> None:
 
 def _seqs(reader: SpoolReader) -> list[int]:
     events = reader.events()
-    assert all(event["n"] == seq for seq, event in events)
-    return sorted({seq for seq, _ in events})
+    assert all(event["n"] == seq and ts is None for seq, event, ts in events)
+    return sorted({seq for seq, _, _ in events})
 
 
 def test_events_follow_the_checkpoint_and_the_growing_segment(tmp_path: Path) -> None:
@@ -71,3 +72,29 @@ def test_a_checkpoint_going_back_is_still_exact(tmp_path: Path) -> None:
     assert _seqs(reader) == list(range(36, 41))
     _checkpoint(tmp_path, 10)
     assert _seqs(reader) == list(range(11, 41))
+
+
+def test_records_parsed_once_are_reused_and_the_memo_is_bounded(tmp_path: Path, monkeypatch) -> None:
+    """A second read parses only records appended since; past the bound every read parses again."""
+    parsed: list[bytes] = []
+    real_loads = spool_reader.orjson.loads
+
+    def counting_loads(data):
+        parsed.append(data)
+        return real_loads(data)
+
+    segment = tmp_path / spool_format.segment_name(1)
+    _append(segment, 1, 30)
+    _checkpoint(tmp_path, 0)
+    reader = SpoolReader(tmp_path)
+    bounded = SpoolReader(tmp_path, memo_events=10)
+    monkeypatch.setattr(spool_reader.orjson, "loads", counting_loads)
+    assert _seqs(reader) == list(range(1, 31))
+    first = len(parsed)
+    _append(segment, 31, 5)
+    _checkpoint(tmp_path, 20)
+    assert _seqs(reader) == list(range(21, 36))
+    assert len(parsed) - first == 2 * 5 + 1  # five new records of two events, and the checkpoint
+    parsed.clear()
+    assert _seqs(bounded) == list(range(21, 36)) and _seqs(bounded) == list(range(21, 36))
+    assert len(parsed) == 2 * (2 * 15 + 1)
