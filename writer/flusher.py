@@ -20,11 +20,6 @@ MAX_FLUSH_BYTES = 32 * 1024 * 1024
 BACKOFF_START_SECONDS = 0.25
 BACKOFF_MAX_SECONDS = 2.0
 FLUSH_FAILED = "flush to storage failed; events wait in the spool and are retried"
-# Under sustained load the batch size is reached again right after each flush; a flush has fixed costs
-# (files, fsyncs, a Parquet writer), so flushes triggered by size are at least this far apart unless the
-# backlog reaches a full flush (``max_events`` or ``max_flush_bytes``). Unflushed events stay readable
-# from the spool, so this delays nothing a reader sees.
-MIN_FLUSH_SPACING_SECONDS = 0.5
 
 
 class Flusher:
@@ -45,8 +40,6 @@ class Flusher:
         self._stopping = False
         self._oldest_unflushed_at: float | None = None
         self._next_retention = 0.0
-        self.min_spacing_seconds = min(MIN_FLUSH_SPACING_SECONDS, interval_seconds)
-        self._last_flush_at = float("-inf")
         self.observe_flush: Callable[[float, bool], None] = lambda seconds, ok: None  # metrics hook
         self.journal: Any = None  # tamper evidence: writer.manifest.ManifestJournal, set by writer.evidence
 
@@ -87,12 +80,9 @@ class Flusher:
             self._oldest_unflushed_at = time.monotonic()
         if self._stopping:
             return True
-        if self.spool.backlog_events >= self.max_events or self.spool.bytes >= self.max_flush_bytes:
+        if self.spool.backlog_events >= self.batch_size or self.spool.bytes >= self.max_flush_bytes:
             return True
-        now = time.monotonic()
-        if self.spool.backlog_events >= self.batch_size and now - self._last_flush_at >= self.min_spacing_seconds:
-            return True
-        return now - self._oldest_unflushed_at >= self.interval_seconds
+        return time.monotonic() - self._oldest_unflushed_at >= self.interval_seconds
 
     def _plan(self) -> list:
         entries = []
@@ -155,7 +145,6 @@ class Flusher:
         self.stats.last_error = None
         self.stats.failing_since = None
         self._oldest_unflushed_at = None
-        self._last_flush_at = time.monotonic()
         await loop.run_in_executor(None, _unlink_all, dead)
         if batch.unparsable:
             log.error("unparsable spooled lines kept in quarantine", extra={"lines": len(batch.unparsable)})

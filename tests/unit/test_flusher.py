@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import time
 from pathlib import Path
 
 import orjson
@@ -104,21 +103,3 @@ async def test_a_failing_store_is_retried_and_data_waits(tmp_path: Path) -> None
     flusher.stop()
     await asyncio.wait_for(task, 10)
     assert stats.flushed_events == 1 and stats.last_error is None
-
-
-async def test_size_triggered_flushes_are_spaced_unless_a_full_flush_is_waiting(tmp_path: Path) -> None:
-    """Right after a flush, a backlog of batch_size waits MIN_FLUSH_SPACING; a full flush's worth does not."""
-    day = "2026-01-01T00:00:0{}.000000Z"
-    spool = await _spool(tmp_path, [b"".join(_line(f"e{index}-{n}", day.format(n)) for n in range(5))
-                                    for index in range(3)])
-    flusher = Flusher(spool, LocalStore(tmp_path / "store", True, 0, 85, 95), WriterStats(), 5, 60, 3600)
-    assert flusher.min_spacing_seconds > 0
-    assert flusher._due(False)  # never flushed: the batch size is enough
-    flusher._last_flush_at = time.monotonic()
-    flusher._oldest_unflushed_at = time.monotonic()
-    assert not flusher._due(False)  # 15 events >= batch size 5, but a flush just ran
-    flusher._last_flush_at -= flusher.min_spacing_seconds
-    assert flusher._due(False)
-    flusher._last_flush_at = time.monotonic()
-    flusher.max_events = 15
-    assert flusher._due(False)  # a full flush is waiting: no spacing
