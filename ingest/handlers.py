@@ -73,6 +73,10 @@ async def post_events(request: web.Request) -> web.Response:
     """Validate, filter by verbosity, forward to the writer and answer 202 once it acknowledged."""
     app = request.app
     stats = app[keys.STATS]
+    link = app[keys.LINK]
+    refusal = link.refusal()
+    if refusal is not None:  # full or no writer: refuse before spending a parse on the body (counted by route)
+        return unavailable(refusal)
     received_at = utc_now_iso()
     try:
         payload, kept, posted = await _payload(request, received_at)
@@ -83,7 +87,6 @@ async def post_events(request: web.Request) -> web.Response:
         stats.invalid_requests += 1
         return error(400, str(exc))
     stats.dropped_by_verbosity += posted - kept
-    link = app[keys.LINK]
     if not kept:
         return json_response({"accepted": 0, "queued": link.queued_events}, 202)
     if len(payload) > link.max_frame_bytes:

@@ -107,6 +107,14 @@ class WriterLink:
 
     # -- submitting --------------------------------------------------------------------------------
 
+    def refusal(self) -> str | None:
+        """Why no request can be queued now (no writer, or not one more event fits), or None."""
+        if not self.ready:
+            return "audit writer unavailable"
+        if self.queued_events >= self.max_events or self.queued_bytes >= self.max_bytes:
+            return "audit queue full"
+        return None
+
     def submit(self, payload: bytes, events: int) -> Submission:
         """Queue one request's events, all or nothing; raise QueueFull or WriterUnavailable."""
         if not self.ready:

@@ -6,8 +6,11 @@ Every test marks its events with a fresh ``tenant_id`` so tests sharing one serv
 
 from __future__ import annotations
 
+import concurrent.futures
 import gzip
+import os
 import re
+import signal
 import time
 import urllib.parse
 import uuid
@@ -412,3 +415,30 @@ def test_queue_full_is_503_all_or_nothing(service_factory) -> None:
     assert post_ok(svc, {"events": [{"type": "auth", "tenant_id": accepted}] * 5})["accepted"] == 5
     wait_records(svc, 5, tenant_id=accepted)
     assert query_ok(svc, tenant_id=refused)["total"] == 0
+
+
+def test_a_full_queue_refuses_before_reading_the_body(service_factory) -> None:
+    """While the queue is full, a request is 503 at once (not parsed: even a malformed body); then all is well."""
+    svc = service_factory(AUDIT_SERVICE_QUEUE_MAX_SIZE="5")
+    deadline = time.monotonic() + 10
+    while status_of(svc)["queue_size"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    tenant = marker("held")
+    writer_pid = svc.procs["writer"].pid
+    os.kill(writer_pid, signal.SIGSTOP)  # the writer cannot acknowledge: what is sent stays queued
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            held = pool.submit(svc.post, {"events": [{"type": "auth", "tenant_id": tenant}] * 5}, 30.0)
+            deadline = time.monotonic() + 10
+            while status_of(svc)["queue_size"] < 5 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            status, body, headers = http("POST", f"{svc.url}/v1/audit/events", b"{not json",
+                                         headers={"Content-Type": "application/json"})
+            assert (status, body) == (503, {"detail": "audit queue full"})
+            assert header(headers, "Retry-After") is not None
+            os.kill(writer_pid, signal.SIGCONT)
+            assert held.result(timeout=30)[0] == 202
+    finally:
+        os.kill(writer_pid, signal.SIGCONT)
+    assert svc.post(b"{not json")[0] == 400
+    wait_records(svc, 5, tenant_id=tenant)

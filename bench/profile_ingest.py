@@ -1,0 +1,93 @@
+"""Profile both processes under wrk load with py-spy and print where their time goes (self and inclusive).
+
+Usage: .venv/bin/python bench/profile_ingest.py [--events-per-body 100] [--seconds 10] [--top 25]
+Needs py-spy (``pip install py-spy``; run as root or with ptrace allowed) and wrk. Starts the two processes
+with default settings (verbosity ``verbose``), runs wrk with 16 connections for ``--seconds`` + 6 s, samples
+both processes at 100 Hz for ``--seconds`` in the middle, and prints each process's CPU share and its top
+functions by self time and by inclusive time (idle threads excluded by py-spy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent))
+sys.path.insert(0, str(BENCH))
+
+from ingest_bench import LUA, write_template  # noqa: E402
+from tests.service import Service  # noqa: E402
+
+
+def cpu_ticks(pid: int) -> int:
+    """User + system clock ticks a process has used."""
+    return sum(map(int, Path(f"/proc/{pid}/stat").read_text().split()[13:15]))
+
+
+def summarize(raw: Path, top: int) -> list[str]:
+    """Top functions by self and inclusive share from py-spy's raw (collapsed stack) output."""
+    own: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        samples = int(count)
+        total += samples
+        frames = stack.split(";")
+        own[frames[-1]] += samples
+        for frame in set(frames):
+            inclusive[frame] += samples
+    lines = [f"  samples: {total}", "  self:"]
+    lines += [f"    {100 * n / total:5.1f}%  {name}" for name, n in own.most_common(top)]
+    lines.append("  inclusive:")
+    lines += [f"    {100 * n / total:5.1f}%  {name}" for name, n in inclusive.most_common(top)]
+    return lines
+
+
+def main() -> None:
+    """Run the load, sample, print."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events-per-body", type=int, default=100)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--top", type=int, default=25)
+    args = parser.parse_args()
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    work = Path(tempfile.mkdtemp(prefix="auditlake-profile-"))
+    (work / "service").mkdir()
+    template = work / "body.json"
+    write_template(template, args.events_per_body)
+    service = Service(work / "service", AUDIT_LOG_VERBOSITY="verbose")
+    service.start_all()
+    try:
+        env = {**os.environ, "BENCH_TEMPLATE": str(template), "BENCH_OUT": str(work / "wrk.json")}
+        load = subprocess.Popen(["wrk", "-t", "2", "-c", "16", "-d", f"{args.seconds + 6}s", "-s", str(LUA),
+                                 f"{service.url}/v1/audit/events"], env=env, stdout=subprocess.DEVNULL)
+        time.sleep(3)
+        before = {name: cpu_ticks(proc.pid) for name, proc in service.procs.items()}
+        spies = {name: subprocess.Popen([spy, "record", "-p", str(proc.pid), "-d", str(args.seconds), "-r", "100",
+                                         "-f", "raw", "-o", str(work / f"{name}.txt")],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for name, proc in service.procs.items()}
+        for spied in spies.values():
+            spied.wait()
+        ticks = os.sysconf("SC_CLK_TCK")
+        for name, proc in service.procs.items():
+            share = (cpu_ticks(proc.pid) - before[name]) / ticks / args.seconds
+            print(f"{name}: {100 * share:.0f}% of a core")
+            print("\n".join(summarize(work / f"{name}.txt", args.top)))
+        load.wait()
+    finally:
+        service.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
