@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import mmap
 import os
 import threading
 from pathlib import Path
@@ -37,10 +36,10 @@ class SpoolReader:
 
     The active segment grows to 64 MiB of mostly flushed records, and while ingest runs thousands of
     unflushed events wait in it. Reads used to copy the whole segment and parse every unflushed event
-    each time. The segment is memory-mapped instead, flushed records are stepped over by their headers
-    from where the previous read stopped (segments only grow, the checkpoint only advances), and records
-    parsed by an earlier read are reused: only new records are parsed. The events returned are shared
-    between reads and must not be modified.
+    each time. Now a read starts where the previous one found the first unflushed record (segments only
+    grow, the checkpoint only advances), steps over flushed records by their headers, and reuses the
+    records earlier reads parsed: only new records are parsed. The events returned are shared between
+    reads and must not be modified.
     """
 
     def __init__(self, spool_dir: Path, memo_events: int = MEMO_EVENTS) -> None:
@@ -89,34 +88,35 @@ class SpoolReader:
         return found
 
     def _read(self, path: Path, flushed: int, known: _Segment | None) -> _Segment:
-        """The segment's unflushed records, parsing only those no earlier read parsed."""
+        """The segment's unflushed records, parsing only those no earlier read parsed.
+
+        Bytes before the previous read's first unflushed record are not read again. Positional reads, not
+        a memory map: the writer may cut a failed append off the segment, and a mapped page past the new
+        end would kill the process.
+        """
         descriptor = os.open(path, os.O_RDONLY)
         try:
             status = os.fstat(descriptor)
-            if status.st_size == 0:
-                return _Segment(status.st_ino, flushed, 0, 0, 0, ())
-            mapped = mmap.mmap(descriptor, 0, access=mmap.ACCESS_READ)
-        finally:
-            os.close(descriptor)
-        with mapped:
             if known is not None and (known.inode != status.st_ino or known.flushed > flushed
                                       or known.parsed_to > status.st_size):
                 known = None
             start = known.skip_offset if known is not None else 0
-            with memoryview(mapped) as view:
-                skip_offset = start + spool_format.skip_records(view[start:], flushed)
-            records: list[tuple[int, tuple[tuple[dict[str, Any], int | None], ...]]] = []
-            parse_from = skip_offset
-            if known is not None and known.parsed_from <= skip_offset <= known.parsed_to:
-                records = [record for record in known.records if record[0] > flushed]
-                parse_from = known.parsed_to
-            parsed_to = parse_from
-            try:
-                for end, record in spool_format.iter_records(mapped[parse_from:], path):
-                    parsed_to = parse_from + end
-                    if record.seq > flushed:
-                        events = (orjson.loads(line) for line in record.payload.splitlines() if line)
-                        records.append((record.seq, tuple((event, event_micros(event)) for event in events)))
-            except spool_format.SpoolCorrupt as exc:
-                log.warning("skipping the damaged rest of a spool segment", extra={"error": str(exc)})
-            return _Segment(status.st_ino, flushed, skip_offset, skip_offset, parsed_to, tuple(records))
+            data = os.pread(descriptor, max(status.st_size - start, 0), start)
+        finally:
+            os.close(descriptor)
+        skip_offset = start + spool_format.skip_records(data, flushed)
+        records: list[tuple[int, tuple[tuple[dict[str, Any], int | None], ...]]] = []
+        parse_from = skip_offset
+        if known is not None and known.parsed_from <= skip_offset <= known.parsed_to:
+            records = [record for record in known.records if record[0] > flushed]
+            parse_from = known.parsed_to
+        parsed_to = parse_from
+        try:
+            for end, record in spool_format.iter_records(data[parse_from - start:], path):
+                parsed_to = parse_from + end
+                if record.seq > flushed:
+                    events = (orjson.loads(line) for line in record.payload.splitlines() if line)
+                    records.append((record.seq, tuple((event, event_micros(event)) for event in events)))
+        except spool_format.SpoolCorrupt as exc:
+            log.warning("skipping the damaged rest of a spool segment", extra={"error": str(exc)})
+        return _Segment(status.st_ino, flushed, skip_offset, skip_offset, parsed_to, tuple(records))
