@@ -162,8 +162,11 @@ class S3Sources:
     def _source(self, key: str, etag: str) -> ParquetSource:
         """An object as a source: footer cached by key and ETag, body fetched (and cached) when first read."""
 
+        def load() -> Footer:
+            return read_footer(open_parquet(pa.BufferReader(self._body(key, etag))))
+
         def footer() -> Footer:
-            return self.footers.get((key, etag), lambda: read_footer(open_parquet(pa.BufferReader(self._body(key, etag)))))
+            return self.footers.get((key, etag), load)
 
         def read_at(offset: int, size: int) -> memoryview:
             return memoryview(self._body(key, etag))[offset:offset + size]
