@@ -75,7 +75,8 @@ async def post_events(request: web.Request) -> web.Response:
     stats = app[keys.STATS]
     link = app[keys.LINK]
     refusal = link.refusal()
-    if refusal is not None:  # full or no writer: refuse before spending a parse on the body (counted by route)
+    if refusal is not None:  # full or no writer: refuse before spending a parse on the body
+        stats.refused_unread_requests += 1
         return unavailable(refusal)
     received_at = utc_now_iso()
     try:

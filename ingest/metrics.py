@@ -22,6 +22,8 @@ QUERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 
 STATS_COUNTERS: dict[str, tuple[str, str]] = {
     "accepted_events": ("auditlake_ingest_events_accepted", "Events acknowledged durable (answered 202)."),
     "rejected_events": ("auditlake_ingest_events_rejected", "Events refused with 503 (queue full, writer unavailable or refusing)."),
+    "refused_unread_requests": ("auditlake_ingest_requests_refused_unread",
+                                "Posts answered 503 before their body was read (queue full or no writer); events unknown."),
     "unconfirmed_events": ("auditlake_ingest_events_unconfirmed", "Events answered 504: the writer did not confirm in time."),
     "invalid_requests": ("auditlake_ingest_invalid_requests", "Requests refused as malformed (400, 413)."),
 }

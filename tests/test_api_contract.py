@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.ops.helpers import Scrape
 from tests.service import Service, http
 
 VISIBLE_SECONDS = 2.0
@@ -436,6 +437,7 @@ def test_a_full_queue_refuses_before_reading_the_body(service_factory) -> None:
                                          headers={"Content-Type": "application/json"})
             assert (status, body) == (503, {"detail": "audit queue full"})
             assert header(headers, "Retry-After") is not None
+            assert Scrape(f"{svc.url}/metrics").value("auditlake_ingest_requests_refused_unread_total") == 1
             os.kill(writer_pid, signal.SIGCONT)
             assert held.result(timeout=30)[0] == 202
     finally:
