@@ -27,6 +27,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 sys.path.insert(0, str(BENCH))
 
+from moto_process import stop_moto  # noqa: E402
 from read_bench import make_event  # noqa: E402
 from tests.service import Service, free_port, http  # noqa: E402
 
@@ -93,18 +94,11 @@ def start_service(args: argparse.Namespace, root: Path) -> tuple[Service, object
     env = {"AUDIT_LOG_VERBOSITY": "verbose", "AUDIT_SERVICE_DRAIN_SECONDS": "20"}
     moto = None
     if args.backend == "s3":
-        from tests.s3.conftest import CREDENTIALS, s3_client
+        from moto_process import start_moto
 
-        port = free_port()
-        moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        endpoint = f"http://127.0.0.1:{port}"
-        for _ in range(200):
-            try:
-                s3_client(endpoint).create_bucket(Bucket="bench")
-                break
-            except Exception:  # not listening yet
-                time.sleep(0.1)
+        from tests.s3.conftest import CREDENTIALS
+
+        moto, endpoint, _ = start_moto("bench")
         env.update(CREDENTIALS, AUDIT_SERVICE_BACKEND="s3", AUDIT_SERVICE_S3_BUCKET="bench",
                    AUDIT_SERVICE_S3_ENDPOINT_URL=endpoint)
     root.mkdir(parents=True, exist_ok=True)
@@ -149,8 +143,7 @@ def run(args: argparse.Namespace) -> dict:
     finally:
         service.stop()
         if moto is not None:
-            moto.terminate()
-            moto.wait()
+            stop_moto(moto)
         shutil.rmtree(work, ignore_errors=True)
     return report
 

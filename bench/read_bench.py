@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import random
 import statistics
 import sys
@@ -195,18 +194,11 @@ async def run(args: argparse.Namespace) -> dict:
     env = {"AUDIT_SERVICE_QUEUE_MAX_SIZE": "200000", "AUDIT_SERVICE_READ_CONCURRENCY": "8"}
     moto = None
     if args.backend == "s3":
-        from moto.server import ThreadedMotoServer
+        from moto_process import start_moto
 
-        from tests.s3.conftest import CREDENTIALS, s3_client
-        from tests.service import free_port
+        from tests.s3.conftest import CREDENTIALS
 
-        port = free_port()
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        moto.start()
-        endpoint = f"http://127.0.0.1:{port}"
-        client = s3_client(endpoint)
-        client.create_bucket(Bucket="bench")
+        moto, endpoint, client = start_moto("bench")
         if loaded is not None:
             restore_bucket(client, "bench", root / BUCKET_COPY)
         env.update(CREDENTIALS, AUDIT_SERVICE_BACKEND="s3", AUDIT_SERVICE_S3_BUCKET="bench",
@@ -262,7 +254,9 @@ async def run(args: argparse.Namespace) -> dict:
     finally:
         service.stop()
         if moto is not None:
-            moto.stop()
+            from moto_process import stop_moto
+
+            stop_moto(moto)
 
 
 def main() -> None:
