@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import statistics
 import sys
@@ -241,13 +242,21 @@ async def run(args: argparse.Namespace) -> dict:
                   "load_seconds": round(load_seconds, 1), "queries": results}
         if args.ingest_seconds <= 0:
             return report
+        pids = {name: proc.pid for name, proc in service.procs.items()}
+        if moto is not None:
+            pids["moto"] = moto.pid
+        idle_start = cpu_seconds(pids)
         idle = await ingest_rate(service.url, args.ingest_seconds)
+        idle_cpu = cpu_share(idle_start, cpu_seconds(pids), args.ingest_seconds)
         stop = asyncio.Event()
         loops = [asyncio.create_task(query_loop(service.url, list(queries.values()), stop)) for _ in range(4)]
+        busy_start = cpu_seconds(pids)
         busy = await ingest_rate(service.url, args.ingest_seconds)
+        busy_cpu = cpu_share(busy_start, cpu_seconds(pids), args.ingest_seconds)
         stop.set()
         ran = sum(await asyncio.gather(*loops))
         return {**report, "ingest_idle": idle, "ingest_during_queries": busy,
+                "cpu_share_idle": idle_cpu, "cpu_share_during_queries": busy_cpu,
                 "queries_during_ingest": ran,
                 "throughput_kept": round(busy["events_per_second"] / max(1, idle["events_per_second"]), 2),
                 "p99_ratio": round(busy["p99_ms"] / max(0.001, idle["p99_ms"]), 2)}
@@ -257,6 +266,18 @@ async def run(args: argparse.Namespace) -> dict:
             from moto_process import stop_moto
 
             stop_moto(moto)
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds (user + system) each process has used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    return {name: sum(map(int, Path(f"/proc/{pid}/stat").read_text().split()[13:15])) / ticks
+            for name, pid in pids.items()}
+
+
+def cpu_share(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
+    """Cores each process used on average between two readings."""
+    return {name: round((after[name] - before[name]) / seconds, 2) for name in before}
 
 
 def main() -> None:
