@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import threading
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,9 @@ from shared import s3_layout
 LIST_CONCURRENCY = 4  # day prefixes listed at once (new and legacy layout, two or three days)
 KEY_MEMO_SIZE = 100_000
 YEAR_PAGE = 50  # top-level entries per page when looking for legacy year prefixes
+# A listing is reused while the writer's checkpoint has not moved (nothing of this replica was published
+# and dropped from the spool since) and for at most this long (other replicas' objects, retention).
+LISTING_REUSE_SECONDS = 2.0
 
 
 class ObjectCache:
@@ -75,6 +79,8 @@ class S3Sources:
         self.spool = SpoolReader(spool_dir)
         self.keys: dict[str, s3_layout.ObjectInfo | None] = {}
         self.listers = concurrent.futures.ThreadPoolExecutor(LIST_CONCURRENCY, thread_name_prefix="s3-list")
+        self._listed: dict[str, tuple[int, float, Any]] = {}  # prefix -> (checkpoint, monotonic time, listing)
+        self._listed_lock = threading.Lock()
 
     def close(self) -> None:
         """Stop the listing threads."""
@@ -109,25 +115,48 @@ class S3Sources:
                     years.add(name[:4])
         return years
 
-    def _listings(self, since: datetime, until: datetime) -> list[list[dict[str, Any]]]:
+    def _reused(self, key: str, checkpoint: int, fetch: Any) -> Any:
+        """``fetch()``, or what it returned for ``key`` under the same checkpoint less than LISTING_REUSE_SECONDS ago.
+
+        Safe for reads: an object published after the remembered listing holds records past that
+        checkpoint, which the spool still returns while the checkpoint has not moved.
+        """
+        now = time.monotonic()
+        with self._listed_lock:
+            known = self._listed.get(key)
+        if known is not None and known[0] == checkpoint >= 0 and now - known[1] < LISTING_REUSE_SECONDS:
+            return known[2]
+        value = fetch()
+        with self._listed_lock:
+            self._listed[key] = (checkpoint, now, value)
+            if len(self._listed) > 64:
+                self._listed.pop(next(iter(self._listed)))
+        return value
+
+    def _listings(self, since: datetime, until: datetime, checkpoint: int) -> list[list[dict[str, Any]]]:
         """The objects of the range's day prefixes, listed at once; legacy days only under existing years."""
         head = s3_layout.base(self.prefix)
         prefixes = s3_layout.day_prefixes(self.prefix, since, until)
         current = [prefix for prefix in prefixes if prefix[len(head):].startswith("dt=")]
         legacy = [prefix for prefix in prefixes if not prefix[len(head):].startswith("dt=")]
-        years = self.listers.submit(self.legacy_years)
-        listings = list(self.listers.map(self.list_objects, current))
+
+        def listed(prefix: str) -> list[dict[str, Any]]:
+            return self._reused(prefix, checkpoint, lambda: self.list_objects(prefix))
+
+        years = self.listers.submit(self._reused, "/years", checkpoint, self.legacy_years)
+        listings = list(self.listers.map(listed, current))
         present = years.result()
         wanted = [prefix for prefix in legacy if prefix[len(head):len(head) + 4] in present]
-        return listings + list(self.listers.map(self.list_objects, wanted))
+        return listings + list(self.listers.map(listed, wanted))
 
     def collect(self, since: datetime, until: datetime, plan: Plan) -> tuple[list[ParquetSource], list[Parsed]]:
         """One source per object whose partition overlaps the range, plus unpublished spooled events."""
         spooled = self.spool.events()
+        checkpoint = self.spool.checkpoint_seq
         sources = []
         published = PublishedRanges()
         plan.check()
-        for listing in self._listings(since, until):
+        for listing in self._listings(since, until, checkpoint):
             for item in listing:
                 info = self._describe(item["Key"])
                 if info is None:

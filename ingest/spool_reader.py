@@ -46,6 +46,7 @@ class SpoolReader:
         self.spool_dir = spool_dir
         self.memo_events = memo_events
         self._segments: dict[Path, _Segment] = {}
+        self.checkpoint_seq = -1  # the writer's checkpoint as the last read found it (-1: none read yet)
         self._lock = threading.Lock()  # concurrent reads parse new records once, one after the other
 
     def events(self) -> list[tuple[int, dict[str, Any], int | None]]:
@@ -62,6 +63,7 @@ class SpoolReader:
         try:
             checkpoint = orjson.loads((self.spool_dir / spool_format.CHECKPOINT_NAME).read_bytes())
             flushed = int(checkpoint.get("flushed_seq", 0))
+            self.checkpoint_seq = flushed
         except FileNotFoundError:
             flushed = 0
         segments = spool_format.list_segments(self.spool_dir)

@@ -63,7 +63,7 @@ LEGACY = ["audit/2026/05/02/audit-20260502T010000Z-abc.parquet", "audit/2025/12/
 def test_without_legacy_years_only_new_layout_days_are_listed(tmp_path: Path) -> None:
     """No ``YYYY/`` prefix: two day listings plus one short top-level listing, no legacy day listings."""
     client = FakeClient(NEW + [f"audit/dt=2026-04-{day:02d}/hour=00/w-1-2.parquet" for day in range(1, 29)])
-    listed = [item["Key"] for listing in _sources(client, tmp_path)._listings(SINCE, UNTIL) for item in listing]
+    listed = [item["Key"] for listing in _sources(client, tmp_path)._listings(SINCE, UNTIL, -1) for item in listing]
     assert sorted(listed) == sorted(NEW[:2])
     day_calls = sorted(call["Prefix"] for call in client.calls if call["Delimiter"] is None)
     assert day_calls == ["audit/dt=2026-05-01/", "audit/dt=2026-05-02/"]
@@ -76,7 +76,32 @@ def test_legacy_days_are_listed_under_existing_years(tmp_path: Path) -> None:
     client = FakeClient(NEW + LEGACY)
     sources = _sources(client, tmp_path)
     assert sources.legacy_years() == {"2025", "2026"}
-    listed = [item["Key"] for listing in sources._listings(SINCE, UNTIL) for item in listing]
+    listed = [item["Key"] for listing in sources._listings(SINCE, UNTIL, -1) for item in listing]
     assert sorted(listed) == sorted(NEW[:2] + LEGACY[:1])
     day_calls = {call["Prefix"] for call in client.calls if call["Delimiter"] is None}
     assert {"audit/2026/05/01/", "audit/2026/05/02/", "audit/2026/05/03/"} <= day_calls
+
+
+def test_a_listing_is_reused_only_while_the_checkpoint_stands_and_briefly(tmp_path: Path, monkeypatch) -> None:
+    """Same checkpoint within LISTING_REUSE_SECONDS: no new list calls; a moved checkpoint or age relists."""
+    from ingest import s3_reader
+
+    client = FakeClient(list(NEW))
+    sources = _sources(client, tmp_path)
+    clock = [1000.0]
+    monkeypatch.setattr(s3_reader.time, "monotonic", lambda: clock[0])
+
+    def keys(checkpoint: int) -> list[str]:
+        return sorted(item["Key"] for listing in sources._listings(SINCE, UNTIL, checkpoint) for item in listing)
+
+    assert keys(7) == sorted(NEW[:2])
+    calls = len(client.calls)
+    client.keys.append("audit/dt=2026-05-01/hour=06/w-00000000000000000005-00000000000000000006.parquet")
+    assert keys(7) == sorted(NEW[:2]) and len(client.calls) == calls  # reused: seqs 5-6 are still spooled
+    assert len(keys(8)) == 3 and len(client.calls) > calls  # the checkpoint moved: listed again
+    calls = len(client.calls)
+    client.keys.append("audit/dt=2026-05-01/hour=07/other-00000000000000000001-00000000000000000001.parquet")
+    clock[0] += s3_reader.LISTING_REUSE_SECONDS
+    assert len(keys(8)) == 4 and len(client.calls) > calls  # too old: listed again (other replicas, retention)
+    calls = len(client.calls)
+    assert len(keys(-1)) == 4 and len(client.calls) > calls  # no checkpoint known: never reused
