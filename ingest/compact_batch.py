@@ -12,7 +12,6 @@ produces the precise error or the normalized events; nothing here rejects a requ
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections import deque
 from itertools import chain, compress, repeat
@@ -23,7 +22,7 @@ import orjson
 
 from ingest.hardening import MAX_DEPTH
 from shared.errors import EventError
-from shared.events import NAMED_FIELDS, RECEIVED_AT, SERVICE_EVENT_TYPES, canonical_ts
+from shared.events import NAMED_FIELDS, RECEIVED_AT, SERVICE_EVENT_TYPES, canonical_stamps
 
 _STRING_FIELDS = tuple(name for name in NAMED_FIELDS if name != "ts")
 _NESTED = frozenset({dict, list})
@@ -32,11 +31,6 @@ _IS_LIST = frozenset({list}).__contains__
 _IS_NESTED = _NESTED.__contains__
 _NONE_TYPE = type(None)
 _EVENT_DEPTH = 3  # {"events": [ {event} ]}: an event's own values sit at depth 4 at most
-_TS_LENGTH = len("2026-01-01T00:00:00.000000Z")
-# Canonical stamps, any number of them back to back; February 29th is left to ``canonical_ts`` (leap years).
-_CANONICAL_RUN = re.compile(
-    r"(?:\d{4}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)"
-    r"T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{6}Z)+")
 
 
 def round_trips(body: bytes, document: Any) -> bool:
@@ -92,8 +86,9 @@ def prepare(posted: list[Any], received_at: str, tenant: str | None, max_event_b
         return None
     if tenant is not None and set(_field(posted, "tenant_id", tenant)) != {tenant}:
         return None
-    stamps = _canonical_stamps(_field(posted, "ts"), received_at)
-    if stamps is None:
+    try:
+        stamps = canonical_stamps(_field(posted, "ts"), received_at)
+    except EventError:  # the general path names the problem
         return None
     for event in posted:  # the general path's key order: a generated id, then ts, then received_at
         if "audit_event_id" not in event:
@@ -106,19 +101,3 @@ def prepare(posted: list[Any], received_at: str, tenant: str | None, max_event_b
     if max(map(len, lines)) > max_event_bytes:
         return None
     return lines
-
-
-def _canonical_stamps(stamps: list[Any], received_at: str) -> list[str] | None:
-    """Every ``ts`` in canonical form (the receive time where absent), or None when one is invalid."""
-    try:
-        joined = "".join(stamps)
-    except TypeError:
-        joined = ""
-    if len(joined) == _TS_LENGTH * len(stamps) and _CANONICAL_RUN.fullmatch(joined):
-        return stamps
-    if any(type(ts) is str and not ts.isprintable() for ts in stamps):
-        return None  # a control character in ts: the general path names it
-    try:
-        return [received_at if ts is None else canonical_ts(ts) for ts in stamps]
-    except EventError:
-        return None

@@ -95,7 +95,6 @@ async def post_events(request: web.Request) -> web.Response:
         return error(413, "request events exceed the maximum batch size after normalization")
     try:
         submission = link.submit(payload, kept)
-        del payload
         await link.wait(submission, app[keys.SETTINGS].ack_timeout_seconds)
     except (QueueFull, WriterUnavailable, WriterRefused) as exc:
         stats.rejected_events += kept

@@ -99,6 +99,10 @@ _CANONICAL = re.compile(r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[
 
 
 _DAYS_IN_MONTH = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+# Canonical stamps back to back, on days every year has (February 29th goes through ``_looks_canonical``).
+_CANONICAL_RUN = re.compile(
+    r"(?:\d{4}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)"
+    r"T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{6}Z)+")
 
 
 def _looks_canonical(value: str) -> bool:
@@ -111,7 +115,20 @@ def _looks_canonical(value: str) -> bool:
     return calendar.isleap(int(value[0:4])) if month == 2 and day == 29 else False
 
 
+def canonical_stamps(values: list[Any], default: str) -> list[str]:
+    """``canonical_ts`` of each value (``default`` for None): one regex pass when all are canonical already."""
+    try:
+        joined = "".join(values)
+    except TypeError:  # a None or a number among them
+        joined = ""
+    if len(joined) == TS_LENGTH * len(values) and _CANONICAL_RUN.fullmatch(joined):
+        return values
+    return [default if value is None else canonical_ts(value) for value in values]
+
+
 def _reformat(value: str) -> str:
+    if not value.isprintable():  # fromisoformat would overlook some control characters
+        raise EventError(f"field 'ts' contains a control character: {value[:64]!r}")
     try:
         return format_ts(parse_iso(value))
     except (ValueError, OverflowError):

@@ -14,7 +14,7 @@ from ingest.body import Rejected
 from ingest.compact_batch import prepare, round_trips
 from ingest.hardening import MAX_DEPTH, check_posted, encode_events, guard_events
 from shared.errors import EventError
-from shared.events import normalize_event
+from shared.events import canonical_stamps, canonical_ts, normalize_event
 
 RECEIVED = "2026-11-29T08:00:00.123456Z"
 LIMIT = 1 << 20
@@ -135,3 +135,18 @@ def test_generated_fields_come_in_the_general_paths_order() -> None:
     assert list(stored) == ["type", "audit_event_id", "ts", "received_at", "tenant_id"]
     expected = orjson.loads(general(copy.deepcopy(posted), "acme")[0])
     assert list(expected) == list(stored) and {**expected, "audit_event_id": stored["audit_event_id"]} == stored
+
+
+@pytest.mark.parametrize("value", ["2026-01-01T00:00:00\x00", "\x1f2026-01-01T00:00:00Z", "2026-01-01T00:00:00\n"])
+def test_canonical_ts_refuses_control_characters_fromisoformat_overlooks(value: str) -> None:
+    with pytest.raises(EventError, match="control character"):
+        canonical_ts(value)
+
+
+def test_canonical_stamps_checks_a_canonical_run_at_once_and_the_rest_one_by_one() -> None:
+    canonical = ["2026-11-29T07:00:00.000000Z", "2026-12-31T23:59:59.999999Z"]
+    assert canonical_stamps(canonical, RECEIVED) is canonical
+    assert canonical_stamps([None, "2028-02-29T00:00:00Z", 0], RECEIVED) == [
+        RECEIVED, "2028-02-29T00:00:00.000000Z", "1970-01-01T00:00:00.000000Z"]
+    with pytest.raises(EventError):
+        canonical_stamps(["2026-02-29T00:00:00.000000Z"], RECEIVED)
