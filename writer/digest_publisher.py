@@ -158,13 +158,13 @@ class DigestPublisher:
             pending = {"name": name, "digest": data.decode(), "pointer": pointer.decode(), "state": following}
             write_atomic(self.directory / d.PENDING_NAME, d.canonical(pending))
             self._commit(pending)
-            if time.monotonic() - self._key_published_at > PUBLIC_KEY_REFRESH_SECONDS:
-                self._publish_key()
             self._overdue = False
         log.info("digest published", extra={"digest": name, "entries": len(entries), "head_n": head_n})
 
     def _commit(self, pending: dict[str, Any]) -> None:
         """Store a prepared digest and its pointer, then make its state the current one."""
+        if time.monotonic() - self._key_published_at > PUBLIC_KEY_REFRESH_SECONDS:
+            self._publish_key()  # before the pointer: a reader never finds a pointer without its key
         self.sink.put(pending["name"], pending["digest"].encode())
         self.sink.put(d.pointer_name(self.writer_id), pending["pointer"].encode())
         write_atomic(self.directory / d.STATE_NAME, d.canonical(pending["state"]))

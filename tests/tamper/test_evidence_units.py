@@ -263,3 +263,31 @@ def test_start_writes_nothing_to_the_store_and_the_first_cut_is_due_at_once(tmp_
     with pytest.raises(OSError):
         publisher.cut()
     assert (evidence / d.PENDING_NAME).exists() and publisher.overdue
+
+
+def test_the_public_key_is_stored_before_any_pointer(tmp_path: Path) -> None:
+    """A live verify between two puts never finds a pointer without its key: first cut and a redone cut."""
+    order: list[str] = []
+
+    class Recording(LocalDigestSink):
+        def put(self, name: str, data: bytes) -> None:
+            if name.endswith(d.POINTER_NAME) and not (self.root / d.public_key_name("w1")).exists():
+                raise AssertionError(f"pointer {name} stored before the public key")
+            order.append(name.rsplit("/", 1)[-1])
+            super().put(name, data)
+
+    evidence = tmp_path / "evidence"
+    publisher = DigestPublisher(evidence, tmp_path / "key.pem", "w1", Recording(tmp_path / "store", 0),
+                                ManifestJournal(evidence, "w1", lambda name: name), 3600)
+    publisher.start(1)
+    publisher.cut()
+    assert order[0] == d.PUBLIC_KEY_NAME and order[-1] == d.POINTER_NAME, order
+    (tmp_path / "store" / d.public_key_name("w1")).unlink()  # a restart must store it again before a redo
+    pending = {"name": "x", "digest": "{}", "pointer": "{}", "state": publisher.state}
+    (evidence / d.PENDING_NAME).write_bytes(d.canonical(pending))
+    restarted = DigestPublisher(evidence, tmp_path / "key.pem", "w1", Recording(tmp_path / "store", 0),
+                                ManifestJournal(evidence, "w1", lambda name: name), 3600)
+    restarted.start(1)
+    order.clear()
+    restarted.cut()
+    assert order[0] == d.PUBLIC_KEY_NAME and order.count(d.POINTER_NAME) == 2, order
