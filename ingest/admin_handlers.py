@@ -13,7 +13,7 @@ from ingest.body import Rejected, read_body
 from ingest.errors import error, unavailable
 from ingest.handlers import json_response
 from ingest.redact import visible_reason, visible_status
-from ingest.storage_view import RetentionError, StorageUnavailable
+from ingest.read_wire import RetentionError, StorageUnavailable
 from ingest.verbosity import describe_setting
 from shared.settings import Settings
 
@@ -46,6 +46,7 @@ def status_document(app: web.Application) -> dict[str, Any]:
     settings = app[keys.SETTINGS]
     stats = app[keys.STATS]
     link = app[keys.LINK]
+    reads = app[keys.STORAGE]
     writer = link.writer_status if link.ready else {}
     storage = writer.get("storage") or disconnected_storage(settings)
     last_error = writer.get("last_error") if link.ready else NOT_CONNECTED
@@ -73,6 +74,7 @@ def status_document(app: web.Application) -> dict[str, Any]:
         "spool_bytes": writer.get("spool_bytes"),
         "spool_backlog_events": writer.get("spool_backlog_events"),
         "quarantined_segments": writer.get("quarantined_segments", []),
+        "read_process": {"running": reads.running, "pid": reads.pid, "restarts": reads.restarts},
         "storage": storage,
     }
 

@@ -14,7 +14,7 @@ from ingest.errors import json_errors
 from ingest.link import WriterLink
 from ingest.read_audit import AuditTrail
 from ingest.stats import IngestStats
-from ingest.storage_view import StorageView, build_storage_view
+from ingest.read_process import ReadProcess
 from ingest.tokens import TokenTable
 from ingest.verbosity import resolve
 from shared.settings import Settings
@@ -23,7 +23,7 @@ log = logging.getLogger("auditlake.ingest")
 
 
 def create_app(settings: Settings, link: WriterLink | None = None,
-               storage: StorageView | None = None) -> web.Application:
+               storage: ReadProcess | None = None) -> web.Application:
     """Build the ingest application; ``link`` and ``storage`` may be injected by tests."""
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[json_errors, auth.require_token])
     app[keys.SETTINGS] = settings
@@ -31,10 +31,11 @@ def create_app(settings: Settings, link: WriterLink | None = None,
     app[keys.PRESET] = resolve(settings.verbosity)
     app[keys.LINK] = link or WriterLink(settings.resolved_socket_path, settings.queue_max_size,
                                         settings.queue_max_bytes, settings.max_frame_bytes)
-    app[keys.STORAGE] = storage or build_storage_view(settings)
+    app[keys.STORAGE] = storage or ReadProcess(settings)
     app[keys.TOKENS] = TokenTable(settings)
     app[keys.TRAIL] = AuditTrail(app[keys.LINK], settings)
     app.cleanup_ctx.append(_writer_link)
+    app.on_startup.append(_start_storage)
     app.on_cleanup.append(_close_storage)
     app.cleanup_ctx.append(app[keys.TRAIL].lifecycle)  # after the link: its cleanup runs before the drain
     app.on_startup.append(auth.warn_at_start)
@@ -69,8 +70,12 @@ async def _writer_link(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+async def _start_storage(app: web.Application) -> None:
+    await app[keys.STORAGE].start()
+
+
 async def _close_storage(app: web.Application) -> None:
-    app[keys.STORAGE].close()
+    await app[keys.STORAGE].close()
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:

@@ -7,7 +7,7 @@ from aiohttp import web
 from ingest.link import WriterLink
 from ingest.read_audit import AuditTrail
 from ingest.stats import IngestStats
-from ingest.storage_view import StorageView
+from ingest.read_process import ReadProcess
 from ingest.tokens import TokenTable
 from ingest.verbosity import Preset
 from shared.settings import Settings
@@ -16,6 +16,6 @@ SETTINGS = web.AppKey("settings", Settings)
 LINK = web.AppKey("link", WriterLink)
 STATS = web.AppKey("stats", IngestStats)
 PRESET = web.AppKey("preset", Preset)
-STORAGE = web.AppKey("storage", StorageView)
+STORAGE = web.AppKey("storage", ReadProcess)
 TOKENS = web.AppKey("tokens", TokenTable)
 TRAIL = web.AppKey("trail", AuditTrail)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from datetime import datetime, timezone
 from typing import Any
@@ -19,13 +17,13 @@ from ingest.handlers import json_response
 from ingest.query_params import Query, QueryError, parse_query
 from ingest.read_plan import Plan, ReadCancelled
 from ingest.read_stats import BUCKETS, GROUPABLE
-from ingest.storage_view import ReadsBusy, StorageUnavailable
+from ingest.record_encoding import CSV_COLUMNS, csv_rows
+from ingest.read_process import ReadsBusy
+from ingest.read_wire import StorageUnavailable
 from ingest.timeutil import micros
-from shared.s3_layout import STRING_COLUMNS
 
 log = logging.getLogger("auditlake.ingest.reads")
 EXPORT_PAGE = 2000
-CSV_COLUMNS = ["ts", "received_at", *STRING_COLUMNS, "record_json"]
 
 
 def _parse(request: web.Request, limit_default: int | None = None) -> tuple[Query, cursors.Cursor | None]:
@@ -93,9 +91,9 @@ async def get_events(request: web.Request) -> web.Response:
     except StorageUnavailable as exc:
         return unavailable(str(exc))
     request.app[keys.TRAIL].record_read(principal(request), "GET /v1/audit/events", query,
-                                        len(result.records), result.total)
+                                        result.count, result.total)
     body: dict[str, Any] = {
-        "records": result.records,
+        "records": orjson.Fragment(result.body),
         "total": result.total,
         "limit": query.limit,
         "truncated": result.more,
@@ -127,15 +125,15 @@ async def export_events(request: web.Request) -> web.StreamResponse:
         first = True
         while True:
             plan = _plan(request, query, since_us, until_us, EXPORT_PAGE, position, count=False)
-            result = await storage.search(plan, since, until)
+            result = await storage.search(plan, since, until, encoding=export_format)
             if first:
                 await response.prepare(request)
                 if export_format == "csv":
-                    await response.write(_csv_rows([CSV_COLUMNS]))
+                    await response.write(csv_rows([CSV_COLUMNS]))
                 first = False
-            if result.records:
-                await response.write(_encode(result.records, export_format))
-                exported += len(result.records)
+            if result.count:
+                await response.write(result.body)
+                exported += result.count
             if not result.more or result.last is None:
                 break
             position = result.last
@@ -151,24 +149,6 @@ async def export_events(request: web.Request) -> web.StreamResponse:
     request.app[keys.TRAIL].record_read(principal(request), "GET /v1/audit/export", query, exported, exported)
     await response.write_eof()
     return response
-
-
-def _encode(records: list[dict[str, Any]], export_format: str) -> bytes:
-    if export_format == "ndjson":
-        return b"".join(orjson.dumps(record) + b"\n" for record in records)
-    rows = []
-    for record in records:
-        row = [record.get("ts"), record.get("received_at")]
-        row += [value if isinstance(value := record.get(name), str) else None for name in STRING_COLUMNS]
-        row.append(orjson.dumps(record).decode())
-        rows.append(row)
-    return _csv_rows(rows)
-
-
-def _csv_rows(rows: list[list[Any]]) -> bytes:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerows(rows)
-    return buffer.getvalue().encode("utf-8")
 
 
 async def get_stats(request: web.Request) -> web.Response:

@@ -1,13 +1,10 @@
-"""Ingest's read side of storage: searches, counts, size reports and retention, run off the event loop."""
+"""The read side of storage: searches, counts, size reports and retention (run in the read process)."""
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
-import os
-import threading
-import time
-from collections.abc import Callable
+import contextlib
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -18,28 +15,18 @@ from ingest.local_reader import LocalSources, MetadataCache, store_bytes
 from ingest.read_engine import SearchResult, search
 from ingest.read_plan import Plan
 from ingest.read_stats import count_buckets
+from ingest.read_wire import RetentionError, StorageUnavailable
 from ingest.s3_reader import ObjectCache, S3Sources
 from shared import s3_layout
 from shared.digests import DIGEST_DIR
 from shared.s3_client import apply_retention, make_s3_client, read_retention
 from shared.settings import Settings
 
-SIZE_CACHE_SECONDS = 5.0
+__all__ = ["RetentionError", "StorageUnavailable", "StorageView", "build_storage_view"]
+
 S3_SCAN_CAP_OBJECTS = 100_000
 READ_CACHE_BYTES = 256 * 1024 * 1024
 READ_WORKERS = 2  # the parallel parts of one read (filter halves, page decoding); the machine's cores
-
-
-class StorageUnavailable(Exception):
-    """The backend cannot be read right now (answered with 503)."""
-
-
-class RetentionError(Exception):
-    """Retention cannot be read or changed; ``status`` is the HTTP status to answer with."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
 
 
 def human_bytes(size: float) -> str:
@@ -51,116 +38,46 @@ def human_bytes(size: float) -> str:
     return f"{size:.1f} TiB"
 
 
-class ReadsBusy(Exception):
-    """Every read slot is taken (answered with 503 and Retry-After)."""
-
-
-class ReadSlots:
-    """At most ``limit`` reads at once; a slot is freed when its worker thread is done, not before."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.active = 0
-        self._lock = threading.Lock()
-
-    def take(self) -> Callable[[], None]:
-        """A slot's release function (idempotent); raise ReadsBusy when none is free."""
-        with self._lock:
-            if self.active >= self.limit:
-                raise ReadsBusy("too many concurrent reads")
-            self.active += 1
-        released = threading.Event()
-
-        def release() -> None:
-            if not released.is_set():
-                released.set()
-                with self._lock:
-                    self.active -= 1
-
-        return release
-
-
-READ_THREAD_NICENESS = 10
-
-
-def _lower_priority() -> None:
-    """Make a read thread yield the CPU to ingest's event loop (Linux schedules threads by their own nice)."""
+@contextlib.contextmanager
+def _store_errors() -> Iterator[None]:
+    """Object store errors become StorageUnavailable (answered with 503)."""
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), READ_THREAD_NICENESS)
-    except (AttributeError, OSError):
-        pass
+        yield
+    except (ClientError, BotoCoreError) as exc:
+        raise StorageUnavailable(f"object store unavailable: {type(exc).__name__}") from None
 
 
 class StorageView:
-    """Answers reads of the local backend in worker threads."""
+    """Answers reads of the local backend; runs in the read process (``ingest.read_worker``), in its threads."""
 
     def __init__(self, settings: Settings, sources: Any | None = None) -> None:
         self.settings = settings
         self.sources = sources or LocalSources(settings.local_path, settings.resolved_spool_path, MetadataCache(),
                                                ColumnCache(settings.read_cache_bytes))
-        self.slots = ReadSlots(settings.read_concurrency)
-        self.executor = concurrent.futures.ThreadPoolExecutor(settings.read_concurrency + 1,
-                                                              thread_name_prefix="read",
-                                                              initializer=_lower_priority)
-        self.read_workers = concurrent.futures.ThreadPoolExecutor(READ_WORKERS, thread_name_prefix="read-worker",
-                                                                  initializer=_lower_priority)
-        self._size: tuple[float, dict[str, Any]] | None = None
+        self.read_workers = concurrent.futures.ThreadPoolExecutor(READ_WORKERS, thread_name_prefix="read-worker")
 
-    async def _in_thread(self, function, *args):
-        return await asyncio.get_running_loop().run_in_executor(None, function, *args)
-
-    async def run_read(self, plan: Plan, function: Callable[..., Any], *args: Any,
-                       release: Callable[[], None] | None = None) -> Any:
-        """Run a read in the read pool; a cancelled caller stops it; ``release`` runs when the thread ends."""
-        work = self.executor.submit(self._guarded, function, *args)
-        if release is not None:
-            work.add_done_callback(lambda _: release())
-        try:
-            return await asyncio.wrap_future(work)
-        except asyncio.CancelledError:
-            plan.cancel.set()
-            raise
-
-    @staticmethod
-    def _guarded(function: Callable[..., Any], *args: Any) -> Any:
-        try:
-            return function(*args)
-        except (ClientError, BotoCoreError) as exc:
-            raise StorageUnavailable(f"object store unavailable: {type(exc).__name__}") from None
-
-    def _search(self, plan: Plan, since: datetime, until: datetime) -> SearchResult:
-        sources, parsed = self.sources.collect(since, until, plan)
-        return search(plan, sources, parsed, self.read_workers)
-
-    def _stats(self, plan: Plan, since: datetime, until: datetime, bucket: str, group_by: str | None):
-        sources, parsed = self.sources.collect(since, until, plan)
-        return count_buckets(plan, sources, parsed, bucket, group_by, self.read_workers)
-
-    async def search(self, plan: Plan, since: datetime, until: datetime,
-                     release: Callable[[], None] | None = None) -> SearchResult:
+    def search(self, plan: Plan, since: datetime, until: datetime) -> SearchResult:
         """One page of a search and its counts."""
-        return await self.run_read(plan, self._search, plan, since, until, release=release)
+        with _store_errors():
+            sources, parsed = self.sources.collect(since, until, plan)
+            return search(plan, sources, parsed, self.read_workers)
 
-    async def stats(self, plan: Plan, since: datetime, until: datetime, bucket: str, group_by: str | None,
-                    release: Callable[[], None] | None = None) -> dict[str, Any]:
+    def stats(self, plan: Plan, since: datetime, until: datetime, bucket: str,
+              group_by: str | None) -> dict[str, Any]:
         """Counts per bucket (and group)."""
-        return await self.run_read(plan, self._stats, plan, since, until, bucket, group_by, release=release)
+        with _store_errors():
+            sources, parsed = self.sources.collect(since, until, plan)
+            return count_buckets(plan, sources, parsed, bucket, group_by, self.read_workers)
 
     def close(self) -> None:
-        """Stop the read pools and the sources' threads (running reads finish)."""
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        """Stop the read pool and the sources' threads (running reads finish)."""
         self.read_workers.shutdown(wait=False, cancel_futures=True)
         self.sources.close()
 
-    async def describe(self) -> dict[str, Any]:
-        """The body of ``GET /v1/audit/storage`` (figures cached for a few seconds)."""
-        now = time.monotonic()
-        if self._size is None or now - self._size[0] > SIZE_CACHE_SECONDS:
-            try:
-                self._size = (now, await self._in_thread(self._measure))
-            except (ClientError, BotoCoreError) as exc:
-                raise StorageUnavailable(f"object store unavailable: {type(exc).__name__}") from None
-        return self._size[1]
+    def describe(self) -> dict[str, Any]:
+        """The body of ``GET /v1/audit/storage``."""
+        with _store_errors():
+            return self._measure()
 
     def _measure(self) -> dict[str, Any]:
         size = store_bytes(self.settings.local_path)
@@ -172,7 +89,7 @@ class StorageView:
             "retention_days": self.settings.local_retention_days,
         }
 
-    async def retention(self) -> dict[str, Any]:
+    def retention(self) -> dict[str, Any]:
         """The body of ``GET /v1/audit/retention``."""
         return {
             "backend": "local",
@@ -182,7 +99,7 @@ class StorageView:
                     "the writer deletes older files at start and hourly.",
         }
 
-    async def set_retention(self, days: int) -> dict[str, Any]:
+    def set_retention(self, days: int) -> dict[str, Any]:
         """Local retention is not configurable at run time."""
         raise RetentionError(400, "retention is not configurable on the local backend; "
                                   "set AUDIT_SERVICE_LOCAL_RETENTION_DAYS")
@@ -226,19 +143,19 @@ class S3StorageView(StorageView):
         return {"backend": "s3", "retention_days": days, "configurable": True,
                 "bucket": self.bucket, "prefix": self.settings.s3_prefix}
 
-    async def retention(self) -> dict[str, Any]:
+    def retention(self) -> dict[str, Any]:
         """Our lifecycle rule's days, read from the bucket."""
         try:
-            days = await self._in_thread(read_retention, self.client, self.bucket)
+            days = read_retention(self.client, self.bucket)
         except (ClientError, BotoCoreError) as exc:
             raise RetentionError(502, f"could not read the bucket's lifecycle configuration: "
                                       f"{type(exc).__name__}") from None
         return self._retention_body(days)
 
-    async def set_retention(self, days: int) -> dict[str, Any]:
+    def set_retention(self, days: int) -> dict[str, Any]:
         """Replace our lifecycle rule (0 removes it); other rules stay; a failed read changes nothing."""
         try:
-            await self._in_thread(apply_retention, self.client, self.bucket, self.settings.s3_prefix, days)
+            apply_retention(self.client, self.bucket, self.settings.s3_prefix, days)
         except ValueError as exc:
             raise RetentionError(400, str(exc)) from None
         except (ClientError, BotoCoreError) as exc:
