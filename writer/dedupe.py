@@ -1,15 +1,17 @@
-"""The dedupe window: ids of events stored in the last hours, kept in hourly buckets and on disk.
+"""The dedupe window: ids of events stored in the last hours, in compact sorted segments and on disk.
 
-Each stored ``audit_event_id`` is remembered as a 64-bit BLAKE2b hash in the bucket of the server hour
-it was stored in, and appended to that hour's file under ``<spool>/dedupe/``. At start the files of the
+Each stored ``audit_event_id`` is remembered as a 64-bit BLAKE2b hash in a segment of the server hour it
+was stored in, and appended to that segment's file under ``<spool>/dedupe/``. At start the files of the
 window are loaded again, so a producer retry is recognised across restarts. The window is bounded by
-time (``window_seconds``) and by count (``max_ids``: the oldest buckets go first, and status says how
-many hours are actually covered).
+time (``window_seconds``) and by count (``max_ids``, also within one busy hour: the oldest segments go
+first, and status says how far back the window actually reaches).
 """
 
 from __future__ import annotations
 
 import array
+import collections
+import dataclasses
 import hashlib
 import logging
 import os
@@ -18,8 +20,11 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
+
 log = logging.getLogger("auditlake.writer.dedupe")
 BUCKET_SECONDS = 3600
+SEGMENTS_PER_WINDOW = 10
 
 
 def id_hash(event_id: str) -> int:
@@ -43,77 +48,107 @@ def id_hashes(event_ids: list[str]) -> list[int]:
     return values.tolist()
 
 
+@dataclasses.dataclass
+class _Segment:
+    """Ids remembered in one hour, sorted, and the file that holds them."""
+
+    hour: int
+    ids: np.ndarray
+    path: Path
+
+
 class DedupeWindow:
-    """Answers "was this id stored within the window?" and remembers newly stored ids."""
+    """Answers "was this id stored within the window?" and remembers newly stored ids.
+
+    Ids live in sorted 64-bit arrays (8 bytes an id), in segments of at most a tenth of ``max_ids`` so the
+    count bound drops the oldest tenth rather than a whole hour; each segment has its own file.
+    """
 
     def __init__(self, directory: Path, window_seconds: float, max_ids: int) -> None:
         self.directory = directory
         self.window_seconds = window_seconds
         self.max_ids = max_ids
-        self.buckets: dict[int, set[int]] = {}
+        self.segment_ids = max(1, max_ids // SEGMENTS_PER_WINDOW)
+        self.segments: collections.deque[_Segment] = collections.deque()
+        self._next_file = 0
 
     @property
     def size(self) -> int:
         """Ids remembered."""
-        return sum(len(bucket) for bucket in self.buckets.values())
+        return sum(len(segment.ids) for segment in self.segments)
 
     @property
     def covered_seconds(self) -> float:
         """How far back the window reaches now (shorter than configured when the count bound bit)."""
-        if not self.buckets:
+        if not self.segments:
             return self.window_seconds
-        oldest = min(self.buckets)
-        return min(self.window_seconds, time.time() - oldest * BUCKET_SECONDS)
+        return min(self.window_seconds, time.time() - self.segments[0].hour * BUCKET_SECONDS)
 
     def load(self, now: float | None = None) -> None:
-        """Read the hourly id files of the window (worker thread); delete older ones."""
+        """Read the id files of the window (worker thread), oldest first; delete older ones."""
         self.directory.mkdir(parents=True, exist_ok=True)
         current = _hour(time.time() if now is None else now)
         first = current - int(self.window_seconds // BUCKET_SECONDS)
-        for path in sorted(self.directory.glob("ids-*.bin")):
-            hour = int(path.stem.split("-", 1)[1])
+        for path in sorted(self.directory.glob("ids-*.bin"), key=_file_order):
+            hour, number = _file_order(path)
+            self._next_file = max(self._next_file, number + 1)
             if hour < first:
                 path.unlink()
                 continue
-            values = array.array("Q")
             data = path.read_bytes()
-            values.frombytes(data[: len(data) - len(data) % 8])
-            self.buckets.setdefault(hour, set()).update(values)
+            ids = np.frombuffer(data[: len(data) - len(data) % 8], dtype=np.uint64)
+            self.segments.append(_Segment(hour, np.unique(ids), path))
         self._trim(current)
 
     def seen(self, hashes: Iterable[int]) -> set[int]:
         """The hashes among ``hashes`` already in the window."""
-        found = set()
-        for value in hashes:
-            for bucket in self.buckets.values():
-                if value in bucket:
-                    found.add(value)
-                    break
-        return found
+        values = np.fromiter(hashes, dtype=np.uint64)
+        if not len(values) or not self.segments:
+            return set()
+        found = np.zeros(len(values), dtype=bool)
+        for segment in self.segments:
+            ids = segment.ids
+            if len(ids):
+                places = np.searchsorted(ids, values)
+                found |= ids[np.minimum(places, len(ids) - 1)] == values
+        return set(values[found].tolist())
 
     def remember(self, hashes: list[int], now: float | None = None) -> None:
-        """Add newly stored ids to the current hour, in memory and on disk (worker thread)."""
+        """Add newly stored ids to the newest segment of this hour, in memory and on disk (worker thread)."""
         if not hashes:
             return
         current = _hour(time.time() if now is None else now)
-        self.buckets.setdefault(current, set()).update(hashes)
-        path = self.directory / f"ids-{current}.bin"
-        with open(path, "ab") as handle:
-            handle.write(array.array("Q", hashes).tobytes())
+        values = np.array(hashes, dtype=np.uint64)
+        newest = self.segments[-1] if self.segments else None
+        if newest is None or newest.hour != current or len(newest.ids) + len(values) > self.segment_ids:
+            path = self.directory / f"ids-{current}-{self._next_file}.bin"
+            newest = _Segment(current, np.empty(0, dtype=np.uint64), path)
+            self._next_file += 1
+            self.segments.append(newest)
+        newest.ids = np.union1d(newest.ids, values)
+        with open(newest.path, "ab") as handle:
+            handle.write(values.tobytes())
             handle.flush()
             os.fsync(handle.fileno())
         self._trim(current)
 
     def _trim(self, current: int) -> None:
         first = current - int(self.window_seconds // BUCKET_SECONDS)
-        for hour in [hour for hour in self.buckets if hour < first]:
-            del self.buckets[hour]
-            _unlink(self.directory / f"ids-{hour}.bin")
-        while self.size > self.max_ids and len(self.buckets) > 1:
-            oldest = min(self.buckets)
-            log.warning("dedupe window shortened by its id bound", extra={"dropped_hour": oldest})
-            del self.buckets[oldest]
-            _unlink(self.directory / f"ids-{oldest}.bin")
+        while self.segments and self.segments[0].hour < first:
+            _unlink(self.segments.popleft().path)
+        size = self.size
+        while size > self.max_ids and len(self.segments) > 1:
+            oldest = self.segments.popleft()
+            size -= len(oldest.ids)
+            log.warning("dedupe window shortened by its id bound", extra={"dropped_hour": oldest.hour,
+                                                                          "dropped_ids": len(oldest.ids)})
+            _unlink(oldest.path)
+
+
+def _file_order(path: Path) -> tuple[int, int]:
+    """``ids-<hour>-<n>.bin`` (``ids-<hour>.bin`` from earlier versions counts as n = -1)."""
+    parts = path.stem.split("-")
+    return int(parts[1]), int(parts[2]) if len(parts) > 2 else -1
 
 
 def _hour(moment: float) -> int:
