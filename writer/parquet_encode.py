@@ -17,6 +17,12 @@ ROW_GROUP_ROWS = 32_768
 # zstd level 1: on 20,000 events of ~614 bytes (bench/read_bench.py make_event) writing the table took
 # 2.2 us per event and 2.88 MB at level 1, 3.6 us and 3.10 MB at level 3 (the level before), 2.94 MB at 2.
 ZSTD_LEVEL = 1
+# Pages of about 64 KiB (checked every 64 rows) instead of Arrow's 1 MiB: a read decompresses a whole
+# ``record_json`` page for each result row it needs, so a search whose matches are scattered (a
+# ``user_email`` substring) decoded ~1 MiB per record. Measured on the same 20,000 events: 12 % larger
+# objects (2.88 → 3.22 MB), writing time unchanged within noise.
+DATA_PAGE_BYTES = 64 * 1024
+WRITE_BATCH_ROWS = 64
 TYPED_FIELDS = ("received_at", *STRING_COLUMNS)
 MAX_STRING_BYTES = 2**31 - 1  # int32 offsets of a pa.string() array
 
@@ -42,7 +48,8 @@ def to_parquet(table: pa.Table) -> bytes:
     """The Parquet bytes of a table of ``SCHEMA`` (zstd, dictionary columns, row groups, statistics)."""
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd", compression_level=ZSTD_LEVEL,
-                   use_dictionary=DICTIONARY_COLUMNS, row_group_size=ROW_GROUP_ROWS, write_statistics=True)
+                   use_dictionary=DICTIONARY_COLUMNS, row_group_size=ROW_GROUP_ROWS, write_statistics=True,
+                   data_page_size=DATA_PAGE_BYTES, write_batch_size=WRITE_BATCH_ROWS)
     return sink.getvalue()
 
 

@@ -157,3 +157,22 @@ def test_bytes_that_are_not_utf8_fail_as_before(bad: bytes) -> None:
     assert table_from_json(lines) is None
     with pytest.raises(ValueError):
         parquet_encode.encode(lines)
+
+
+def test_record_json_pages_are_small_so_a_read_decodes_little_per_record() -> None:
+    """3,000 events of ~600 bytes: ``record_json`` is split into pages of at most ~64 KiB (plus a batch of
+    rows), each of which the page reader locates and reads back exactly."""
+    from ingest.page_reader import locate_pages, read_rows
+
+    lines = [_line({"audit_event_id": f"id-{index}", "ts": _stamp(index), "type": "auth",
+                    "details": {"pad": "x" * 560, "n": index}}) for index in range(3000)]
+    data = to_parquet(table_from_json(lines))
+    metadata = pq.ParquetFile(io.BytesIO(data)).metadata
+    index = metadata.schema.names.index("record_json")
+    chunk, column = metadata.row_group(0).column(index), metadata.schema.column(index)
+    read_at = lambda offset, size: memoryview(data)[offset:offset + size]  # noqa: E731
+    pages = locate_pages(read_at, chunk, column)
+    limit = parquet_encode.DATA_PAGE_BYTES + parquet_encode.WRITE_BATCH_ROWS * 700
+    assert len(pages.pages) >= 3000 * 600 // limit
+    assert all(page.uncompressed_size <= limit for page in pages.pages)
+    assert read_rows(read_at, pages, [0, 1499, 2999]) == {row: lines[row][1].decode() for row in (0, 1499, 2999)}
