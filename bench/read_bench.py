@@ -243,6 +243,7 @@ async def run(args: argparse.Namespace) -> dict:
         if args.ingest_seconds <= 0:
             return report
         pids = {name: proc.pid for name, proc in service.procs.items()}
+        pids["reads"] = service.get("/v1/audit/status")[1]["read_process"]["pid"]  # ingest's read process
         if moto is not None:
             pids["moto"] = moto.pid
         idle_start = cpu_seconds(pids)
