@@ -8,6 +8,8 @@ import sys
 from collections.abc import Coroutine
 from typing import Any
 
+from shared import native_memory
+
 # Python hands the GIL to a waiting thread only every switch interval (5 ms by default). A flush or read
 # thread running Python code would make the event loop (acks, HTTP answers) wait up to that long for every
 # step; 0.5 ms keeps the loop's latency low at a small cost in thread switches.
@@ -23,6 +25,7 @@ GC_THRESHOLDS = (50_000, 20, 20)
 def run(main: Coroutine[Any, Any, Any]) -> Any:
     """Run ``main`` to completion on uvloop (asyncio's loop where uvloop is missing)."""
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
+    native_memory.limit_arenas()
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
