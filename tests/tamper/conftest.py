@@ -63,8 +63,20 @@ def verify_live(service: Service) -> dict[str, Any]:
     return body
 
 
+def _settled(service: Service) -> bool:
+    """Nothing waits in ingest's queue or in the writer's spool (the service's own events included)."""
+    status = service.get("/v1/audit/status")[1]
+    return (status["queue_size"] == 0 and status["frames_in_flight"] == 0
+            and service.writer_status().get("spool_backlog_events") == 0)
+
+
 def _crash_mid_flush(service: Service, point: str, batch: list[dict[str, Any]], expected: int) -> int:
-    """Restart the writer armed with a fault point, post, let it die there, restart it and wait for the redo."""
+    """Restart the writer armed with a fault point, post, let it die there, restart it and wait for the redo.
+
+    First wait until everything before (the service's own audit event of the last verify too) is flushed:
+    a leftover spooled event would meet the armed fault point in a flush of its own, before the batch.
+    """
+    poll(lambda: _settled(service), 20, "the service did not settle")
     service.signal("writer", signal.SIGTERM)
     service.start("writer", AUDIT_SERVICE_FAULT_POINT=f"{point}:1")
     service.wait_ready()
