@@ -104,6 +104,7 @@ class Settings:
     read_max_limit: int = 10000
     read_max_days: int = 31
     read_concurrency: int = 4
+    read_priority: str = "idle"  # CPU priority of ingest's read process: idle (SCHED_IDLE), low (nice 10), normal
     read_cache_bytes: int = 192 * 1024 * 1024
     test_read_delay_seconds: float = 0.0
     verbosity: str = "minimal"
@@ -233,6 +234,7 @@ _ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AUDIT_SERVICE_READ_MAX_LIMIT": ("read_max_limit", _parse_int(1)),
     "AUDIT_SERVICE_READ_MAX_DAYS": ("read_max_days", _parse_int(1)),
     "AUDIT_SERVICE_READ_CONCURRENCY": ("read_concurrency", _parse_int(1, 256)),
+    "AUDIT_SERVICE_READ_PRIORITY": ("read_priority", _parse_choice("idle", "low", "normal")),
     "AUDIT_SERVICE_READ_CACHE_BYTES": ("read_cache_bytes", _parse_int(0)),
     "AUDIT_SERVICE_TEST_READ_DELAY_SECONDS": ("test_read_delay_seconds", _parse_float(0.0)),
     "AUDIT_LOG_VERBOSITY": ("verbosity", lambda raw: raw.strip().lower()),

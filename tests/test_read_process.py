@@ -39,7 +39,7 @@ def _wait_gone(pid: int, timeout: float = 10.0) -> None:
 
 
 def test_reads_run_niced_in_a_child_that_comes_back_after_a_crash(service_factory) -> None:
-    """The read process is ingest's child at nice 10; killed, reads answer 503 or 200 (never hang), ingest keeps
+    """The read process is ingest's child at idle priority; killed, reads answer 503 or 200 (never hang), ingest keeps
     accepting, and a new process serves the same answers."""
     service = service_factory()
     events = make_events(50, "readproc")
@@ -50,6 +50,7 @@ def test_reads_run_niced_in_a_child_that_comes_back_after_a_crash(service_factor
     assert state["pid"] != ingest_pid and state["restarts"] == 0
     assert int(Path(f"/proc/{state['pid']}/stat").read_text().split(")")[1].split()[1]) == ingest_pid
     assert os.getpriority(os.PRIO_PROCESS, state["pid"]) >= 10
+    assert os.sched_getscheduler(state["pid"]) == os.SCHED_IDLE  # the default AUDIT_SERVICE_READ_PRIORITY
     query = "/v1/audit/events?correlation_id=readproc&limit=100&window=1h"
     status, before, _ = service.get(query)
     assert status == 200 and before["total"] == 50, before
@@ -71,9 +72,11 @@ def test_reads_run_niced_in_a_child_that_comes_back_after_a_crash(service_factor
 
 
 def test_the_read_process_goes_when_ingest_stops_or_is_killed(service_factory) -> None:
-    """A clean stop ends the read process; so does SIGKILL of ingest (the socket pair closes)."""
-    service = service_factory()
+    """A clean stop ends the read process; so does SIGKILL of ingest (the socket pair closes). With
+    AUDIT_SERVICE_READ_PRIORITY=low it runs at nice 10 under the normal scheduler."""
+    service = service_factory(AUDIT_SERVICE_READ_PRIORITY="low")
     pid = _wait_running(service)["pid"]
+    assert os.getpriority(os.PRIO_PROCESS, pid) == 10 and os.sched_getscheduler(pid) == os.SCHED_OTHER
     service.signal("ingest", signal.SIGTERM)
     _wait_gone(pid)
     service.start("ingest")
