@@ -113,9 +113,6 @@ class LocalSources:
         self.names = NameCache()
         self.spool = SpoolReader(spool_dir)
 
-    def close(self) -> None:
-        """Nothing to stop (the S3 sources have listing threads)."""
-
     def collect(self, since: datetime, until: datetime, plan: Plan) -> tuple[list[ParquetSource], list[Parsed]]:
         """Sources of the range: one per published file, plus unpublished spooled events."""
         spooled = self.spool.events()

@@ -10,7 +10,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -46,11 +45,12 @@ class ReadSlots:
         if self.active >= self.limit:
             raise ReadsBusy("too many concurrent reads")
         self.active += 1
-        released = threading.Event()
+        released = False
 
         def release() -> None:
-            if not released.is_set():
-                released.set()
+            nonlocal released
+            if not released:
+                released = True
                 self.active -= 1
 
         return release

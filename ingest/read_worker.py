@@ -43,7 +43,7 @@ class ReadWorker:
 
     def serve(self) -> None:
         """Announce readiness, then take requests until ingest closes the socket."""
-        self._send((READY, True, os.getpid()))
+        self._send(read_wire.encode((READY, True, os.getpid())))
         while (message := read_wire.receive(self.sock)) is not None:
             call_id, operation, args = message
             if operation == "cancel":
@@ -67,12 +67,12 @@ class ReadWorker:
             reply = read_wire.encode((call_id, False, RuntimeError(f"read failed: {type(exc).__name__}")))
         finally:
             self.cancels.pop(call_id, None)
-        with self._send_lock, contextlib.suppress(OSError):
-            self.sock.sendall(reply)
+        self._send(reply)
 
-    def _send(self, message: Any) -> None:
-        with self._send_lock:
-            self.sock.sendall(read_wire.encode(message))
+    def _send(self, data: bytes) -> None:
+        """One whole message (replies of several threads never interleave); a closed socket ends ``serve``."""
+        with self._send_lock, contextlib.suppress(OSError):
+            self.sock.sendall(data)
 
     def _dispatch(self, operation: str, args: tuple[Any, ...]) -> Any:
         if operation == "search":

@@ -82,10 +82,6 @@ class S3Sources:
         self._listed: dict[str, tuple[int, float, Any]] = {}  # prefix -> (checkpoint, monotonic time, listing)
         self._listed_lock = threading.Lock()
 
-    def close(self) -> None:
-        """Stop the listing threads."""
-        self.listers.shutdown(wait=False, cancel_futures=True)
-
     def list_objects(self, key_prefix: str) -> list[dict[str, Any]]:
         """Every object under a key prefix (Key, Size, ETag)."""
         found = []

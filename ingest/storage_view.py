@@ -22,8 +22,6 @@ from shared.digests import DIGEST_DIR
 from shared.s3_client import apply_retention, make_s3_client, read_retention
 from shared.settings import Settings
 
-__all__ = ["RetentionError", "StorageUnavailable", "StorageView", "build_storage_view"]
-
 S3_SCAN_CAP_OBJECTS = 100_000
 READ_CACHE_BYTES = 256 * 1024 * 1024
 READ_WORKERS = 2  # the parallel parts of one read (filter halves, page decoding); the machine's cores
@@ -68,11 +66,6 @@ class StorageView:
         with _store_errors():
             sources, parsed = self.sources.collect(since, until, plan)
             return count_buckets(plan, sources, parsed, bucket, group_by, self.read_workers)
-
-    def close(self) -> None:
-        """Stop the read pool and the sources' threads (running reads finish)."""
-        self.read_workers.shutdown(wait=False, cancel_futures=True)
-        self.sources.close()
 
     def describe(self) -> dict[str, Any]:
         """The body of ``GET /v1/audit/storage``."""

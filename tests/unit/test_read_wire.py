@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket
 import threading
@@ -10,6 +9,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ingest import read_wire
+from ingest.read_engine import SearchResult
 from ingest.read_plan import Plan, ReadCancelled
 from ingest.read_worker import ReadWorker
 from ingest.record_encoding import encode_records
@@ -59,7 +59,7 @@ class _SlowView:
             self.started.set()
             plan.cancel.wait(10)
             plan.check()
-        return dataclasses.make_dataclass("R", ["records", "total", "more", "last"])([{"a": 1}], 1, False, None)
+        return SearchResult([{"a": 1}], 1, False, None)
 
     def describe(self) -> dict[str, Any]:
         raise ZeroDivisionError("a bug")
