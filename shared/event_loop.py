@@ -26,6 +26,7 @@ def run(main: Coroutine[Any, Any, Any]) -> Any:
     """Run ``main`` to completion on uvloop (asyncio's loop where uvloop is missing)."""
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
     native_memory.limit_arenas()
+    native_memory.reuse_big_blocks()
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)

@@ -20,6 +20,9 @@ log = logging.getLogger("auditlake.writer.flush")
 # Spooled bytes one flush takes at most. 8 MiB (was 32): the same throughput under overload
 # (bench/ingest_bench.py, 37,450 vs 36,110 events/s) and a quarter of the batch held in memory at once.
 MAX_FLUSH_BYTES = 8 * 1024 * 1024
+# Above this resident size a flush hands free heap memory back to the system (glibc keeps it for reuse
+# otherwise, which spares the page faults of fresh memory; see shared.native_memory).
+TRIM_ABOVE_BYTES = 192 * 1024 * 1024
 BACKOFF_START_SECONDS = 0.25
 BACKOFF_MAX_SECONDS = 2.0
 FLUSH_FAILED = "flush to storage failed; events wait in the spool and are retried"
@@ -149,7 +152,8 @@ class Flusher:
         self.stats.failing_since = None
         self._oldest_unflushed_at = None
         await loop.run_in_executor(None, _unlink_all, dead)
-        await loop.run_in_executor(None, native_memory.trim)  # the batch's memory goes back to the system
+        if native_memory.resident_bytes() > TRIM_ABOVE_BYTES:
+            await loop.run_in_executor(None, native_memory.trim)
         if batch.unparsable:
             log.error("unparsable spooled lines kept in quarantine", extra={"lines": len(batch.unparsable)})
         log.info("flush", extra={

@@ -1,4 +1,4 @@
-"""The glibc allocator calls both processes make at start and the writer after each flush."""
+"""The glibc allocator calls both processes make at start and the writer after a flush above its budget."""
 
 from __future__ import annotations
 
@@ -37,3 +37,35 @@ def test_calls_are_harmless_when_repeated() -> None:
     """Both are safe to call again (ingest and writer call them at start and per flush)."""
     assert native_memory.limit_arenas() == native_memory.limit_arenas()
     native_memory.trim()
+
+
+@glibc
+def test_big_blocks_come_from_the_heap_not_mappings_of_their_own() -> None:
+    """A 20 MiB block is served from the reusable heap once set, from a fresh mapping by default (fresh interpreters).
+
+    A fresh mapping is unmapped on free and faulted in again page by page the next time; heap memory is reused.
+    """
+    code = """
+import sys
+from shared import native_memory
+if sys.argv[1] == "reuse":
+    assert native_memory.reuse_big_blocks()
+def mappings():
+    return len(open('/proc/self/maps').read().splitlines())
+before = mappings()
+block = bytearray(20 * 1024 * 1024)
+print(mappings() - before)
+"""
+    added = {}
+    for mode in ("default", "reuse"):
+        result = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        added[mode] = int(result.stdout)
+    assert added == {"default": 1, "reuse": 0}
+
+
+def test_resident_bytes_reads_this_process() -> None:
+    """The figure the writer compares with its trim budget is this process's RSS, not zero."""
+    held = bytearray(64 * 1024 * 1024)
+    held[::4096] = bytes(len(range(0, len(held), 4096)))
+    assert native_memory.resident_bytes() > 64 * 1024 * 1024
