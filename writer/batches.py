@@ -1,26 +1,29 @@
-"""Turn spooled records into per-day groups of event lines, deduplicated by ``audit_event_id``."""
+"""Turn spooled records into per-day tables of events sorted by ``ts``, deduplicated by ``audit_event_id``."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import operator
 
-import orjson
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from shared.spool_format import SpoolRecord
+from writer import event_table
 from writer.dedupe import DedupeWindow, id_hashes
 
 log = logging.getLogger("auditlake.writer.batches")
+DayKey = tuple[str, str, str]
 
 
 @dataclasses.dataclass
 class FlushBatch:
-    """The events of one spool range, grouped by UTC day and sorted by ``ts``."""
+    """The events of one spool range: per UTC day a table (``event_table.SCHEMA``) sorted by ``ts``."""
 
     first_seq: int
     last_seq: int
-    days: dict[tuple[str, str, str], list[tuple[str, bytes]]]
+    days: dict[DayKey, pa.Table]
     events: int
     duplicates: int
     unparsable: list[bytes]
@@ -28,44 +31,51 @@ class FlushBatch:
 
 
 def group_records(records: list[SpoolRecord], window: DedupeWindow | None = None) -> FlushBatch:
-    """Parse each record's NDJSON lines, drop ids seen in the range or the window, group by day."""
-    lines: list[bytes] = []
-    stamps: list[str] = []
-    event_ids: list[str] = []
-    unparsable: list[bytes] = []
-    loads = orjson.loads
-    for record in records:
-        for line in record.payload.split(b"\n"):
-            if not line:
-                continue
-            try:
-                event = loads(line)
-                ts = event["ts"]
-                event_id = event["audit_event_id"]
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                unparsable.append(line)
-                continue
-            lines.append(line)
-            stamps.append(ts)
-            event_ids.append(str(event_id))
-    hashes = id_hashes(event_ids)
-    earlier = window.seen(hashes) if window is not None else set()
-    days: dict[tuple[str, str, str], list[tuple[str, bytes]]] = {}
-    day_of_date: dict[str, list[tuple[str, bytes]]] = {}  # ts[0:10] -> its day's list
-    kept: set[int] = set()
-    duplicates = 0
-    for hashed, ts, line in zip(hashes, stamps, lines):
-        if hashed in kept or hashed in earlier:
-            duplicates += 1
-            continue
-        kept.add(hashed)
-        day = day_of_date.get(ts[0:10])
-        if day is None:
-            day = days.setdefault((ts[0:4], ts[5:7], ts[8:10]), [])
-            day_of_date[ts[0:10]] = day
-        day.append((ts, line))
-    for day in days.values():
-        day.sort(key=operator.itemgetter(0))
+    """Parse the records' lines once, drop ids seen earlier in the range or in the window, group by day.
+
+    Days are keyed by ``(ts[0:4], ts[5:7], ts[8:10])``; within a day events keep the order of a stable
+    sort by ``ts`` (equal stamps in spool order).
+    """
+    table = event_table.parse_block(b"".join(record.payload for record in records))
+    if table is not None:
+        ids = table.column(event_table.ID).to_pylist()
+        unparsable: list[bytes] = []
+    else:
+        table, ids, unparsable = event_table.parse_lines(record.payload for record in records)
+    hashes = np.array(id_hashes(ids), dtype=np.uint64)
+    keep = np.zeros(len(hashes), dtype=bool)
+    keep[np.unique(hashes, return_index=True)[1]] = True  # the first of each id in the range
+    if window is not None and len(hashes):
+        earlier = window.seen(hashes.tolist())
+        if earlier:
+            keep &= ~np.isin(hashes, np.fromiter(earlier, dtype=np.uint64))
+    kept = table.filter(pa.array(keep)) if not keep.all() else table
     first = records[0].seq if records else 0
     last = records[-1].seq if records else 0
-    return FlushBatch(first, last, days, len(lines) - duplicates, duplicates, unparsable, list(kept))
+    return FlushBatch(first, last, _days(kept), kept.num_rows, len(hashes) - kept.num_rows, unparsable,
+                      hashes[keep].tolist())
+
+
+def _days(table: pa.Table) -> dict[DayKey, pa.Table]:
+    """The table sorted by ``ts`` (stable), cut into days; prefixes naming the same day are merged in order."""
+    if not table.num_rows:
+        return {}
+    ordered = table.take(pc.sort_indices(table.column("ts"))).combine_chunks()
+    runs: dict[DayKey, list[pa.Table]] = {}
+    for prefix, start, end in prefix_runs(ordered.column("ts"), 10):
+        runs.setdefault((prefix[0:4], prefix[5:7], prefix[8:10]), []).append(ordered.slice(start, end - start))
+    return {key: parts[0] if len(parts) == 1 else pa.concat_tables(parts).combine_chunks()
+            for key, parts in runs.items()}
+
+
+def prefix_runs(stamps: pa.ChunkedArray | pa.Array, length: int) -> list[tuple[str, int, int]]:
+    """``(prefix, start, end)`` for each run of rows whose stamps share their first ``length`` characters."""
+    prefixes = pc.utf8_slice_codeunits(stamps, 0, length)
+    if isinstance(prefixes, pa.ChunkedArray):
+        prefixes = prefixes.combine_chunks()
+    encoded = prefixes.dictionary_encode()
+    codes = np.asarray(encoded.indices)
+    starts = np.concatenate(([0], np.flatnonzero(codes[1:] != codes[:-1]) + 1)).tolist()
+    ends = [*starts[1:], len(codes)]
+    names = encoded.dictionary.to_pylist()
+    return [(names[codes[start]], start, end) for start, end in zip(starts, ends)]

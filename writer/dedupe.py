@@ -125,7 +125,7 @@ class DedupeWindow:
             newest = _Segment(current, np.empty(0, dtype=np.uint64), path)
             self._next_file += 1
             self.segments.append(newest)
-        newest.ids = np.union1d(newest.ids, values)
+        newest.ids = _merged(newest.ids, values)
         with open(newest.path, "ab") as handle:
             handle.write(values.tobytes())
             handle.flush()
@@ -143,6 +143,21 @@ class DedupeWindow:
             log.warning("dedupe window shortened by its id bound", extra={"dropped_hour": oldest.hour,
                                                                           "dropped_ids": len(oldest.ids)})
             _unlink(oldest.path)
+
+
+def _merged(ids: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The sorted union of sorted unique ``ids`` and any ``values``: the new ones inserted, no full re-sort.
+
+    ``np.union1d`` sorts both again on every flush (a 100,000-id segment per 14,000 flushed events cost
+    more than the flush's own id hashing); this is one copy of ``ids`` plus a sort of the new values.
+    """
+    values = np.unique(values)
+    if len(ids):
+        places = np.searchsorted(ids, values)
+        present = ids[np.minimum(places, len(ids) - 1)] == values
+        values, places = values[~present], places[~present]
+        return np.insert(ids, places, values)
+    return values
 
 
 def _file_order(path: Path) -> tuple[int, int]:

@@ -10,13 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from isal import igzip
 
 from shared import layout
 from writer.batches import FlushBatch
 from writer.faults import FaultPoints
 from shared.layout import sidecar_path
-from writer import parquet_encode
+from writer import event_table, parquet_encode
 from writer.store import PublishedFile, PublishResult
 from writer.fsutil import write_atomic
 
@@ -51,8 +52,8 @@ class LocalStore:
         """The relative paths a publish of ``batch`` writes, one per day, deterministic."""
         return [
             f"{year}/{month}/{day}/"
-            + layout.file_name(lines[0][0], lines[-1][0], batch.first_seq, batch.last_seq, self.gzip_enabled)
-            for (year, month, day), lines in sorted(batch.days.items())
+            + layout.file_name(*_first_and_last_ts(events), batch.first_seq, batch.last_seq, self.gzip_enabled)
+            for (year, month, day), events in sorted(batch.days.items())
         ]
 
     def publish(self, batch: FlushBatch, names: list[str]) -> PublishResult:
@@ -62,17 +63,17 @@ class LocalStore:
         reads use instead of parsing the NDJSON; the NDJSON file stays the record of the contract.
         """
         published = []
-        for name, (_, lines) in zip(names, sorted(batch.days.items())):
+        for name, (_, events) in zip(names, sorted(batch.days.items())):
             path = self.root / name
             path.parent.mkdir(parents=True, exist_ok=True)
-            body = b"\n".join([line for _, line in lines]) + b"\n"
+            body = event_table.concatenated(events.column("line").combine_chunks())
             if self.gzip_enabled:
                 body = igzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
-            sidecar = parquet_encode.encode(lines)
+            sidecar = parquet_encode.encode(events)
             self._write_file(sidecar_path(path), sidecar)
             self._write_file(path, body)
-            published.append(PublishedFile(name, hashlib.sha256(body).hexdigest(), len(body), len(lines),
-                                            lines[0][0], lines[-1][0], hashlib.sha256(sidecar).hexdigest(),
+            published.append(PublishedFile(name, hashlib.sha256(body).hexdigest(), len(body), events.num_rows,
+                                            *_first_and_last_ts(events), hashlib.sha256(sidecar).hexdigest(),
                                             len(sidecar)))
             self.faults.reach("mid_publish")
         return PublishResult(published)
@@ -146,6 +147,11 @@ class LocalStore:
             "warning_percent": self.warning_percent,
             "critical_percent": self.critical_percent,
         }
+
+
+def _first_and_last_ts(events: pa.Table) -> tuple[str, str]:
+    stamps = events.column("ts")
+    return stamps[0].as_py(), stamps[-1].as_py()
 
 
 def _remove_if_empty(directory: Path) -> None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import itertools
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
+import pyarrow as pa
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared import s3_layout
@@ -17,7 +17,7 @@ from shared.s3_client import apply_retention
 from shared.errors import ConfigError
 from shared.settings import Settings
 from writer import object_lock, parquet_encode
-from writer.batches import FlushBatch
+from writer.batches import FlushBatch, prefix_runs
 from writer.faults import FaultPoints
 from writer.object_lock import ObjectLock
 from writer.store import PublishedFile, PublishResult
@@ -70,24 +70,22 @@ class S3Store:
         self.client.create_bucket(**kwargs)
         log.warning("created bucket", extra={"bucket": self.bucket})
 
-    def _groups(self, batch: FlushBatch) -> list[tuple[str, list[tuple[str, bytes]]]]:
-        """The batch's lines by partition, in batch order within each, partitions sorted.
+    def _groups(self, batch: FlushBatch) -> list[tuple[str, pa.Table]]:
+        """The batch's events by partition, in batch order within each, partitions sorted.
 
-        A partition depends on ``ts[0:16]`` only, so it is computed once per distinct prefix, and lines
-        are moved in runs of one partition (a day's lines are sorted by ``ts``, so runs are long).
+        A partition depends on ``ts[0:16]`` only, so it is computed once per distinct prefix; a day's
+        events are sorted by ``ts``, so a partition is a few runs of rows, moved as slices.
         """
-        grouped: dict[str, list[tuple[str, bytes]]] = {}
+        grouped: dict[str, list[pa.Table]] = {}
         partition_of_prefix: dict[str, str] = {}
-        for lines in batch.days.values():
-            prefixes = [ts[0:16] for ts, _ in lines]
-            for prefix in set(prefixes).difference(partition_of_prefix):
-                partition_of_prefix[prefix] = s3_layout.partition_of(prefix, self.settings.s3_partition)
-            start = 0
-            for partition, run in itertools.groupby(map(partition_of_prefix.__getitem__, prefixes)):
-                end = start + len(list(run))
-                grouped.setdefault(partition, []).extend(lines[start:end])
-                start = end
-        return sorted(grouped.items())
+        for events in batch.days.values():
+            for prefix, start, end in prefix_runs(events.column("ts"), 16):
+                partition = partition_of_prefix.get(prefix)
+                if partition is None:
+                    partition = partition_of_prefix[prefix] = s3_layout.partition_of(prefix, self.settings.s3_partition)
+                grouped.setdefault(partition, []).append(events.slice(start, end - start))
+        return sorted((partition, parts[0] if len(parts) == 1 else pa.concat_tables(parts).combine_chunks())
+                      for partition, parts in grouped.items())
 
     def plan(self, batch: FlushBatch) -> list[str]:
         """One key per partition: ``<prefix>/dt=…/hour=…/<writer>-<first>-<last>.parquet``."""
@@ -99,14 +97,14 @@ class S3Store:
     def publish(self, batch: FlushBatch, names: list[str]) -> PublishResult:
         """Encode, verify locally, then upload each object with a Content-MD5 the store checks."""
         published = []
-        for key, (_, lines) in zip(names, self._groups(batch)):
-            body = parquet_encode.encode(lines)
+        for key, (_, events) in zip(names, self._groups(batch)):
+            body = parquet_encode.encode(events)
             started = time.monotonic()
             try:
                 self.client.put_object(
                     Bucket=self.bucket, Key=key, Body=body, ContentType="application/vnd.apache.parquet",
                     ContentMD5=base64.b64encode(hashlib.md5(body).digest()).decode(),
-                    Metadata={"events": str(len(lines)), "writer-id": self.settings.writer_id},
+                    Metadata={"events": str(events.num_rows), "writer-id": self.settings.writer_id},
                     **(self.object_lock.put_args() if self.object_lock else {}),
                 )
             except Exception:
@@ -115,9 +113,10 @@ class S3Store:
             self.uploads += 1
             self.observe_upload(time.monotonic() - started)
             self.bytes_uploaded += len(body)
-            published.append(PublishedFile(key, hashlib.sha256(body).hexdigest(), len(body), len(lines),
-                                           lines[0][0], lines[-1][0]))
-            log.info("upload", extra={"key": key, "events": len(lines), "bytes": len(body),
+            stamps = events.column("ts")
+            published.append(PublishedFile(key, hashlib.sha256(body).hexdigest(), len(body), events.num_rows,
+                                           stamps[0].as_py(), stamps[-1].as_py()))
+            log.info("upload", extra={"key": key, "events": events.num_rows, "bytes": len(body),
                                       "duration_ms": round((time.monotonic() - started) * 1000, 2)})
             self.faults.reach("mid_publish")
         return PublishResult(published)

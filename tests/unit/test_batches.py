@@ -1,4 +1,5 @@
-"""Grouping spooled lines: the same FlushBatch as the straightforward per-line version, and batched id hashes."""
+"""Grouping spooled lines: the same days, fields and counts as the straightforward per-line version, on both
+parse paths (Arrow's reader for the whole block, orjson per line), and batched id hashes."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import random
 from pathlib import Path
 
 import orjson
+import pytest
 
 from shared.spool_format import SpoolRecord
+from writer import event_table
 from writer.batches import FlushBatch, group_records
 from writer.dedupe import DedupeWindow, id_hash, id_hashes
 
@@ -30,6 +33,9 @@ def _reference(records: list[SpoolRecord], window: DedupeWindow | None = None) -
             except (orjson.JSONDecodeError, KeyError, TypeError):
                 unparsable.append(line)
                 continue
+            if type(ts) is not str:
+                unparsable.append(line)
+                continue
             parsed.append((id_hash(str(event_id)), ts, line))
     earlier = window.seen(item[0] for item in parsed) if window is not None else set()
     kept: set[int] = set()
@@ -38,7 +44,10 @@ def _reference(records: list[SpoolRecord], window: DedupeWindow | None = None) -
             duplicates += 1
             continue
         kept.add(hashed)
-        days[(ts[0:4], ts[5:7], ts[8:10])].append((ts, line))
+        event = orjson.loads(line)
+        typed = tuple(value if type(value) is str else None
+                      for value in (event.get(name) for name in event_table.TYPED_FIELDS))
+        days[(ts[0:4], ts[5:7], ts[8:10])].append((ts, line, typed))
         events += 1
     for lines in days.values():
         lines.sort(key=lambda item: item[0])
@@ -47,21 +56,43 @@ def _reference(records: list[SpoolRecord], window: DedupeWindow | None = None) -
     return FlushBatch(first, last, dict(days), events, duplicates, unparsable, list(kept))
 
 
-def _random_records(generator: random.Random, count: int) -> list[SpoolRecord]:
+def _as_lists(batch: FlushBatch) -> dict:
+    """A batch's days as the reference has them: ``(ts, line, typed fields)`` per event."""
+    days = {}
+    for key, events in batch.days.items():
+        columns = events.to_pydict()
+        typed = zip(*(columns[name] for name in event_table.TYPED_FIELDS))
+        days[key] = [(ts, line.encode()[:-1], fields) for ts, line, fields in zip(columns["ts"], columns["line"], typed)]
+    return days
+
+
+def _assert_same(got: FlushBatch, want: FlushBatch) -> None:
+    assert (got.first_seq, got.last_seq, got.events, got.duplicates) == (want.first_seq, want.last_seq,
+                                                                          want.events, want.duplicates)
+    assert got.unparsable == want.unparsable
+    assert _as_lists(got) == want.days
+    assert sorted(got.id_hashes) == sorted(want.id_hashes)
+    for events in got.days.values():
+        assert events.schema.equals(event_table.SCHEMA)
+
+
+def _random_records(generator: random.Random, count: int, odd_share: float = 0.1) -> list[SpoolRecord]:
     stamps = [f"2026-11-{day:02d}T0{hour}:00:00.00000{tick}Z" for day in (28, 29, 30) for hour in (0, 9)
               for tick in (0, 1)] + ["2026/11/29T00:00:00.000000Z", "2026-11-29 09:00:00Z", "2026-11-2"]
     odd = [b"", b"not json", b"{}", b'{"ts":"2026-11-29T00:00:00.000000Z"}', b'{"audit_event_id":"x"}',
            b"[1,2]", b'"text"', b"17", b'{"audit_event_id":"x","ts":"2026-11-29T00:00:00.000000Z"', b"\xff{}",
            b'{"ts":"2026-11-29T00:00:00.000000Z","audit_event_id":"cut', b'{"a":NaN}']
+    ids = [f"id-{generator.randrange(40)}", "é😀", "a\\\"b"] + ([] if odd_share == 0 else [generator.randrange(5)])
     records = []
     for seq in range(generator.randint(0, 6)):
         lines = []
         for _ in range(count):
-            if generator.random() < 0.1:
+            if generator.random() < odd_share:
                 lines.append(generator.choice(odd))
                 continue
-            event = {"type": "t", "details": {"ts": "nested", "audit_event_id": "nested"}}
-            event_id = generator.choice([f"id-{generator.randrange(40)}", generator.randrange(5), "é😀", "a\\\"b"])
+            event = {"type": "t", "details": {"ts": "nested", "audit_event_id": "nested"}, "user_email": "u@x",
+                     "received_at": generator.choice(stamps), "action": generator.choice(["a", "é😀", 5, None])}
+            event_id = generator.choice(ids)
             fields = [("audit_event_id", event_id), ("ts", generator.choice(stamps))]
             generator.shuffle(fields)
             event.update(fields)
@@ -71,17 +102,46 @@ def _random_records(generator: random.Random, count: int) -> list[SpoolRecord]:
 
 
 def test_group_records_matches_the_per_line_reference(tmp_path: Path) -> None:
-    """Dedupe (in the range and the window), unparsable lines, days, stable ts order, counts, hashes."""
+    """Dedupe (in the range and the window), unparsable lines, days, stable ts order, typed fields, counts, hashes."""
     generator = random.Random(11)
     window = DedupeWindow(tmp_path, 3600, 1000)
     window.remember([id_hash("id-3"), id_hash("4")], now=1_000_000)
     for _ in range(60):
         records = _random_records(generator, generator.randint(1, 40))
         for used in (None, window):
-            got, want = group_records(records, used), _reference(records, used)
-            assert got == want
-            assert list(got.days) == list(want.days)
-            assert got.id_hashes == want.id_hashes
+            _assert_same(group_records(records, used), _reference(records, used))
+
+
+def test_clean_records_take_the_block_parse_and_give_the_same_batch(tmp_path: Path) -> None:
+    """Records as ingest writes them (string fields, one object per line) are read by Arrow in one pass."""
+    generator = random.Random(12)
+    window = DedupeWindow(tmp_path, 3600, 1000)
+    window.remember([id_hash("id-3")], now=1_000_000)
+    block_parsed = 0
+    for _ in range(40):
+        records = [SpoolRecord(record.seq, record.batch_id, record.payload.replace(b'"action":5', b'"action":"5"'))
+                   for record in _random_records(generator, generator.randint(1, 40), odd_share=0)]
+        block_parsed += event_table.parse_block(b"".join(record.payload for record in records)) is not None
+        for used in (None, window):
+            _assert_same(group_records(records, used), _reference(records, used))
+    assert block_parsed >= 30
+
+
+@pytest.mark.parametrize("line", [b'{"ts":"2026-11-29T00:00:00.000000Z","audit_event_id":"a","x":NaN}',
+                                  b'{"ts":"2026-11-29T00:00:00.000000Z","audit_event_id":"a","type":"x","type":"y"}',
+                                  b'{"ts":"2026-11-29T00:00:00.000000Z","audit_event_id":"a","type":5}',
+                                  b'{"ts":"2026-11-29T00:00:00.000000Z","audit_event_id":7}',
+                                  b'{"ts":"2026-11-29T00:00:00.000000Z","audit_event_id":"a","n":"\xff"}',
+                                  b'{"ts":"2026-11-29T00:00:00.000000Z","audit_event_id":"a"} {"ts":"x"}',
+                                  b'   ', b''])
+def test_the_block_parse_declines_what_it_could_read_differently(line: bytes) -> None:
+    """NaN, a repeated or non-string field, bad UTF-8, two objects or a blank line: the per-line path decides."""
+    good = b'{"ts":"2026-11-29T00:00:00.000000Z","audit_event_id":"b","type":"t"}\n'
+    assert event_table.parse_block(good * 3) is not None
+    data = good + line + b"\n" + good
+    assert event_table.parse_block(data) is None
+    record = SpoolRecord(1, 1, data)
+    _assert_same(group_records([record]), _reference([record]))
 
 
 def test_id_hashes_equal_id_hash() -> None:

@@ -1,4 +1,5 @@
-"""Parquet encoding: the C++ (pyarrow.json) table equals the per-line Python table, byte for byte."""
+"""Parquet encoding: a flush's event table (read by Arrow in one pass, or per line) encodes as a per-line
+reference table does, byte for byte."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from shared.s3_layout import SCHEMA, STRING_COLUMNS
-from writer import parquet_encode
-from writer.parquet_encode import table_from_dicts, table_from_json, to_parquet
+import pyarrow as pa
+
+from shared.s3_layout import SCHEMA, STRING_COLUMNS, UTC_MICROS
+from writer import event_table, parquet_encode
+from writer.parquet_encode import to_parquet, typed_table
 
 RECEIVED = "2026-11-29T08:00:00.000000Z"
 
@@ -22,6 +25,48 @@ def _stamp(index: int) -> str:
 
 def _line(event: dict) -> tuple[str, bytes]:
     return event["ts"], orjson.dumps(event)
+
+
+def _events(lines: list[tuple[str, bytes]]) -> pa.Table:
+    """The event table a flush hands the encoder: Arrow's one-pass read, or the per-line path where it declines."""
+    data = b"".join(line + b"\n" for _, line in lines)
+    block = event_table.parse_block(data)
+    per_line, _, unparsable = event_table.parse_lines([data])
+    assert not unparsable
+    if block is not None:
+        assert block.equals(per_line)
+    return per_line
+
+
+def _reference(lines: list[tuple[str, bytes]]) -> pa.Table:
+    """The table built per line in Python, as the encoder first did: a value that is not a string is null."""
+    strings: dict[str, list] = {name: [] for name in STRING_COLUMNS}
+    received: list = []
+    for _, line in lines:
+        event = orjson.loads(line)
+        for name in STRING_COLUMNS:
+            value = event.get(name)
+            strings[name].append(value if isinstance(value, str) else None)
+        stamp = event.get("received_at")
+        received.append(stamp if isinstance(stamp, str) else None)
+    try:
+        received_at = pa.array(received, pa.string()).cast(UTC_MICROS)
+    except pa.ArrowInvalid:
+        received_at = pa.nulls(len(lines), UTC_MICROS)
+    columns = [
+        pa.array([ts for ts, _ in lines], pa.string()).cast(UTC_MICROS),
+        received_at,
+        *[pa.array(strings[name], pa.string()) for name in STRING_COLUMNS],
+        pa.array([line.decode("utf-8") for _, line in lines], pa.string()),
+    ]
+    return pa.Table.from_arrays(columns, schema=SCHEMA)
+
+
+def _encode(lines: list[tuple[str, bytes]]) -> bytes:
+    """The encoder's bytes, checked against the per-line reference table."""
+    data = parquet_encode.encode(_events(lines))
+    assert data == to_parquet(_reference(lines))
+    return data
 
 
 def _mixed_lines() -> list[tuple[str, bytes]]:
@@ -46,71 +91,62 @@ def _mixed_lines() -> list[tuple[str, bytes]]:
     return lines
 
 
-def _assert_same(lines: list[tuple[str, bytes]]) -> None:
-    fast = table_from_json(lines)
-    slow = table_from_dicts(lines)
-    assert fast is not None
-    assert fast.schema.equals(SCHEMA, check_metadata=True)
-    assert fast.equals(slow)
-    assert fast.to_pylist() == slow.to_pylist()
-    assert to_parquet(fast) == to_parquet(slow)
-    assert parquet_encode.encode(lines) == to_parquet(slow)
-
-
-def test_fast_and_per_line_tables_are_equal_on_a_mixed_batch() -> None:
-    """Every column, null and escape of a mixed batch comes out the same from both paths."""
+def test_a_mixed_batch_equals_the_per_line_reference() -> None:
+    """Every column, null and escape of a mixed batch comes out as the per-line reference has it."""
     lines = _mixed_lines()
-    _assert_same(lines)
-    rows = table_from_json(lines).to_pylist()
+    table = typed_table(_events(lines))
+    assert table.schema.equals(SCHEMA, check_metadata=True)
+    assert table.equals(_reference(lines))
+    rows = pq.read_table(io.BytesIO(_encode(lines))).to_pylist()
     assert rows[0]["user_email"] == "zoë@example.com" and rows[3]["user_email"] is None
     assert rows[6]["type"] == "é😀/\b\f" and rows[6]["tenant_id"] == "spaced" and rows[6]["user_email"] is None
     assert [row["record_json"].encode() for row in rows] == [line for _, line in lines]
 
 
+def test_a_string_only_batch_is_read_in_one_pass_with_the_same_result() -> None:
+    """Without nulls or numbers in named fields, Arrow's reader takes the whole block and agrees (``_events``)."""
+    lines = [_line({"audit_event_id": f"a-{index}", "ts": _stamp(index), "type": "auth", "received_at": RECEIVED,
+                    "user_email": "zoë@example.com", "details": {"n": index, "ok": True, "tool_name": [1]}})
+             for index in range(50)]
+    assert event_table.parse_block(b"".join(line + b"\n" for _, line in lines)) is not None
+    _encode(lines)
+
+
 @pytest.mark.parametrize("value", [5, 1.5, True, ["a"], {"a": "b"}])
-def test_a_non_string_value_is_null_through_the_per_line_path(value: object) -> None:
-    """A typed column holding a non-string is read per line; the value is stored as null, as before."""
+def test_a_non_string_value_is_stored_as_null(value: object) -> None:
+    """A typed field holding a non-string is null in its column; the other columns keep their values."""
     lines = _mixed_lines()
     lines[2] = _line({**orjson.loads(lines[2][1]), "user_email": value, "pdp": value})
-    assert table_from_json(lines) is None
-    data = parquet_encode.encode(lines)
-    assert data == to_parquet(table_from_dicts(lines))
-    row = pq.read_table(io.BytesIO(data)).to_pylist()[2]
+    row = pq.read_table(io.BytesIO(_encode(lines))).to_pylist()[2]
     assert row["user_email"] is None and row["pdp"] is None and row["capability"] == "c"
 
 
-def test_a_repeated_field_takes_the_per_line_path_and_its_last_value() -> None:
-    """orjson keeps the last of repeated keys; the fast path declines, so the stored value is orjson's."""
+def test_a_repeated_field_keeps_its_last_value() -> None:
+    """orjson keeps the last of repeated keys; so does the stored column."""
     lines = _mixed_lines()
     lines[1] = (lines[1][0], lines[1][1][:-1] + b',"action":"second"}')
-    assert table_from_json(lines) is None
-    row = pq.read_table(io.BytesIO(parquet_encode.encode(lines))).to_pylist()[1]
+    row = pq.read_table(io.BytesIO(_encode(lines))).to_pylist()[1]
     assert row["action"] == "second"
 
 
 @pytest.mark.parametrize("stamp", ["not a time", "2026-13-01T00:00:00Z"])
-def test_an_unparsable_received_at_nulls_the_column_in_both_paths(stamp: str) -> None:
+def test_an_unparsable_received_at_nulls_the_column(stamp: str) -> None:
     """As before, one unparsable ``received_at`` string leaves the whole column null."""
     lines = _mixed_lines()
     lines[0] = _line({**orjson.loads(lines[0][1]), "received_at": stamp})
-    assert table_from_json(lines) is not None
-    data = parquet_encode.encode(lines)
-    assert data == to_parquet(table_from_dicts(lines))
-    assert pq.read_table(io.BytesIO(data)).column("received_at").null_count == len(lines)
+    assert pq.read_table(io.BytesIO(_encode(lines))).column("received_at").null_count == len(lines)
 
 
 def test_a_non_string_received_at_is_null_alone() -> None:
     """As before, a ``received_at`` that is not a string is null; the others stay."""
     lines = _mixed_lines()
     lines[0] = _line({**orjson.loads(lines[0][1]), "received_at": 17})
-    data = parquet_encode.encode(lines)
-    assert data == to_parquet(table_from_dicts(lines))
-    received = pq.read_table(io.BytesIO(data)).column("received_at").to_pylist()
+    received = pq.read_table(io.BytesIO(_encode(lines))).column("received_at").to_pylist()
     assert [stamp is None for stamp in received] == [True, False, False, False, False, True, False]
 
 
-def test_random_batches_encode_the_same_as_the_per_line_path() -> None:
-    """Random events (strings, numbers, nulls, lists, missing fields) give the per-line path's bytes."""
+def test_random_batches_encode_as_the_per_line_reference() -> None:
+    """Random events (strings, numbers, nulls, lists, missing fields) give the reference's bytes."""
     generator = random.Random(7)
     choices = [lambda: "s" + str(generator.random()), lambda: "ü\"\\\n" * generator.randint(0, 3), lambda: "",
                lambda: generator.randint(-5, 5), lambda: None, lambda: [1, "x"], lambda: {"k": "v"}]
@@ -125,38 +161,41 @@ def test_random_batches_encode_the_same_as_the_per_line_path() -> None:
                 value = choices[generator.randrange(3 if string_only else len(choices))]()
                 event[name] = RECEIVED if name == "received_at" and isinstance(value, str) else value
             lines.append(_line(event))
-        fast = table_from_json(lines)
-        if string_only:
-            assert fast is not None
-        assert parquet_encode.encode(lines) == to_parquet(table_from_dicts(lines))
+        _encode(lines)
 
 
 def test_an_empty_partition_encodes_as_before() -> None:
-    """No lines: an empty object of the schema (the per-line path)."""
-    assert table_from_json([]) is None
-    assert pq.read_table(io.BytesIO(parquet_encode.encode([]))).num_rows == 0
+    """No lines: an empty object of the schema."""
+    assert pq.read_table(io.BytesIO(_encode([]))).num_rows == 0
 
 
 def test_verify_reads_back_first_and_last_row_groups(monkeypatch: pytest.MonkeyPatch) -> None:
     """Several row groups: a changed first or last event, or a missing row, fails verification."""
     monkeypatch.setattr(parquet_encode, "ROW_GROUP_ROWS", 3)
     lines = _mixed_lines()
-    data = parquet_encode.encode(lines)
+    data = parquet_encode.encode(_events(lines))
     assert pq.ParquetFile(io.BytesIO(data)).metadata.num_row_groups == 3
-    parquet_encode.verify(data, lines)
-    for changed in ([(lines[0][0], b"{}"), *lines[1:]], [*lines[:-1], (lines[-1][0], b"{}")], lines[:-1]):
+    events = _events(lines)
+    parquet_encode.verify(data, events)
+    texts = events.column("line").to_pylist()
+    index = events.schema.get_field_index("line")
+    for changed in (["{}\n", *texts[1:]], [*texts[:-1], "{}\n"]):
         with pytest.raises(parquet_encode.VerificationError):
-            parquet_encode.verify(data, changed)
+            parquet_encode.verify(data, events.set_column(index, "line", pa.array(changed, pa.string())))
+    with pytest.raises(parquet_encode.VerificationError):
+        parquet_encode.verify(data, events.slice(0, len(lines) - 1))
 
 
 @pytest.mark.parametrize("bad", [b"\xff", b"\xed\xa0\x80", b"\xc0\xaf"])
-def test_bytes_that_are_not_utf8_fail_as_before(bad: bytes) -> None:
-    """Arrow's JSON parser passes such bytes through; the fast path declines and encoding fails as before."""
+def test_bytes_that_are_not_utf8_never_reach_the_encoder(bad: bytes) -> None:
+    """Arrow's reader would pass such bytes through; the block parse declines and the per-line path sets the
+    line aside as unparsable (quarantined), so ``record_json`` only ever holds UTF-8."""
     lines = _mixed_lines()
     lines[1] = (lines[1][0], lines[1][1][:-1] + b',"note":"' + bad + b'"}')
-    assert table_from_json(lines) is None
-    with pytest.raises(ValueError):
-        parquet_encode.encode(lines)
+    data = b"".join(line + b"\n" for _, line in lines)
+    assert event_table.parse_block(data) is None
+    table, _, unparsable = event_table.parse_lines([data])
+    assert unparsable == [lines[1][1]] and table.num_rows == len(lines) - 1
 
 
 def test_record_json_pages_are_small_so_a_read_decodes_little_per_record() -> None:
@@ -166,7 +205,7 @@ def test_record_json_pages_are_small_so_a_read_decodes_little_per_record() -> No
 
     lines = [_line({"audit_event_id": f"id-{index}", "ts": _stamp(index), "type": "auth",
                     "details": {"pad": "x" * 560, "n": index}}) for index in range(3000)]
-    data = to_parquet(table_from_json(lines))
+    data = to_parquet(typed_table(_events(lines)))
     metadata = pq.ParquetFile(io.BytesIO(data)).metadata
     index = metadata.schema.names.index("record_json")
     chunk, column = metadata.row_group(0).column(index), metadata.schema.column(index)
