@@ -116,6 +116,7 @@ class Flusher:
         try:
             records = await loop.run_in_executor(None, self.spool.read_entries, entries)
             batch = await loop.run_in_executor(None, group_records, records, self.window)
+            del records  # the batch holds what it needs; an S3 flush's records are up to 64 MiB
             names = self.store.plan(batch)
             if redo is not None:
                 stale = [name for name in redo.names if name not in names]
