@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import dataclasses
 import struct
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
+
+from isal.isal_zlib import crc32  # zlib's CRC-32, 4x faster (ISA-L): the same values, old records verify
 
 MAGIC = b"SR"
 VERSION = 1
@@ -59,7 +60,7 @@ class SpoolRecord:
 def encode_record(seq: int, batch_id: int, payload: bytes) -> bytes:
     """Encode one spool record."""
     partial = struct.pack(">BBQQI", VERSION, 0, seq, batch_id, len(payload))
-    crc = zlib.crc32(payload, zlib.crc32(partial))
+    crc = crc32(payload, crc32(partial))
     return MAGIC + partial + struct.pack(">I", crc) + payload
 
 
@@ -111,7 +112,7 @@ def iter_records(data: bytes, path: Path) -> Iterator[tuple[int, SpoolRecord]]:
         if end > size:
             return
         payload = data[offset + HEADER_SIZE : end]
-        if zlib.crc32(payload, zlib.crc32(data[offset + 2 : offset + 24])) != crc:
+        if crc32(payload, crc32(data[offset + 2 : offset + 24])) != crc:
             raise SpoolCorrupt(path, offset, "checksum mismatch")
         yield end, SpoolRecord(seq, batch_id, payload)
         offset = end

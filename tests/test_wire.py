@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import zlib
 
 import pytest
 
@@ -94,3 +95,12 @@ async def test_stream_reader_reports_a_frame_cut_by_eof() -> None:
     reader.feed_eof()
     with pytest.raises(TruncatedFrame):
         await wire.read_frame(reader)
+
+
+def test_checksum_is_zlibs_crc32_so_frames_of_earlier_builds_still_decode() -> None:
+    """The CRC (computed with ISA-L) is zlib's CRC-32 of the payload: a frame built with zlib decodes."""
+    payload = bytes(range(256)) * 1000
+    frame = wire.batch(9, payload)
+    assert struct.unpack(">I", frame[20:24])[0] == zlib.crc32(payload)
+    earlier = struct.pack(">2sBBIQII", b"AL", 1, 1, 0, 9, len(payload), zlib.crc32(payload)) + payload
+    assert wire.decode(earlier)[0].payload == payload

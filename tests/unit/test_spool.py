@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -111,3 +113,16 @@ async def test_a_full_spool_refuses_appends(tmp_path: Path) -> None:
         spool.append(2, b"b" * 200 + b"\n")
     assert len(spool._pending) == 1
     spool.release()
+
+
+def test_record_checksum_is_zlibs_crc32_so_spools_of_earlier_builds_still_read(tmp_path: Path) -> None:
+    """A record whose CRC was computed with zlib (as earlier builds wrote) reads back; the encoding agrees."""
+    payload = b'{"audit_event_id":"a","ts":"2026-11-29T00:00:00.000000Z"}\n' * 500
+    partial = struct.pack(">BBQQI", spool_format.VERSION, 0, 7, 70, len(payload))
+    earlier = b"SR" + partial + struct.pack(">I", zlib.crc32(payload, zlib.crc32(partial))) + payload
+    assert spool_format.encode_record(7, 70, payload) == earlier
+    path = tmp_path / spool_format.segment_name(7)
+    path.write_bytes(earlier)
+    records, valid_end = spool_format.read_segment(path)
+    assert [(record.seq, record.batch_id, record.payload) for record in records] == [(7, 70, payload)]
+    assert valid_end == len(earlier)
