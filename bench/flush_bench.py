@@ -1,0 +1,105 @@
+"""CPU per event of a writer flush's steps (group, Parquet, gzip), alone and beside a busy Python thread.
+
+Usage: .venv/bin/python bench/flush_bench.py [--events 14000] [--rounds 8]
+Builds spool records of ``--events`` bench events (``read_bench.make_event``, 100 per record, as ingest
+stores them), then times each step (best of ``--rounds``) in µs per event. The second column runs the same
+step while another thread spins Python code, as the writer's event loop does during a flush: a step
+that takes the GIL often (a Python file object as a sink, per-line Python work) slows down there.
+Run it at two commits to compare them (``git stash`` or a worktree); the figures are in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent))
+sys.path.insert(0, str(BENCH))
+
+from isal import igzip  # noqa: E402
+
+from ingest.compact_batch import prepare  # noqa: E402
+from read_bench import make_event  # noqa: E402
+from shared.spool_format import SpoolRecord  # noqa: E402
+from writer import parquet_encode  # noqa: E402
+from writer.batches import group_records  # noqa: E402
+from writer.local_store import GZIP_LEVEL  # noqa: E402
+
+RECEIVED_AT = "2026-11-29T12:00:00.000000Z"
+
+
+def records(count: int) -> list[SpoolRecord]:
+    """Spool records of ``count`` events, 100 a record, lines as ingest's fast path writes them."""
+    now = datetime.now(timezone.utc)
+    made = []
+    for seq in range(1, count // 100 + 1):
+        events = [make_event(now - timedelta(seconds=index), index) for index in range(100)]
+        lines = prepare(events, RECEIVED_AT, None, 65536)
+        made.append(SpoolRecord(seq, seq, b"\n".join(lines) + b"\n"))
+    return made
+
+
+def best(step: Callable[[], object], rounds: int) -> float:
+    """The fastest of ``rounds`` runs, in seconds."""
+    fastest = float("inf")
+    for _ in range(rounds):
+        started = time.perf_counter()
+        step()
+        fastest = min(fastest, time.perf_counter() - started)
+    return fastest
+
+
+def beside_busy_thread(step: Callable[[], object], rounds: int) -> float:
+    """``best`` while another thread runs Python code without pause."""
+    stop = threading.Event()
+
+    def spin() -> None:
+        count = 0
+        while not stop.is_set():
+            count += 1
+
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    try:
+        return best(step, rounds)
+    finally:
+        stop.set()
+        spinner.join()
+
+
+def main() -> None:
+    """Time the steps; print µs per event."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=14_000)
+    parser.add_argument("--rounds", type=int, default=8)
+    args = parser.parse_args()
+    sys.setswitchinterval(0.0005)  # as shared.event_loop sets it in both processes
+    spooled = records(args.events)
+    events = sum(record.event_count for record in spooled)
+    batch = group_records(spooled)
+    days = list(batch.days.values())
+    body = b"".join(record.payload for record in spooled)
+    steps: dict[str, Callable[[], object]] = {
+        "group_records (parse, dedupe, sort, days)": lambda: group_records(spooled),
+        "Parquet encode (typed table, write, verify)": lambda: [parquet_encode.encode(day) for day in days],
+        f"gzip (ISA-L level {GZIP_LEVEL})": lambda: igzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0),
+    }
+    print(f"{events} events, {len(body) / events:.0f} bytes each; µs per event (best of {args.rounds})")
+    print(f"{'step':46s} {'alone':>8s} {'beside a busy thread':>22s}")
+    total = [0.0, 0.0]
+    for name, step in steps.items():
+        alone = best(step, args.rounds) / events * 1e6
+        busy = beside_busy_thread(step, args.rounds) / events * 1e6
+        total = [total[0] + alone, total[1] + busy]
+        print(f"{name:46s} {alone:8.2f} {busy:22.2f}")
+    print(f"{'total':46s} {total[0]:8.2f} {total[1]:22.2f}")
+
+
+if __name__ == "__main__":
+    main()

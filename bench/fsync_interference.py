@@ -1,0 +1,77 @@
+"""fsync latency of 50 KB spool-like appends, alone and while 8 MiB files are written and fsync'd beside them.
+
+Usage: python3 bench/fsync_interference.py [--dir /var/tmp/auditlake-fsync] [--appends 300]
+The writer's group commit fsyncs the spool while a flush writes its NDJSON and Parquet files on the same
+file system; this shows how much a flush's writes delay the commit (p50 / p99 / max in ms). Uses only
+the directory given (created, then removed); put it on the disk the spool would use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import threading
+import time
+from pathlib import Path
+
+APPEND_BYTES = 50_000
+FILE_BYTES = 8 * 1024 * 1024
+FILE_PAUSE_SECONDS = 0.25
+
+
+def write_files(directory: Path, stop: threading.Event) -> None:
+    """Write, fsync and rename 8 MiB files every 0.25 s until stopped (a flush's publish)."""
+    data = os.urandom(FILE_BYTES)
+    number = 0
+    while not stop.is_set():
+        temporary = directory / f"file-{number % 4}.tmp"
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, directory / f"file-{number % 4}")
+        number += 1
+        stop.wait(FILE_PAUSE_SECONDS)
+
+
+def append_latencies(fd: int, appends: int) -> tuple[float, float, float]:
+    """p50, p99 and max milliseconds of ``appends`` append+fsync rounds, 3 ms apart."""
+    latencies = []
+    for _ in range(appends):
+        os.write(fd, b"x" * APPEND_BYTES)
+        started = time.perf_counter()
+        os.fsync(fd)
+        latencies.append((time.perf_counter() - started) * 1000)
+        time.sleep(0.003)
+    latencies.sort()
+    return (round(statistics.median(latencies), 2), round(latencies[int(len(latencies) * 0.99)], 2),
+            round(latencies[-1], 2))
+
+
+def main() -> None:
+    """Measure alone, then beside the file writes."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, default=Path("/var/tmp/auditlake-fsync"))
+    parser.add_argument("--appends", type=int, default=300)
+    args = parser.parse_args()
+    args.dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(args.dir / "spool", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        print("append+fsync alone (p50, p99, max ms):", append_latencies(fd, args.appends))
+        stop = threading.Event()
+        writer = threading.Thread(target=write_files, args=(args.dir, stop))
+        writer.start()
+        try:
+            print("beside 8 MiB file writes (p50, p99, max ms):", append_latencies(fd, args.appends))
+        finally:
+            stop.set()
+            writer.join()
+    finally:
+        os.close(fd)
+        shutil.rmtree(args.dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
