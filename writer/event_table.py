@@ -38,7 +38,7 @@ def parse_block(data: bytes) -> pa.Table | None:
     id, a typed field that is not a string (the per-line path stores it as null), a repeated field, bytes
     that are not UTF-8, NaN or Infinity anywhere.
     """
-    if not data or not data.endswith(b"\n") or any(token in data for token in _NON_JSON_TOKENS):
+    if not data or not data.endswith(b"\n") or _has_non_json_literal(data):
         return None
     if not data.isascii():
         try:
@@ -63,6 +63,19 @@ def parse_block(data: bytes) -> pa.Table | None:
     offsets[1:] = newlines + 1
     line = pa.StringArray.from_buffers(len(newlines), pa.py_buffer(offsets), pa.py_buffer(data))
     return pa.Table.from_arrays([*parsed.columns, line], schema=SCHEMA)
+
+
+def _has_non_json_literal(data: bytes) -> bool:
+    """True when NaN or Infinity may stand as a value (after ``:``, ``,`` or ``[``); text inside a string
+    such as ``"aNaNb"`` (a random id) is not, so it does not send a whole flush down the per-line path."""
+    for token in _NON_JSON_TOKENS:
+        found = data.find(token)
+        while found != -1:
+            before = data[max(0, found - 16):found].rstrip(b" \t\r-")
+            if not before or before[-1:] in b":,[":
+                return True
+            found = data.find(token, found + 1)
+    return False
 
 
 def parse_lines(payloads: Iterable[bytes]) -> tuple[pa.Table, list[str], list[bytes]]:

@@ -127,6 +127,15 @@ def test_clean_records_take_the_block_parse_and_give_the_same_batch(tmp_path: Pa
     assert block_parsed >= 30
 
 
+def test_nan_or_infinity_inside_strings_keeps_the_block_parse() -> None:
+    """Random ids and text contain "NaN" now and then; only a NaN or Infinity value sends the block per line."""
+    text = b'{"ts":"2026-11-29T00:00:00.000000Z","audit_event_id":"qNaNz","note":"to Infinity"}\n'
+    assert event_table.parse_block(text * 3) is not None
+    for value in (b"NaN", b"-Infinity", b" Infinity", b"[1,NaN]"):
+        line = b'{"ts":"2026-11-29T00:00:00.000000Z","audit_event_id":"a","x":' + value + b'}\n'
+        assert event_table.parse_block(text + line) is None
+
+
 @pytest.mark.parametrize("line", [b'{"ts":"2026-11-29T00:00:00.000000Z","audit_event_id":"a","x":NaN}',
                                   b'{"ts":"2026-11-29T00:00:00.000000Z","audit_event_id":"a","type":"x","type":"y"}',
                                   b'{"ts":"2026-11-29T00:00:00.000000Z","audit_event_id":"a","type":5}',
