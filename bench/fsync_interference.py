@@ -1,6 +1,6 @@
 """fsync latency of 50 KB spool-like appends, alone and while 8 MiB files are written and fsync'd beside them.
 
-Usage: python3 bench/fsync_interference.py [--dir /var/tmp/auditlake-fsync] [--appends 300]
+Usage: python3 bench/fsync_interference.py [--dir /var/tmp/auditlake-fsync] [--appends 300] [--piece-bytes N]
 The writer's group commit fsyncs the spool while a flush writes its NDJSON and Parquet files on the same
 file system; this shows how much a flush's writes delay the commit (p50 / p99 / max in ms). Uses only
 the directory given (created, then removed); put it on the disk the spool would use.
@@ -21,15 +21,19 @@ FILE_BYTES = 8 * 1024 * 1024
 FILE_PAUSE_SECONDS = 0.25
 
 
-def write_files(directory: Path, stop: threading.Event) -> None:
-    """Write, fsync and rename 8 MiB files every 0.25 s until stopped (a flush's publish)."""
+def write_files(directory: Path, stop: threading.Event, piece_bytes: int) -> None:
+    """Write, fsync and rename 8 MiB files every 0.25 s until stopped (a flush's publish), written back
+    ``piece_bytes`` at a time (``fdatasync`` after each piece; 0: one fsync at the end)."""
     data = os.urandom(FILE_BYTES)
+    step = piece_bytes or FILE_BYTES
     number = 0
     while not stop.is_set():
         temporary = directory / f"file-{number % 4}.tmp"
         with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
+            for start in range(0, FILE_BYTES, step):
+                handle.write(data[start:start + step])
+                handle.flush()
+                os.fdatasync(handle.fileno())
             os.fsync(handle.fileno())
         os.replace(temporary, directory / f"file-{number % 4}")
         number += 1
@@ -55,16 +59,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=Path("/var/tmp/auditlake-fsync"))
     parser.add_argument("--appends", type=int, default=300)
+    parser.add_argument("--piece-bytes", type=int, default=0,
+                        help="write the files back this much at a time (fdatasync after each piece); 0: all at once")
     args = parser.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(args.dir / "spool", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         print("append+fsync alone (p50, p99, max ms):", append_latencies(fd, args.appends))
         stop = threading.Event()
-        writer = threading.Thread(target=write_files, args=(args.dir, stop))
+        writer = threading.Thread(target=write_files, args=(args.dir, stop, args.piece_bytes))
         writer.start()
         try:
-            print("beside 8 MiB file writes (p50, p99, max ms):", append_latencies(fd, args.appends))
+            print(f"beside 8 MiB file writes, written back {args.piece_bytes or 'all at once'} (p50, p99, max ms):",
+                  append_latencies(fd, args.appends))
         finally:
             stop.set()
             writer.join()
