@@ -29,6 +29,7 @@ _PARSE_OPTIONS = pa_json.ParseOptions(
 # Tokens Arrow's reader accepts (in fields it otherwise ignores) and orjson does not.
 _NON_JSON_TOKENS = (b"NaN", b"Infinity")
 _MIN_BLOCK_BYTES = 1 << 20
+_MAX_STRING_BYTES = 2**31 - 1
 
 
 def parse_block(data: bytes) -> pa.Table | None:
@@ -36,9 +37,9 @@ def parse_block(data: bytes) -> pa.Table | None:
 
     None for: an empty or blank line, a line that is not one JSON object, a missing or non-string ``ts`` or
     id, a typed field that is not a string (the per-line path stores it as null), a repeated field, bytes
-    that are not UTF-8, NaN or Infinity anywhere.
+    that are not UTF-8, NaN or Infinity as a value, more bytes than a string column's 32-bit offsets hold.
     """
-    if not data or not data.endswith(b"\n") or _has_non_json_literal(data):
+    if not data or not data.endswith(b"\n") or len(data) > _MAX_STRING_BYTES or _has_non_json_literal(data):
         return None
     if not data.isascii():
         try:
@@ -51,7 +52,7 @@ def parse_block(data: bytes) -> pa.Table | None:
     options = pa_json.ReadOptions(use_threads=False, block_size=max(len(data) + 1, _MIN_BLOCK_BYTES))
     try:
         parsed = pa_json.read_json(pa.BufferReader(data), read_options=options, parse_options=_PARSE_OPTIONS)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+    except pa.ArrowException:  # whatever Arrow's reader cannot take, the per-line path judges
         return None
     if parsed.num_rows != len(newlines):
         return None  # two objects on one line, or a blank line of spaces
