@@ -397,6 +397,22 @@ def test_events_are_partitioned_by_their_own_ts(shared_service: Service) -> None
 
 # -- the bounded queue ------------------------------------------------------------------------------------
 
+def _queue_settled(svc: Service) -> None:
+    """Wait until the service's own start event is stored and nothing is queued.
+
+    The service's own events (service_start, audit_read) pass through the same queue; service_start is
+    queued once the writer first answers, which may be after the service reports ready.
+    """
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        status = status_of(svc)
+        trail = status["self_audit"]
+        if status["queue_size"] == 0 and trail["recorded"] >= 1 and trail["pending"] == 0:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"the queue never settled: {status}")
+
+
 def test_queue_full_is_503_all_or_nothing(service_factory) -> None:
     """With a queue of 5, a request of 6+ events is 503 "audit queue full" with Retry-After and counted as rejected."""
     svc = service_factory(AUDIT_SERVICE_QUEUE_MAX_SIZE="5")
@@ -409,10 +425,7 @@ def test_queue_full_is_503_all_or_nothing(service_factory) -> None:
         retry_after = header(headers, "Retry-After")
         assert retry_after is not None and retry_after.strip().isdigit() and int(retry_after) >= 1, headers
         assert status_of(svc)["rejected_events"] == before + size
-    # the service's own events (service_start, audit_read) pass through the same queue: let it empty
-    deadline = time.monotonic() + 10
-    while status_of(svc)["queue_size"] and time.monotonic() < deadline:
-        time.sleep(0.02)
+    _queue_settled(svc)
     assert post_ok(svc, {"events": [{"type": "auth", "tenant_id": accepted}] * 5})["accepted"] == 5
     wait_records(svc, 5, tenant_id=accepted)
     assert query_ok(svc, tenant_id=refused)["total"] == 0
@@ -421,9 +434,7 @@ def test_queue_full_is_503_all_or_nothing(service_factory) -> None:
 def test_a_full_queue_refuses_before_reading_the_body(service_factory) -> None:
     """While the queue is full, a request is 503 at once (not parsed: even a malformed body); then all is well."""
     svc = service_factory(AUDIT_SERVICE_QUEUE_MAX_SIZE="5")
-    deadline = time.monotonic() + 10
-    while status_of(svc)["queue_size"] and time.monotonic() < deadline:
-        time.sleep(0.02)
+    _queue_settled(svc)
     tenant = marker("held")
     writer_pid = svc.procs["writer"].pid
     os.kill(writer_pid, signal.SIGSTOP)  # the writer cannot acknowledge: what is sent stays queued
