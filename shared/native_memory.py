@@ -5,10 +5,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
-import logging
 import os
 
-log = logging.getLogger("auditlake.memory")
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 M_TRIM_THRESHOLD = -1  # mallopt parameters (malloc.h)
 M_MMAP_THRESHOLD = -3
@@ -24,8 +22,8 @@ ARENAS = 2
 # a spool read, a day's file and its gzip and Parquet buffers are all such blocks, several copies per
 # event in each process. Blocks under 32 MiB now come from the heap and are reused; the heap's top is
 # given back once 64 MiB of it is free, and the writer trims the rest when it is above its budget
-# (``writer.flusher``). Measured (bench/ingest_bench.py --seconds 10, same session): 100-event bodies
-# 35,290 -> 38,570 events/s, single-event bodies 1,953 -> 2,610 requests/s.
+# (``writer.flusher``). Measured (bench/ingest_bench.py --seconds 10 --overload-seconds 0 --skip-floor, same
+# session): 100-event bodies 35,290 -> 38,730 events/s, single-event bodies 1,953 -> 2,242 requests/s.
 MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024
 TRIM_THRESHOLD_BYTES = 64 * 1024 * 1024
 

@@ -26,7 +26,8 @@ def main() -> None:
 
     # Flushes build and drop tens of MB of Arrow buffers each; Arrow's own pool (mimalloc) kept them
     # resident and the writer grew to 556 MB under overload. With the C library's allocator, capped
-    # arenas (shared.native_memory) and a trim after a flush that leaves it above its budget it stays under 300 MB (bench/ingest_bench.py).
+    # arenas (shared.native_memory) and a trim after a flush that leaves it above its budget, the local
+    # backend's writer stays under 300 MB (bench/ingest_bench.py).
     pyarrow.set_memory_pool(pyarrow.system_memory_pool())
     from writer.service import WriterService
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 
 import numpy as np
 import pyarrow as pa
@@ -13,7 +12,6 @@ from shared.spool_format import SpoolRecord
 from writer import event_table
 from writer.dedupe import DedupeWindow, id_hashes
 
-log = logging.getLogger("auditlake.writer.batches")
 DayKey = tuple[str, str, str]
 
 
@@ -64,8 +62,7 @@ def _days(table: pa.Table) -> dict[DayKey, pa.Table]:
     runs: dict[DayKey, list[pa.Table]] = {}
     for prefix, start, end in prefix_runs(ordered.column("ts"), 10):
         runs.setdefault((prefix[0:4], prefix[5:7], prefix[8:10]), []).append(ordered.slice(start, end - start))
-    return {key: parts[0] if len(parts) == 1 else pa.concat_tables(parts).combine_chunks()
-            for key, parts in runs.items()}
+    return {key: event_table.joined(parts) for key, parts in runs.items()}
 
 
 def prefix_runs(stamps: pa.ChunkedArray | pa.Array, length: int) -> list[tuple[str, int, int]]:

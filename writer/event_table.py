@@ -21,11 +21,9 @@ from shared.s3_layout import STRING_COLUMNS
 ID = "audit_event_id"
 TYPED_FIELDS = ("received_at", *STRING_COLUMNS)
 PARSED_FIELDS = ("ts", *TYPED_FIELDS)
-SCHEMA = pa.schema([pa.field(name, pa.string()) for name in PARSED_FIELDS] + [pa.field("line", pa.string())])
-_PARSE_OPTIONS = pa_json.ParseOptions(
-    explicit_schema=pa.schema([pa.field(name, pa.string()) for name in PARSED_FIELDS]),
-    unexpected_field_behavior="ignore",
-)
+_PARSED_SCHEMA = pa.schema([pa.field(name, pa.string()) for name in PARSED_FIELDS])
+SCHEMA = _PARSED_SCHEMA.append(pa.field("line", pa.string()))
+_PARSE_OPTIONS = pa_json.ParseOptions(explicit_schema=_PARSED_SCHEMA, unexpected_field_behavior="ignore")
 # Tokens Arrow's reader accepts (in fields it otherwise ignores) and orjson does not.
 _NON_JSON_TOKENS = (b"NaN", b"Infinity")
 _MIN_BLOCK_BYTES = 1 << 20
@@ -92,12 +90,10 @@ def parse_lines(payloads: Iterable[bytes]) -> tuple[pa.Table, list[str], list[by
                 continue
             try:
                 event = orjson.loads(line)
-                ts = event["ts"]
                 event_id = event[ID]
+                if type(event["ts"]) is not str:
+                    raise TypeError("ts is not a string")
             except (orjson.JSONDecodeError, KeyError, TypeError):
-                unparsable.append(line)
-                continue
-            if type(ts) is not str:
                 unparsable.append(line)
                 continue
             ids.append(str(event_id))
@@ -107,6 +103,17 @@ def parse_lines(payloads: Iterable[bytes]) -> tuple[pa.Table, list[str], list[by
             lines.append(line.decode("utf-8") + "\n")
     arrays = [pa.array(columns[name], pa.string()) for name in PARSED_FIELDS]
     return pa.Table.from_arrays([*arrays, pa.array(lines, pa.string())], schema=SCHEMA), ids, unparsable
+
+
+def joined(parts: list[pa.Table]) -> pa.Table:
+    """Consecutive slices of event tables as one table (the slice itself when there is one)."""
+    return parts[0] if len(parts) == 1 else pa.concat_tables(parts).combine_chunks()
+
+
+def ts_bounds(events: pa.Table) -> tuple[str, str]:
+    """The first and the last ``ts`` of a non-empty table sorted by ``ts``."""
+    stamps = events.column("ts")
+    return stamps[0].as_py(), stamps[-1].as_py()
 
 
 def concatenated(lines: pa.Array) -> bytes:

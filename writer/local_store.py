@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 from isal import igzip
 
 from shared import layout
@@ -52,7 +51,7 @@ class LocalStore:
         """The relative paths a publish of ``batch`` writes, one per day, deterministic."""
         return [
             f"{year}/{month}/{day}/"
-            + layout.file_name(*_first_and_last_ts(events), batch.first_seq, batch.last_seq, self.gzip_enabled)
+            + layout.file_name(*event_table.ts_bounds(events), batch.first_seq, batch.last_seq, self.gzip_enabled)
             for (year, month, day), events in sorted(batch.days.items())
         ]
 
@@ -73,7 +72,7 @@ class LocalStore:
             self._write_file(sidecar_path(path), sidecar)
             self._write_file(path, body)
             published.append(PublishedFile(name, hashlib.sha256(body).hexdigest(), len(body), events.num_rows,
-                                            *_first_and_last_ts(events), hashlib.sha256(sidecar).hexdigest(),
+                                            *event_table.ts_bounds(events), hashlib.sha256(sidecar).hexdigest(),
                                             len(sidecar)))
             self.faults.reach("mid_publish")
         return PublishResult(published)
@@ -147,11 +146,6 @@ class LocalStore:
             "warning_percent": self.warning_percent,
             "critical_percent": self.critical_percent,
         }
-
-
-def _first_and_last_ts(events: pa.Table) -> tuple[str, str]:
-    stamps = events.column("ts")
-    return stamps[0].as_py(), stamps[-1].as_py()
 
 
 def _remove_if_empty(directory: Path) -> None:

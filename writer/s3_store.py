@@ -16,7 +16,7 @@ from shared import s3_layout
 from shared.s3_client import apply_retention
 from shared.errors import ConfigError
 from shared.settings import Settings
-from writer import object_lock, parquet_encode
+from writer import event_table, object_lock, parquet_encode
 from writer.batches import FlushBatch, prefix_runs
 from writer.faults import FaultPoints
 from writer.object_lock import ObjectLock
@@ -84,8 +84,7 @@ class S3Store:
                 if partition is None:
                     partition = partition_of_prefix[prefix] = s3_layout.partition_of(prefix, self.settings.s3_partition)
                 grouped.setdefault(partition, []).append(events.slice(start, end - start))
-        return sorted((partition, parts[0] if len(parts) == 1 else pa.concat_tables(parts).combine_chunks())
-                      for partition, parts in grouped.items())
+        return sorted((partition, event_table.joined(parts)) for partition, parts in grouped.items())
 
     def plan(self, batch: FlushBatch) -> list[str]:
         """One key per partition: ``<prefix>/dt=…/hour=…/<writer>-<first>-<last>.parquet``."""
@@ -113,9 +112,8 @@ class S3Store:
             self.uploads += 1
             self.observe_upload(time.monotonic() - started)
             self.bytes_uploaded += len(body)
-            stamps = events.column("ts")
             published.append(PublishedFile(key, hashlib.sha256(body).hexdigest(), len(body), events.num_rows,
-                                           stamps[0].as_py(), stamps[-1].as_py()))
+                                           *event_table.ts_bounds(events)))
             log.info("upload", extra={"key": key, "events": events.num_rows, "bytes": len(body),
                                       "duration_ms": round((time.monotonic() - started) * 1000, 2)})
             self.faults.reach("mid_publish")
