@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import time
 
 from tests.ledger import Ledger, LoadGenerator, make_events, poll, settle, wait_for_acks
@@ -10,6 +12,22 @@ from tests.ledger import Ledger, LoadGenerator, make_events, poll, settle, wait_
 def _post_one(service) -> int:
     events = make_events(50, "probe")
     return service.post({"events": events}, timeout=5)
+
+
+def _fill_disk(path) -> None:
+    """Write zeros to path until the file system is full, through the raw descriptor.
+
+    A buffered file would keep the bytes of a short write and raise ENOSPC again on close.
+    """
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        while True:
+            os.write(descriptor, b"\0" * 65536)
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+    finally:
+        os.close(descriptor)
 
 
 def test_read_only_store_keeps_accepting_and_recovers(service_factory, tmpfs) -> None:
@@ -82,13 +100,7 @@ def test_full_spool_disk_answers_503_then_recovers(service_factory, tmpfs) -> No
     filler = spool.path / "filler"
     try:
         wait_for_acks(ledger, 100)
-        with open(filler, "wb") as handle:
-            try:
-                while True:
-                    handle.write(b"\0" * 65536)
-                    handle.flush()
-            except OSError:
-                pass
+        _fill_disk(filler)
         poll(lambda: ledger.refused, 20, "no request was refused on a full disk")
         status, _, headers = _post_one(service)
         assert status == 503 and headers.get("Retry-After")
