@@ -57,11 +57,53 @@ class SpoolRecord:
         return self.payload.count(b"\n")
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class SpoolRange:
+    """The payloads of consecutive records back to back in one buffer, and where each payload ends."""
+
+    first_seq: int
+    last_seq: int
+    data: bytes | bytearray
+    ends: list[int]
+
+    @classmethod
+    def of(cls, records: list[SpoolRecord]) -> SpoolRange:
+        """The range of records already in memory."""
+        ends, position = [], 0
+        for record in records:
+            position += len(record.payload)
+            ends.append(position)
+        first, last = (records[0].seq, records[-1].seq) if records else (0, 0)
+        return cls(first, last, b"".join(record.payload for record in records), ends)
+
+    def payloads(self) -> Iterator[bytes]:
+        """Each record's payload (a copy), in order."""
+        view = memoryview(self.data)
+        start = 0
+        for end in self.ends:
+            yield bytes(view[start:end])
+            start = end
+
+
+def check_record(header: bytes, payload: bytes | memoryview, path: Path, offset: int) -> int:
+    """The seq of a whole record read back as its header and its payload; SpoolCorrupt unless both check."""
+    magic, version, _reserved, seq, _batch_id, length, crc = HEADER.unpack_from(header)
+    if magic != MAGIC or version != VERSION or length != len(payload):
+        raise SpoolCorrupt(path, offset, "bad record header")
+    if crc32(payload, crc32(header[2:24])) != crc:
+        raise SpoolCorrupt(path, offset, "checksum mismatch")
+    return seq
+
+
 def encode_record(seq: int, batch_id: int, payload: bytes) -> bytes:
     """Encode one spool record."""
+    return record_header(seq, batch_id, payload) + payload
+
+
+def record_header(seq: int, batch_id: int, payload: bytes) -> bytes:
+    """The header of the record of ``payload`` (the record is the header, then the payload)."""
     partial = struct.pack(">BBQQI", VERSION, 0, seq, batch_id, len(payload))
-    crc = crc32(payload, crc32(partial))
-    return MAGIC + partial + struct.pack(">I", crc) + payload
+    return MAGIC + partial + struct.pack(">I", crc32(payload, crc32(partial)))
 
 
 def segment_name(first_seq: int) -> str:

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from shared.spool_format import SpoolRecord
+from shared.spool_format import SpoolRange, SpoolRecord
 from writer import event_table
 from writer.dedupe import DedupeWindow, id_hashes
 
@@ -17,7 +17,7 @@ DayKey = tuple[str, str, str]
 
 @dataclasses.dataclass
 class FlushBatch:
-    """The events of one spool range: per UTC day a table (``event_table.SCHEMA``) sorted by ``ts``."""
+    """The events of one spool range: per UTC day a table (``event_table.ORDERED_SCHEMA``) sorted by ``ts``."""
 
     first_seq: int
     last_seq: int
@@ -29,17 +29,22 @@ class FlushBatch:
 
 
 def group_records(records: list[SpoolRecord], window: DedupeWindow | None = None) -> FlushBatch:
-    """Parse the records' lines once, drop ids seen earlier in the range or in the window, group by day.
+    """``group_range`` of records already in memory."""
+    return group_range(SpoolRange.of(records), window)
+
+
+def group_range(span: SpoolRange, window: DedupeWindow | None = None) -> FlushBatch:
+    """Parse the range's lines once, drop ids seen earlier in the range or in the window, group by day.
 
     Days are keyed by ``(ts[0:4], ts[5:7], ts[8:10])``; within a day events keep the order of a stable
-    sort by ``ts`` (equal stamps in spool order).
+    sort by ``ts`` (equal stamps in spool order). The day tables' lines point into ``span.data``.
     """
-    table = event_table.parse_block(b"".join(record.payload for record in records))
+    table = event_table.parse_block(span.data)
     if table is not None:
         ids = table.column(event_table.ID).to_pylist()
         unparsable: list[bytes] = []
     else:
-        table, ids, unparsable = event_table.parse_lines(record.payload for record in records)
+        table, ids, unparsable = event_table.parse_lines(span.payloads())
     hashes = np.array(id_hashes(ids), dtype=np.uint64)
     keep = np.zeros(len(hashes), dtype=bool)
     keep[np.unique(hashes, return_index=True)[1]] = True  # the first of each id in the range
@@ -47,21 +52,23 @@ def group_records(records: list[SpoolRecord], window: DedupeWindow | None = None
         earlier = window.seen(hashes.tolist())
         if earlier:
             keep &= ~np.isin(hashes, np.fromiter(earlier, dtype=np.uint64))
-    kept = table.filter(pa.array(keep)) if not keep.all() else table
-    first = records[0].seq if records else 0
-    last = records[-1].seq if records else 0
-    return FlushBatch(first, last, _days(kept), kept.num_rows, len(hashes) - kept.num_rows, unparsable,
+    kept = int(keep.sum())
+    return FlushBatch(span.first_seq, span.last_seq, _days(table, np.flatnonzero(keep)), kept, len(hashes) - kept, unparsable,
                       hashes[keep].tolist())
 
 
-def _days(table: pa.Table) -> dict[DayKey, pa.Table]:
-    """The table sorted by ``ts`` (stable), cut into days; prefixes naming the same day are merged in order."""
-    if not table.num_rows:
+def _days(table: pa.Table, kept: np.ndarray) -> dict[DayKey, pa.Table]:
+    """The rows ``kept`` sorted by ``ts`` (stable), cut into days; prefixes naming the same day are merged in
+    order. The lines stay where they were parsed (``event_table.ordered``)."""
+    if not len(kept):
         return {}
-    ordered = table.take(pc.sort_indices(table.column("ts"))).combine_chunks()
-    runs: dict[DayKey, list[pa.Table]] = {}
+    stamps = table.column("ts")
+    if len(kept) < table.num_rows:
+        stamps = stamps.take(pa.array(kept))
+    ordered = event_table.ordered(table, kept[np.asarray(pc.sort_indices(stamps))])
+    runs: dict[DayKey, list[tuple[pa.Table, int, int]]] = {}
     for prefix, start, end in prefix_runs(ordered.column("ts"), 10):
-        runs.setdefault((prefix[0:4], prefix[5:7], prefix[8:10]), []).append(ordered.slice(start, end - start))
+        runs.setdefault((prefix[0:4], prefix[5:7], prefix[8:10]), []).append((ordered, start, end))
     return {key: event_table.joined(parts) for key, parts in runs.items()}
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from shared.s3_layout import STRING_COLUMNS
@@ -23,6 +24,8 @@ TYPED_FIELDS = ("received_at", *STRING_COLUMNS)
 PARSED_FIELDS = ("ts", *TYPED_FIELDS)
 _PARSED_SCHEMA = pa.schema([pa.field(name, pa.string()) for name in PARSED_FIELDS])
 SCHEMA = _PARSED_SCHEMA.append(pa.field("line", pa.string()))
+# A flush's day tables: ``line`` as views into the parsed bytes, so sorting moves 16 bytes a row, not the line.
+ORDERED_SCHEMA = _PARSED_SCHEMA.append(pa.field("line", pa.string_view()))
 _PARSE_OPTIONS = pa_json.ParseOptions(explicit_schema=_PARSED_SCHEMA, unexpected_field_behavior="ignore")
 # Tokens Arrow's reader accepts (in fields it otherwise ignores) and orjson does not.
 _NON_JSON_TOKENS = (b"NaN", b"Infinity")
@@ -30,7 +33,7 @@ _MIN_BLOCK_BYTES = 1 << 20
 _MAX_STRING_BYTES = 2**31 - 1
 
 
-def parse_block(data: bytes) -> pa.Table | None:
+def parse_block(data: bytes | bytearray) -> pa.Table | None:
     """The table of NDJSON ``data`` (every line ending in a newline), or None when the per-line path must decide.
 
     None for: an empty or blank line, a line that is not one JSON object, a missing or non-string ``ts`` or
@@ -39,14 +42,18 @@ def parse_block(data: bytes) -> pa.Table | None:
     """
     if not data or not data.endswith(b"\n") or len(data) > _MAX_STRING_BYTES or _has_non_json_literal(data):
         return None
-    if not data.isascii():
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
     newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 0x0A)
     if newlines[0] == 0 or (np.diff(newlines) == 1).any():
         return None  # an empty line: the reader would skip it
+    offsets = np.empty(len(newlines) + 1, dtype=np.int32)
+    offsets[0] = 0
+    offsets[1:] = newlines + 1
+    line = pa.StringArray.from_buffers(len(newlines), pa.py_buffer(offsets), pa.py_buffer(data))
+    if not data.isascii():
+        try:
+            line.validate(full=True)  # UTF-8 checked in place (``decode`` would build a str of the whole range)
+        except pa.ArrowInvalid:
+            return None
     options = pa_json.ReadOptions(use_threads=False, block_size=max(len(data) + 1, _MIN_BLOCK_BYTES))
     try:
         parsed = pa_json.read_json(pa.BufferReader(data), read_options=options, parse_options=_PARSE_OPTIONS)
@@ -57,10 +64,6 @@ def parse_block(data: bytes) -> pa.Table | None:
     parsed = parsed.combine_chunks()
     if parsed.column("ts").null_count or parsed.column(ID).null_count:
         return None
-    offsets = np.empty(len(newlines) + 1, dtype=np.int32)
-    offsets[0] = 0
-    offsets[1:] = newlines + 1
-    line = pa.StringArray.from_buffers(len(newlines), pa.py_buffer(offsets), pa.py_buffer(data))
     return pa.Table.from_arrays([*parsed.columns, line], schema=SCHEMA)
 
 
@@ -105,8 +108,75 @@ def parse_lines(payloads: Iterable[bytes]) -> tuple[pa.Table, list[str], list[by
     return pa.Table.from_arrays([*arrays, pa.array(lines, pa.string())], schema=SCHEMA), ids, unparsable
 
 
-def joined(parts: list[pa.Table]) -> pa.Table:
-    """Consecutive slices of event tables as one table (the slice itself when there is one)."""
+def ordered(table: pa.Table, order: np.ndarray) -> pa.Table:
+    """The rows ``order`` of an event table (``SCHEMA`` or ``ORDERED_SCHEMA``) as an ``ORDERED_SCHEMA`` table:
+    the small columns taken, ``line`` as views into the same bytes (the lines themselves are not copied)."""
+    indices = pa.array(order, pa.int64())
+    columns = [table.column(name).take(indices) for name in PARSED_FIELDS]
+    return pa.Table.from_arrays([*columns, line_views(table.column("line"), order)], schema=ORDERED_SCHEMA)
+
+
+def line_views(lines: pa.Array | pa.ChunkedArray, order: np.ndarray | None = None, trim: int = 0) -> pa.Array:
+    """A ``string_view`` array of the values ``order`` (all, in order, when None) of a string or string-view
+    array without their last ``trim`` bytes, pointing into the array's own data buffers (no copy of values).
+
+    Values that would end up 12 bytes or shorter are stored inline by the format, so the values are then
+    copied instead (no event line is that short; the copy keeps the function total).
+    """
+    lines = one_array(lines)
+    if lines.null_count:
+        raise ValueError("event lines are never null")
+    if pa.types.is_string_view(lines.type):
+        views = np.frombuffer(lines.buffers()[1], dtype=np.int32).reshape(-1, 4)[lines.offset:lines.offset + len(lines)]
+        views = views[order] if order is not None else views.copy()
+        data_buffers = lines.buffers()[2:]
+        lengths = views[:, 0] - trim
+        inline = lengths <= 12
+    else:
+        offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)[lines.offset:lines.offset + len(lines) + 1]
+        starts, lengths = offsets[:-1], np.diff(offsets) - trim
+        if order is not None:
+            starts, lengths = starts[order], lengths[order]
+        inline = lengths <= 12
+        data_buffers = [lines.buffers()[2]]
+        views = np.zeros((len(lengths), 4), dtype=np.int32)
+        if len(lengths) and not inline.any():
+            first_bytes = np.frombuffer(data_buffers[0], dtype=np.uint8)[starts[:, None] + np.arange(4)]
+            views[:, 1] = np.ascontiguousarray(first_bytes).view(np.int32)[:, 0]
+            views[:, 3] = starts
+    if inline.any():
+        return _copied_views(lines, order, trim)
+    views[:, 0] = lengths
+    return pa.Array.from_buffers(pa.string_view(), len(views), [None, pa.py_buffer(views), *data_buffers])
+
+
+def one_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """A column as one array: its only chunk as it is (``combine_chunks`` would copy even that), else joined."""
+    if isinstance(values, pa.Array):
+        return values
+    return values.chunk(0) if values.num_chunks == 1 else values.combine_chunks()
+
+
+def _copied_views(lines: pa.Array, order: np.ndarray | None, trim: int) -> pa.Array:
+    """``line_views`` by copying the values, for when some are short enough to be stored inline."""
+    values = lines.cast(pa.string())
+    if order is not None:
+        values = values.take(pa.array(order, pa.int64()))
+    if trim:
+        values = pc.binary_slice(values.cast(pa.binary()), 0, -trim).cast(pa.string())
+    return values.cast(pa.string_view())
+
+
+def joined(runs: list[tuple[pa.Table, int, int]]) -> pa.Table:
+    """Rows ``start:end`` of event tables, in order, as one table: a run that continues the previous one in
+    the same table extends its slice, so rows that are adjacent in their table are not copied."""
+    merged: list[tuple[pa.Table, int, int]] = []
+    for table, start, end in runs:
+        if merged and merged[-1][0] is table and merged[-1][2] == start:
+            merged[-1] = (table, merged[-1][1], end)
+        else:
+            merged.append((table, start, end))
+    parts = [table.slice(start, end - start) for table, start, end in merged]
     return parts[0] if len(parts) == 1 else pa.concat_tables(parts).combine_chunks()
 
 
@@ -117,9 +187,11 @@ def ts_bounds(events: pa.Table) -> tuple[str, str]:
 
 
 def concatenated(lines: pa.Array) -> bytes:
-    """The bytes of a string array's values back to back (one copy, however the array was sliced)."""
+    """The bytes of a string or string-view array's values back to back."""
     if not len(lines):
         return b""
+    if pa.types.is_string_view(lines.type):
+        lines = lines.cast(pa.string())
     _, offsets, data = lines.buffers()
     bounds = np.frombuffer(offsets, dtype=np.int32)[[lines.offset, lines.offset + len(lines)]]
     return data[int(bounds[0]):int(bounds[1])].to_pybytes()

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from shared import native_memory
-from writer.batches import group_records
+from writer.batches import group_range
 from writer.dedupe import DedupeWindow
 from writer.store import Store
 from writer.spool import FlushMarker, Spool
@@ -114,9 +114,9 @@ class Flusher:
         first, last = entries[0].seq, entries[-1].seq
         started = time.monotonic()
         try:
-            records = await loop.run_in_executor(None, self.spool.read_entries, entries)
-            batch = await loop.run_in_executor(None, group_records, records, self.window)
-            del records  # the batch holds what it needs; an S3 flush's records are up to 64 MiB
+            span = await loop.run_in_executor(None, self.spool.read_range, entries)
+            batch = await loop.run_in_executor(None, group_range, span, self.window)
+            del span  # the batch holds what it needs (its lines point into the range's buffer)
             names = self.store.plan(batch)
             if redo is not None:
                 stale = [name for name in redo.names if name not in names]

@@ -65,7 +65,7 @@ class LocalStore:
         for name, (_, events) in zip(names, sorted(batch.days.items())):
             path = self.root / name
             path.parent.mkdir(parents=True, exist_ok=True)
-            body = event_table.concatenated(events.column("line").combine_chunks())
+            body = event_table.concatenated(event_table.one_array(events.column("line")))
             if self.gzip_enabled:
                 body = igzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
             sidecar = parquet_encode.encode(events)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from shared.s3_layout import DICTIONARY_COLUMNS, SCHEMA, STRING_COLUMNS, UTC_MICROS
+from writer import event_table
 
 ROW_GROUP_ROWS = 32_768
 # zstd level 1: on 20,000 events of ~614 bytes (bench/read_bench.py make_event) writing the table took
@@ -18,6 +20,11 @@ ZSTD_LEVEL = 1
 # objects (2.88 → 3.22 MB), writing time unchanged within noise.
 DATA_PAGE_BYTES = 64 * 1024
 WRITE_BATCH_ROWS = 64
+# ``record_json`` is written from views into the flush's parsed bytes rather than a copy of them (64 MiB for
+# a full S3 object). Arrow would record ``string_view`` as the column's type, so the file carries the
+# schema Arrow stores for ``SCHEMA`` (``ARROW:schema``, the IPC schema in base64) instead.
+VIEW_SCHEMA = SCHEMA.set(SCHEMA.get_field_index("record_json"), SCHEMA.field("record_json").with_type(pa.string_view()))
+STORED_SCHEMA = base64.b64encode(SCHEMA.serialize().to_pybytes())
 
 
 class VerificationError(Exception):
@@ -33,24 +40,27 @@ def encode(events: pa.Table) -> bytes:
 
 
 def to_parquet(table: pa.Table) -> bytes:
-    """The Parquet bytes of a table of ``SCHEMA`` (zstd, dictionary columns, row groups, statistics)."""
+    """The Parquet bytes of a table of ``SCHEMA`` or ``VIEW_SCHEMA`` (zstd, dictionary columns, row groups,
+    statistics); the file's Arrow schema is ``SCHEMA`` either way, so readers see ``record_json`` as a string."""
     sink = pa.BufferOutputStream()  # Arrow's own sink: a Python file object would take the GIL for every write
-    pq.write_table(table, sink, compression="zstd", compression_level=ZSTD_LEVEL,
-                   use_dictionary=DICTIONARY_COLUMNS, row_group_size=ROW_GROUP_ROWS, write_statistics=True,
-                   data_page_size=DATA_PAGE_BYTES, write_batch_size=WRITE_BATCH_ROWS)
+    with pq.ParquetWriter(sink, table.schema, compression="zstd", compression_level=ZSTD_LEVEL,
+                          use_dictionary=DICTIONARY_COLUMNS, write_statistics=True, data_page_size=DATA_PAGE_BYTES,
+                          write_batch_size=WRITE_BATCH_ROWS, store_schema=False) as writer:
+        writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+        writer.add_key_value_metadata({b"ARROW:schema": STORED_SCHEMA})
     return sink.getvalue().to_pybytes()
 
 
 def typed_table(events: pa.Table) -> pa.Table:
-    """The Parquet schema's table of ``event_table.SCHEMA`` rows: stamps as timestamps, the line without its
-    newline as ``record_json``."""
+    """The Parquet columns of event-table rows (``event_table.SCHEMA`` or ``ORDERED_SCHEMA``): stamps as
+    timestamps, ``record_json`` as views of the lines without their newline (``VIEW_SCHEMA``)."""
     columns = [
         events.column("ts").cast(UTC_MICROS),
         _timestamps(events.column("received_at")),
         *[events.column(name) for name in STRING_COLUMNS],
-        pc.utf8_slice_codeunits(events.column("line"), 0, -1),
+        event_table.line_views(events.column("line"), trim=1),
     ]
-    return pa.Table.from_arrays(columns, schema=SCHEMA)
+    return pa.Table.from_arrays(columns, schema=VIEW_SCHEMA)
 
 
 def _timestamps(values: pa.ChunkedArray) -> pa.ChunkedArray:

@@ -74,16 +74,16 @@ class S3Store:
         """The batch's events by partition, in batch order within each, partitions sorted.
 
         A partition depends on ``ts[0:16]`` only, so it is computed once per distinct prefix; a day's
-        events are sorted by ``ts``, so a partition is a few runs of rows, moved as slices.
+        events are sorted by ``ts``, so a partition's runs of rows are adjacent: one slice, not a copy.
         """
-        grouped: dict[str, list[pa.Table]] = {}
+        grouped: dict[str, list[tuple[pa.Table, int, int]]] = {}
         partition_of_prefix: dict[str, str] = {}
         for events in batch.days.values():
             for prefix, start, end in prefix_runs(events.column("ts"), 16):
                 partition = partition_of_prefix.get(prefix)
                 if partition is None:
                     partition = partition_of_prefix[prefix] = s3_layout.partition_of(prefix, self.settings.s3_partition)
-                grouped.setdefault(partition, []).append(events.slice(start, end - start))
+                grouped.setdefault(partition, []).append((events, start, end))
         return sorted((partition, event_table.joined(parts)) for partition, parts in grouped.items())
 
     def plan(self, batch: FlushBatch) -> list[str]:

@@ -73,7 +73,7 @@ def _assert_same(got: FlushBatch, want: FlushBatch) -> None:
     assert _as_lists(got) == want.days
     assert sorted(got.id_hashes) == sorted(want.id_hashes)
     for events in got.days.values():
-        assert events.schema.equals(event_table.SCHEMA)
+        assert events.schema.equals(event_table.ORDERED_SCHEMA)
 
 
 def _random_records(generator: random.Random, count: int, odd_share: float = 0.1) -> list[SpoolRecord]:

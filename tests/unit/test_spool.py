@@ -50,6 +50,36 @@ async def test_reopen_indexes_unflushed_records_and_remembers_batches(tmp_path: 
     reopened.release()
 
 
+async def test_a_range_reads_back_as_one_buffer_across_segments(tmp_path: Path) -> None:
+    """``read_range`` puts the payloads of consecutive records, spread over segments, back to back in one
+    buffer with each payload's end; a record changed on disk is refused as ``read_entries`` refuses it."""
+    payloads = [b'{"n":%d}\n' % index * (index + 1) for index in range(40)]
+    spool = Spool(tmp_path, 200, 1 << 30)
+    spool.open()
+    committer = asyncio.create_task(spool.run_committer())
+    for index, payload in enumerate(payloads):  # one commit each, so segments roll over between them
+        await spool.append(1000 + index, payload)
+    spool.close()
+    await committer
+    spool.release()
+    reopened = Spool(tmp_path, 200, 1 << 30)
+    reopened.open()
+    assert len(spool_format.list_segments(tmp_path)) > 3
+    entries = list(reopened.index)[5:30]
+    span = reopened.read_range(entries)
+    assert (span.first_seq, span.last_seq) == (6, 30)
+    assert bytes(span.data) == b"".join(payloads[5:30])
+    assert list(span.payloads()) == payloads[5:30]
+    in_memory = spool_format.SpoolRange.of(reopened.read_entries(entries))
+    assert (in_memory.first_seq, in_memory.last_seq, in_memory.ends) == (span.first_seq, span.last_seq, span.ends)
+    with open(entries[3].path, "r+b") as handle:
+        handle.seek(entries[3].offset + spool_format.HEADER_SIZE)
+        handle.write(b"X")
+    with pytest.raises(spool_format.SpoolCorrupt):
+        reopened.read_range(entries)
+    reopened.release()
+
+
 async def test_torn_tail_is_trimmed(tmp_path: Path) -> None:
     """Half a record at the end of a segment (a crash mid-append) is cut off; whole records survive."""
     await _spool_with(tmp_path, [b'{"a":1}\n', b'{"b":2}\n'])
@@ -126,3 +156,31 @@ def test_record_checksum_is_zlibs_crc32_so_spools_of_earlier_builds_still_read(t
     records, valid_end = spool_format.read_segment(path)
     assert [(record.seq, record.batch_id, record.payload) for record in records] == [(7, 70, payload)]
     assert valid_end == len(earlier)
+
+
+async def test_a_group_is_written_piece_by_piece_through_short_writes(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Headers and payloads go to ``writev`` unjoined: more pieces than one call takes, and calls that write
+    only part of what they were given, still leave every record whole and in order."""
+    real_writev = os.writev
+    calls = []
+
+    def short_writev(fd: int, buffers: list) -> int:
+        calls.append(len(buffers))
+        budget = 1000  # at most this many bytes a call, often ending inside a piece
+        taken = []
+        for buffer in buffers:
+            taken.append(bytes(buffer)[:budget])
+            budget -= len(taken[-1])
+            if not budget:
+                break
+        return real_writev(fd, taken)
+
+    monkeypatch.setattr(os, "writev", short_writev)
+    payloads = [b'{"n":%d}\n' % index * (1 + index % 7) for index in range(700)]
+    await _spool_with(tmp_path, payloads, segment_bytes=1 << 30)
+    assert max(calls) == 1024 and len(calls) > 2
+    reopened = Spool(tmp_path, 1 << 30, 1 << 30)
+    reopened.open()
+    assert [record.payload for record in reopened.read_entries(list(reopened.index))] == payloads
+    reopened.release()
