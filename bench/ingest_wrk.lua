@@ -1,5 +1,6 @@
 -- wrk script for bench/ingest_bench.py: POSTs a body template with unique audit_event_ids, optional pacing.
--- Environment: BENCH_TEMPLATE (file with "@ID@" placeholders), BENCH_DELAY_MS (per-connection pause), BENCH_OUT.
+-- Environment: BENCH_TEMPLATE (file with "@ID@" placeholders), BENCH_DELAY_MS (per-connection pause), BENCH_OUT,
+-- BENCH_SPREAD=1 (pauses drawn from an exponential distribution with that mean, so connections do not move in step).
 local threads = {}
 local counter = 0
 
@@ -22,6 +23,8 @@ function init(args)
   end
   tail = string.sub(text, start)
   pause = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
+  spread = os.getenv("BENCH_SPREAD") == "1"
+  math.randomseed(os.time() * 1000 + tid)
   statuses = {}
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
@@ -39,6 +42,9 @@ function request()
 end
 
 function delay()
+  if spread then
+    return math.floor(-pause * math.log(1 - math.random()) + 0.5)
+  end
   return pause
 end
 

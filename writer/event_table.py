@@ -30,6 +30,7 @@ _PARSE_OPTIONS = pa_json.ParseOptions(explicit_schema=_PARSED_SCHEMA, unexpected
 # Tokens Arrow's reader accepts (in fields it otherwise ignores) and orjson does not.
 _NON_JSON_TOKENS = (b"NaN", b"Infinity")
 _MIN_BLOCK_BYTES = 1 << 20
+_NEWLINE_PIECE_BYTES = 4 << 20
 _MAX_STRING_BYTES = 2**31 - 1
 
 
@@ -42,7 +43,7 @@ def parse_block(data: bytes | bytearray) -> pa.Table | None:
     """
     if not data or not data.endswith(b"\n") or len(data) > _MAX_STRING_BYTES or _has_non_json_literal(data):
         return None
-    newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 0x0A)
+    newlines = _newline_positions(data)
     if newlines[0] == 0 or (np.diff(newlines) == 1).any():
         return None  # an empty line: the reader would skip it
     offsets = np.empty(len(newlines) + 1, dtype=np.int32)
@@ -65,6 +66,14 @@ def parse_block(data: bytes | bytearray) -> pa.Table | None:
     if parsed.column("ts").null_count or parsed.column(ID).null_count:
         return None
     return pa.Table.from_arrays([*parsed.columns, line], schema=SCHEMA)
+
+
+def _newline_positions(data: bytes | bytearray) -> np.ndarray:
+    """The offsets of the newlines in ``data``, found a piece at a time: comparing the whole range at once
+    would allocate a mask as large as the range (64 MiB for a full S3 object)."""
+    values = np.frombuffer(data, dtype=np.uint8)
+    return np.concatenate([np.flatnonzero(values[start:start + _NEWLINE_PIECE_BYTES] == 0x0A) + start
+                           for start in range(0, len(values), _NEWLINE_PIECE_BYTES)])
 
 
 def _has_non_json_literal(data: bytes) -> bool:
