@@ -127,6 +127,22 @@ def test_clean_records_take_the_block_parse_and_give_the_same_batch(tmp_path: Pa
     assert block_parsed >= 30
 
 
+@pytest.mark.parametrize("piece_bytes", [1, 7, 64, 1000])
+def test_newlines_found_piece_by_piece_are_every_newline(monkeypatch: pytest.MonkeyPatch, piece_bytes: int) -> None:
+    """The block parse looks for newlines a piece at a time; pieces ending on, just before or just after a
+    newline find the same lines and the same batch as one pass over the whole range."""
+    generator = random.Random(5)
+    records = [SpoolRecord(record.seq, record.batch_id, record.payload.replace(b'"action":5', b'"action":"5"'))
+               for record in _random_records(generator, 30, odd_share=0)]
+    data = b"".join(record.payload for record in records)
+    whole = event_table.parse_block(data)
+    monkeypatch.setattr(event_table, "_NEWLINE_PIECE_BYTES", piece_bytes)
+    assert [index for index, byte in enumerate(data) if byte == 0x0A] == event_table._newline_positions(data).tolist()
+    pieces = event_table.parse_block(data)
+    assert whole is not None and pieces is not None and pieces.equals(whole)
+    _assert_same(group_records(records), _reference(records))
+
+
 def test_nan_or_infinity_inside_strings_keeps_the_block_parse() -> None:
     """Random ids and text contain "NaN" now and then; only a NaN or Infinity value sends the block per line."""
     text = b'{"ts":"2026-11-29T00:00:00.000000Z","audit_event_id":"qNaNz","note":"to Infinity"}\n'
