@@ -162,5 +162,7 @@ def test_after_a_failed_batch_the_worker_holds_events_back_until_the_service_ret
         audit_server.mode = "accept"
         assert wait_until(lambda: len(audit_server.accepted()) == 5, timeout=5)
         assert audit_server.requests[1].at - failed_at >= 0.9
+        # The server records an event before it answers; the producer counts it once the answer is read.
+        assert wait_until(lambda: producer.stats().sent == 5, timeout=5)
         stats = producer.stats()
     assert (stats.sent, stats.failed, stats.dropped) == (5, 1, 1)
