@@ -160,11 +160,14 @@ def test_nan_or_infinity_inside_strings_keeps_the_block_parse() -> None:
                                   b'{"ts":"2026-11-29T00:00:00.000000Z","audit_event_id":"a"} {"ts":"x"}',
                                   b'   ', b''])
 def test_the_block_parse_declines_what_it_could_read_differently(line: bytes) -> None:
-    """NaN, a repeated or non-string field, bad UTF-8, two objects or a blank line: the per-line path decides."""
+    """NaN, a repeated or non-string field, bad UTF-8, two objects or a blank line: the per-line path decides.
+    The same holds for a ``bytearray`` range, which is what the flusher reads from the spool."""
     good = b'{"ts":"2026-11-29T00:00:00.000000Z","audit_event_id":"b","type":"t"}\n'
     assert event_table.parse_block(good * 3) is not None
+    assert event_table.parse_block(bytearray(good * 3)).equals(event_table.parse_block(good * 3))
     data = good + line + b"\n" + good
     assert event_table.parse_block(data) is None
+    assert event_table.parse_block(bytearray(data)) is None
     record = SpoolRecord(1, 1, data)
     _assert_same(group_records([record]), _reference([record]))
 
