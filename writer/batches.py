@@ -53,8 +53,8 @@ def group_range(span: SpoolRange, window: DedupeWindow | None = None) -> FlushBa
         if earlier:
             keep &= ~np.isin(hashes, np.fromiter(earlier, dtype=np.uint64))
     kept = int(keep.sum())
-    return FlushBatch(span.first_seq, span.last_seq, _days(table, np.flatnonzero(keep)), kept, len(hashes) - kept, unparsable,
-                      hashes[keep].tolist())
+    return FlushBatch(span.first_seq, span.last_seq, _days(table, np.flatnonzero(keep)), kept, len(hashes) - kept,
+                      unparsable, hashes[keep].tolist())
 
 
 def _days(table: pa.Table, kept: np.ndarray) -> dict[DayKey, pa.Table]:

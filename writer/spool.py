@@ -9,7 +9,6 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -346,8 +345,10 @@ class Spool:
     # -- flushing support --------------------------------------------------------------------------
 
     def read_entries(self, entries: list[IndexEntry]) -> list[spool_format.SpoolRecord]:
-        """Read the records of index entries back from their segments (in a worker thread)."""
-        return list(self._checked_records(entries))
+        """Read the records of index entries back from their segments, checked (in a worker thread)."""
+        span = self.read_range(entries)
+        return [spool_format.SpoolRecord(entry.seq, entry.batch_id, payload)
+                for entry, payload in zip(entries, span.payloads())]
 
     def read_range(self, entries: list[IndexEntry]) -> spool_format.SpoolRange:
         """The payloads of consecutive index entries back to back in one buffer (in a worker thread).
@@ -378,23 +379,6 @@ class Spool:
                 handle.close()
         first, last = (entries[0].seq, entries[-1].seq) if entries else (0, 0)
         return spool_format.SpoolRange(first, last, data, ends)
-
-    def _checked_records(self, entries: list[IndexEntry]) -> Iterator[spool_format.SpoolRecord]:
-        """The record of each index entry, read back and checked against the entry."""
-        handles: dict[Path, Any] = {}
-        try:
-            for entry in entries:
-                handle = handles.get(entry.path)
-                if handle is None:
-                    handle = handles[entry.path] = open(entry.path, "rb")
-                data = os.pread(handle.fileno(), entry.length, entry.offset)
-                parsed = list(spool_format.iter_records(data, entry.path))
-                if len(parsed) != 1 or parsed[0][1].seq != entry.seq:
-                    raise SpoolCorrupt(entry.path, entry.offset, "record changed on disk")
-                yield parsed[0][1]
-        finally:
-            for handle in handles.values():
-                handle.close()
 
     def quarantine_lines(self, first: int, last: int, lines: list[bytes]) -> None:
         """Keep lines that could not be parsed as events, so nothing is silently discarded."""
