@@ -1,0 +1,114 @@
+"""Resident memory of one S3 flush's steps: read the spool range, group it, publish it to a moto server.
+
+Usage: .venv/bin/python bench/flush_memory.py [--events 110000] [--rounds 3]
+Writes ``--events`` bench events (``read_bench.make_event``, 100 a record, about 64 MiB for the default)
+into a spool segment, then flushes that range ``--rounds`` times through the writer's own code:
+``Spool.read_range``, ``group_range``, ``S3Store.publish`` to a ``moto.server`` process on loopback. A
+thread samples resident memory every 0.5 ms. After each step it prints the resident size, the peak since
+the previous step and Arrow's pool (now and its maximum). Each round ends with ``malloc_trim``, as the
+writer trims after a flush when it is large. The heap is set up as in the writer (``native_memory``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent))
+sys.path.insert(0, str(BENCH))
+
+import pyarrow as pa  # noqa: E402
+
+from flush_bench import records  # noqa: E402
+from moto_process import start_moto, stop_moto  # noqa: E402
+from shared import native_memory, spool_format  # noqa: E402
+from shared.s3_client import make_s3_client  # noqa: E402
+from shared.settings import Settings  # noqa: E402
+from tests.s3.conftest import CREDENTIALS  # noqa: E402
+from writer.batches import group_range  # noqa: E402
+from writer.s3_store import S3Store  # noqa: E402
+from writer.spool import Spool  # noqa: E402
+
+
+class PeakSampler:
+    """Resident memory sampled every 0.5 ms in a daemon thread; ``take`` returns the peak and starts anew."""
+
+    def __init__(self) -> None:
+        self.peak = native_memory.resident_bytes()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            self.peak = max(self.peak, native_memory.resident_bytes())
+            time.sleep(0.0005)
+
+    def take(self) -> int:
+        """The peak since the last call."""
+        peak, self.peak = self.peak, native_memory.resident_bytes()
+        return peak
+
+
+def write_segment(directory: Path, count: int) -> None:
+    """One spool segment holding ``count`` bench events, 100 a record."""
+    with open(directory / spool_format.segment_name(1), "wb") as out:
+        for index, record in enumerate(records(count)):
+            out.write(spool_format.encode_record(index + 1, 1000 + index, record.payload))
+
+
+def main() -> None:
+    """Parse arguments, build the spool, flush it ``--rounds`` times and print each step's memory."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=110_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    native_memory.limit_arenas()
+    native_memory.reuse_big_blocks()
+    os.environ.update(CREDENTIALS)
+    moto, endpoint, _ = start_moto("flush-memory")
+    directory = Path(tempfile.mkdtemp(prefix="auditlake-flushmem-"))
+    try:
+        write_segment(directory, args.events)
+        settings = Settings.from_env({**os.environ, "AUDIT_SERVICE_BACKEND": "s3", "AUDIT_SERVICE_S3_BUCKET":
+                                      "flush-memory", "AUDIT_SERVICE_S3_ENDPOINT_URL": endpoint})
+        client = make_s3_client(settings)
+        store = S3Store(settings, client, client)
+        spool = Spool(directory, 1 << 40, 1 << 40)
+        spool.open()
+        entries = list(spool.index)
+        print(f"{len(entries)} records, {sum(entry.length for entry in entries) / 2**20:.1f} MiB; MB resident")
+        native_memory.trim()
+        sampler = PeakSampler()
+
+        def report(step: str) -> None:
+            time.sleep(0.02)
+            pool = pa.default_memory_pool()
+            print(f"{step:8s} now {native_memory.resident_bytes() / 1e6:6.0f}  peak {sampler.take() / 1e6:6.0f}  "
+                  f"arrow {pool.bytes_allocated() / 1e6:5.0f}  arrow max {pool.max_memory() / 1e6:5.0f}", flush=True)
+
+        report("start")
+        for _ in range(args.rounds):
+            span = spool.read_range(entries)
+            report("read")
+            batch = group_range(span, None)
+            del span
+            report("group")
+            store.publish(batch, store.plan(batch))
+            report("publish")
+            del batch
+            native_memory.trim()
+            report("trimmed")
+        spool.release()
+    finally:
+        stop_moto(moto)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
