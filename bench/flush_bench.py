@@ -26,6 +26,7 @@ from isal import igzip  # noqa: E402
 
 from ingest.compact_batch import prepare  # noqa: E402
 from read_bench import make_event  # noqa: E402
+from shared import native_memory  # noqa: E402
 from shared.spool_format import SpoolRecord  # noqa: E402
 from writer import parquet_encode  # noqa: E402
 from writer.batches import group_records  # noqa: E402
@@ -80,6 +81,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     args = parser.parse_args()
     sys.setswitchinterval(0.0005)  # as shared.event_loop sets it in both processes
+    native_memory.limit_arenas()  # and the writer's allocators: capped arenas, heap reuse, Arrow on libc
+    native_memory.reuse_big_blocks()
+    native_memory.arrow_on_libc()
     spooled = records(args.events)
     events = sum(record.event_count for record in spooled)
     batch = group_records(spooled)

@@ -6,7 +6,8 @@ into a spool segment, then flushes that range ``--rounds`` times through the wri
 ``Spool.read_range``, ``group_range``, ``S3Store.publish`` to a ``moto.server`` process on loopback. A
 thread samples resident memory every 0.5 ms. After each step it prints the resident size, the peak since
 the previous step and Arrow's pool (now and its maximum). Each round ends with ``malloc_trim``, as the
-writer trims after a flush when it is large. The heap is set up as in the writer (``native_memory``).
+writer trims after a flush when it is large. Memory is set up as in the writer (``native_memory``: capped
+arenas, heap reuse, Arrow on the C library's allocator).
 """
 
 from __future__ import annotations
@@ -42,16 +43,20 @@ class PeakSampler:
 
     def __init__(self) -> None:
         self.peak = native_memory.resident_bytes()
+        self._lock = threading.Lock()
         threading.Thread(target=self._run, daemon=True).start()
 
     def _run(self) -> None:
         while True:
-            self.peak = max(self.peak, native_memory.resident_bytes())
+            resident = native_memory.resident_bytes()
+            with self._lock:
+                self.peak = max(self.peak, resident)
             time.sleep(0.0005)
 
     def take(self) -> int:
         """The peak since the last call."""
-        peak, self.peak = self.peak, native_memory.resident_bytes()
+        with self._lock:
+            peak, self.peak = self.peak, native_memory.resident_bytes()
         return peak
 
 
@@ -70,6 +75,7 @@ def main() -> None:
     args = parser.parse_args()
     native_memory.limit_arenas()
     native_memory.reuse_big_blocks()
+    native_memory.arrow_on_libc()
     os.environ.update(CREDENTIALS)
     moto, endpoint, _ = start_moto("flush-memory")
     directory = Path(tempfile.mkdtemp(prefix="auditlake-flushmem-"))

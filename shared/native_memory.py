@@ -51,6 +51,19 @@ def reuse_big_blocks(mmap_threshold: int = MMAP_THRESHOLD_BYTES, trim_threshold:
                 and libc.mallopt(M_TRIM_THRESHOLD, trim_threshold))
 
 
+def arrow_on_libc() -> None:
+    """Give Arrow's buffers to the C library's allocator (the writer's setting; benchmarks of its flush too).
+
+    Flushes build and drop tens of MB of Arrow buffers each; Arrow's own pool (mimalloc) kept them
+    resident and the writer grew to 556 MB under overload. With the C library's allocator, capped arenas
+    and a trim after a flush that leaves it above its budget, the local backend's writer stays under
+    300 MB (bench/ingest_bench.py).
+    """
+    import pyarrow
+
+    pyarrow.set_memory_pool(pyarrow.system_memory_pool())
+
+
 def resident_bytes() -> int:
     """This process's resident memory (0 where /proc is missing)."""
     try:

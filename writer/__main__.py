@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from shared import event_loop
+from shared import event_loop, native_memory
 from shared.errors import ConfigError
 from shared.logs import configure_logging
 from shared.settings import Settings
@@ -22,13 +22,7 @@ def main() -> None:
         print(f"auditlake-writer: configuration error: {exc}", file=sys.stderr)
         sys.exit(EXIT_CONFIG_ERROR)
     configure_logging("writer", settings.log_level)
-    import pyarrow
-
-    # Flushes build and drop tens of MB of Arrow buffers each; Arrow's own pool (mimalloc) kept them
-    # resident and the writer grew to 556 MB under overload. With the C library's allocator, capped
-    # arenas (shared.native_memory) and a trim after a flush that leaves it above its budget, the local
-    # backend's writer stays under 300 MB (bench/ingest_bench.py).
-    pyarrow.set_memory_pool(pyarrow.system_memory_pool())
+    native_memory.arrow_on_libc()
     from writer.service import WriterService
 
     try:

@@ -1,8 +1,9 @@
 """Spooled NDJSON lines as one Arrow table of the fields a flush uses: parsed once in C++, or line by line.
 
 The table has ``ts``, ``audit_event_id``, the typed string fields of the Parquet schema (``received_at``
-and ``STRING_COLUMNS``) and ``line``, each line's bytes with its newline (so a day's NDJSON file is one
-slice of a buffer). ``parse_block`` reads all lines at once with Arrow's JSON reader, which is three times
+and ``STRING_COLUMNS``) and ``line``, each line's bytes with its newline, over the parsed bytes themselves.
+Sorted tables (``ordered``) keep ``line`` as views into those bytes, and ``record_json`` is the same views
+one byte shorter, so a flush copies its lines only into the files it writes. ``parse_block`` reads all lines at once with Arrow's JSON reader, which is three times
 cheaper per event than ``orjson.loads`` per line and a second pass for the typed columns; it declines
 (None) whenever its result could differ from the per-line path, which ``parse_lines`` then takes.
 """

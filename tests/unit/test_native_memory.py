@@ -69,3 +69,20 @@ def test_resident_bytes_reads_this_process() -> None:
     held = bytearray(64 * 1024 * 1024)
     held[::4096] = bytes(len(range(0, len(held), 4096)))
     assert native_memory.resident_bytes() > 64 * 1024 * 1024
+
+
+def test_arrow_buffers_go_to_the_c_library_allocator() -> None:
+    """``arrow_on_libc`` (the writer's setting) moves Arrow's default pool from mimalloc to the C library's
+    allocator, so the writer's trims reach Arrow's freed buffers; checked in a fresh interpreter."""
+    code = """
+import pyarrow as pa
+from shared import native_memory
+before = pa.default_memory_pool().backend_name
+native_memory.arrow_on_libc()
+pa.array(range(1000))  # an allocation through the new default
+print(before, pa.default_memory_pool().backend_name)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    before, after = result.stdout.split()
+    assert after == "system" and before != "system"
