@@ -81,9 +81,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     args = parser.parse_args()
     sys.setswitchinterval(0.0005)  # as shared.event_loop sets it in both processes
-    native_memory.limit_arenas()  # and the writer's allocators: capped arenas, heap reuse, Arrow on libc
+    native_memory.limit_arenas()  # and the writer's allocators: capped arenas, heap reuse, Arrow on jemalloc
     native_memory.reuse_big_blocks()
-    native_memory.arrow_on_libc()
+    native_memory.arrow_returns_freed_memory()
     spooled = records(args.events)
     events = sum(record.event_count for record in spooled)
     batch = group_records(spooled)

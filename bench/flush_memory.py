@@ -7,7 +7,7 @@ into a spool segment, then flushes that range ``--rounds`` times through the wri
 thread samples resident memory every 0.5 ms. After each step it prints the resident size, the peak since
 the previous step and Arrow's pool (now and its maximum). Each round ends with ``malloc_trim``, as the
 writer trims after a flush when it is large. Memory is set up as in the writer (``native_memory``: capped
-arenas, heap reuse, Arrow on the C library's allocator).
+arenas, heap reuse, Arrow on jemalloc returning freed pages).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def main() -> None:
     args = parser.parse_args()
     native_memory.limit_arenas()
     native_memory.reuse_big_blocks()
-    native_memory.arrow_on_libc()
+    native_memory.arrow_returns_freed_memory()
     os.environ.update(CREDENTIALS)
     moto, endpoint, _ = start_moto("flush-memory")
     directory = Path(tempfile.mkdtemp(prefix="auditlake-flushmem-"))

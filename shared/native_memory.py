@@ -51,17 +51,26 @@ def reuse_big_blocks(mmap_threshold: int = MMAP_THRESHOLD_BYTES, trim_threshold:
                 and libc.mallopt(M_TRIM_THRESHOLD, trim_threshold))
 
 
-def arrow_on_libc() -> None:
-    """Give Arrow's buffers to the C library's allocator (the writer's setting; benchmarks of its flush too).
+def arrow_returns_freed_memory() -> str:
+    """Put Arrow's buffers on jemalloc with freed pages handed back at once; the pool's name (the writer's setting).
 
-    Flushes build and drop tens of MB of Arrow buffers each; Arrow's own pool (mimalloc) kept them
-    resident and the writer grew to 556 MB under overload. With the C library's allocator, capped arenas
-    and a trim after a flush that leaves it above its budget, the local backend's writer stays under
-    300 MB (bench/ingest_bench.py).
+    A flush builds and drops tens of MB of Arrow buffers. Arrow's default pool (mimalloc) kept them
+    resident, and so did the C library's heap (the setting before this one): under S3 overload the heap
+    held 200-250 MB free between flushes, most of it resident, from Arrow's blocks interleaved with
+    frames and Python's. jemalloc keeps Arrow's blocks apart and, with a decay time of 0, returns their
+    pages when they are freed: the heap stayed at ~65 MB and the writer's peak fell from 515 to 394 MB
+    (docs/benchmarks.md, "Fifth session"). Falls back to the C library's allocator where the pyarrow
+    build has no jemalloc.
     """
     import pyarrow
 
-    pyarrow.set_memory_pool(pyarrow.system_memory_pool())
+    try:
+        pool = pyarrow.jemalloc_memory_pool()
+        pyarrow.jemalloc_set_decay_ms(0)
+    except (NotImplementedError, pyarrow.ArrowNotImplementedError):
+        pool = pyarrow.system_memory_pool()
+    pyarrow.set_memory_pool(pool)
+    return pool.backend_name
 
 
 def resident_bytes() -> int:

@@ -93,7 +93,10 @@ class Settings:
     s3_retention_days: int = 0
     s3_partition: str = "hour"
     s3_upload_interval_seconds: float = 60.0
-    s3_max_object_bytes: int = 64 * 1024 * 1024
+    # Spooled bytes of one upload (one flush). A flush holds its range and the parsed columns at once, so this
+    # bounds the writer's memory: under 5x overload the writer peaked at ~394 MB with 64 MiB, ~330 with 32 MiB
+    # and ~274 with 16 MiB, at the same throughput (docs/benchmarks.md, "Fifth session").
+    s3_max_object_bytes: int = 16 * 1024 * 1024
     s3_create_bucket: bool = False
     s3_test_throttle_ratio: float = 0.0
     queue_max_size: int = 10000

@@ -79,6 +79,27 @@ def test_partition_granularity(service_factory, s3_env, moto_endpoint, bucket, p
     assert body["total"] == 2
 
 
+def test_a_backlog_is_uploaded_in_objects_of_at_most_the_object_bound(service_factory, s3_env, moto_endpoint,
+                                                                      bucket) -> None:
+    """With uploads held back by the interval, AUDIT_SERVICE_S3_MAX_OBJECT_BYTES alone starts a flush, and
+    no object holds more spooled bytes than the bound (the writer's memory for a flush follows it)."""
+    bound = 12_000
+    service = service_factory(**{**s3_env, "AUDIT_SERVICE_S3_UPLOAD_INTERVAL_SECONDS": "3600",
+                                 "AUDIT_SERVICE_S3_MAX_OBJECT_BYTES": str(bound)})
+    for request in range(12):  # one spool record each, about 5 KB
+        assert service.post({"events": make_events(20, f"bound-{request}")})[0] == 202
+    uploaded = [event["audit_event_id"] for event in wait_uploaded(moto_endpoint, bucket, 200)]
+    assert len(uploaded) == len(set(uploaded))
+    client = s3_client(moto_endpoint)
+    sizes = []
+    for key in object_keys(moto_endpoint, bucket, "audit/"):
+        table = pq.read_table(io.BytesIO(client.get_object(Bucket=bucket, Key=key)["Body"].read()),
+                              columns=["record_json"])
+        sizes.append(sum(len(line.encode()) + 1 for line in table.column("record_json").to_pylist()))
+    assert len(sizes) >= 5
+    assert max(sizes) <= bound
+
+
 def test_objects_read_independently_with_pyarrow_and_duckdb(service_factory, s3_env, moto_endpoint, bucket,
                                                             tmp_path: Path) -> None:
     """pyarrow.dataset (Hive partitioning, straight from the bucket) and DuckDB see the same typed rows."""
