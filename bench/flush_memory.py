@@ -1,7 +1,8 @@
 """Resident memory of one S3 flush's steps: read the spool range, group it, publish it to a moto server.
 
-Usage: .venv/bin/python bench/flush_memory.py [--events 110000] [--rounds 3]
-Writes ``--events`` bench events (``read_bench.make_event``, 100 a record, about 64 MiB for the default)
+Usage: .venv/bin/python bench/flush_memory.py [--events 28000] [--rounds 3]
+Writes ``--events`` bench events (``read_bench.make_event``, 100 a record, about 16 MiB for the default,
+the default S3 object bound; ``--events 110000`` is a 64 MiB flush)
 into a spool segment, then flushes that range ``--rounds`` times through the writer's own code:
 ``Spool.read_range``, ``group_range``, ``S3Store.publish`` to a ``moto.server`` process on loopback. A
 thread samples resident memory every 0.5 ms. After each step it prints the resident size, the peak since
@@ -70,7 +71,7 @@ def write_segment(directory: Path, count: int) -> None:
 def main() -> None:
     """Parse arguments, build the spool, flush it ``--rounds`` times and print each step's memory."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=110_000)
+    parser.add_argument("--events", type=int, default=28_000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     native_memory.limit_arenas()
