@@ -149,7 +149,8 @@ def run(args: argparse.Namespace) -> dict:
             report["share_of_floor_batch_100"] = round(top["requests_per_second"] / report["floor"]["batch_100"]["requests_per_second"], 3)
             report["share_of_floor_single"] = round(report["max_single"]["requests_per_second"] / report["floor"]["single"]["requests_per_second"], 3)
         if args.overload_seconds:
-            report["overload"] = overload(service, templates["batch_100"], args.overload_seconds)
+            report["overload"] = overload(service, templates["batch_100"], args.overload_seconds,
+                                          args.overload_connections)
     finally:
         service.stop()
         if moto is not None:
@@ -158,15 +159,15 @@ def run(args: argparse.Namespace) -> dict:
     return report
 
 
-def overload(service: Service, template: Path, seconds: float) -> dict:
-    """128 connections with no pause for ``seconds``; resident memory of both processes every second."""
+def overload(service: Service, template: Path, seconds: float, connections: int) -> dict:
+    """``connections`` with no pause for ``seconds``; resident memory of both processes every second."""
     pids = {name: proc.pid for name, proc in service.procs.items()}
     env = {**os.environ}
     samples: dict[str, list[float]] = {name: [] for name in pids}
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
         out_path = Path(out.name)
     env.update(BENCH_TEMPLATE=str(template), BENCH_DELAY_MS="0", BENCH_OUT=str(out_path))
-    proc = subprocess.Popen(["wrk", "-t", "2", "-c", "128", "-d", f"{int(seconds)}s", "--timeout", "10s", "-s", str(LUA),
+    proc = subprocess.Popen(["wrk", "-t", "2", "-c", str(connections), "-d", f"{int(seconds)}s", "--timeout", "10s", "-s", str(LUA),
                              f"{service.url}/v1/audit/events"], env=env, stdout=subprocess.DEVNULL)
     while proc.poll() is None:
         for name, pid in pids.items():
@@ -189,6 +190,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--overload-seconds", type=float, default=60)
     parser.add_argument("--skip-floor", action="store_true")
+    parser.add_argument("--overload-connections", type=int, default=128)
     print(json.dumps(run(parser.parse_args()), indent=2))
 
 

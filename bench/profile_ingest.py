@@ -1,8 +1,8 @@
 """Profile both processes under wrk load with py-spy and print where their time goes (self and inclusive).
 
-Usage: .venv/bin/python bench/profile_ingest.py [--events-per-body 100] [--seconds 10] [--top 25]
+Usage: .venv/bin/python bench/profile_ingest.py [--events-per-body 100] [--seconds 10] [--top 25] [--connections 16]
 Needs py-spy (``pip install py-spy``; run as root or with ptrace allowed) and wrk. Starts the two processes
-with default settings (verbosity ``verbose``), runs wrk with 16 connections for ``--seconds`` + 6 s, samples
+with default settings (verbosity ``verbose``), runs wrk with ``--connections`` (256 is an overload) for ``--seconds`` + 6 s, samples
 both processes at 100 Hz for ``--seconds`` in the middle, and prints each process's CPU share and its top
 functions by self time and by inclusive time (idle threads excluded by py-spy).
 """
@@ -58,6 +58,7 @@ def main() -> None:
     parser.add_argument("--events-per-body", type=int, default=100)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--connections", type=int, default=16)
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     work = Path(tempfile.mkdtemp(prefix="auditlake-profile-"))
@@ -68,7 +69,7 @@ def main() -> None:
     service.start_all()
     try:
         env = {**os.environ, "BENCH_TEMPLATE": str(template), "BENCH_OUT": str(work / "wrk.json")}
-        load = subprocess.Popen(["wrk", "-t", "2", "-c", "16", "-d", f"{args.seconds + 6}s", "-s", str(LUA),
+        load = subprocess.Popen(["wrk", "-t", "2", "-c", str(args.connections), "-d", f"{args.seconds + 6}s", "-s", str(LUA),
                                  f"{service.url}/v1/audit/events"], env=env, stdout=subprocess.DEVNULL)
         time.sleep(3)
         before = {name: cpu_ticks(proc.pid) for name, proc in service.procs.items()}
