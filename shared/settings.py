@@ -94,7 +94,7 @@ class Settings:
     s3_partition: str = "hour"
     s3_upload_interval_seconds: float = 60.0
     # Spooled bytes of one upload (one flush). A flush holds its range and the parsed columns at once, so this
-    # bounds the writer's memory: under 5x overload the writer peaked at ~394 MB with 64 MiB, ~330 with 32 MiB
+    # bounds the writer's memory: in S3 overload runs the writer peaked at ~394 MB with 64 MiB, ~330 with 32 MiB
     # and ~274 with 16 MiB, at the same throughput (docs/benchmarks.md, "Fifth session").
     s3_max_object_bytes: int = 16 * 1024 * 1024
     s3_create_bucket: bool = False
