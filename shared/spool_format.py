@@ -85,8 +85,9 @@ class SpoolRange:
             start = end
 
 
-def check_record(header: bytes, payload: bytes | memoryview, path: Path, offset: int) -> int:
-    """The seq of a whole record read back as its header and its payload; SpoolCorrupt unless both check."""
+def check_record(header: bytes | bytearray, payload: bytes | memoryview, path: Path, offset: int) -> int:
+    """The seq of a whole record given as its header and its payload; SpoolCorrupt unless both check (the one
+    place that knows a record's header and checksum rules, for recovery, reads of the spool and flushes)."""
     magic, version, _reserved, seq, _batch_id, length, crc = HEADER.unpack_from(header)
     if magic != MAGIC or version != VERSION or length != len(payload):
         raise SpoolCorrupt(path, offset, "bad record header")
@@ -145,7 +146,8 @@ def iter_records(data: bytes, path: Path) -> Iterator[tuple[int, SpoolRecord]]:
     while offset < size:
         if size - offset < HEADER_SIZE:
             return
-        magic, version, _reserved, seq, batch_id, length, crc = HEADER.unpack_from(data, offset)
+        header = data[offset : offset + HEADER_SIZE]
+        magic, version, _reserved, _seq, batch_id, length, _crc = HEADER.unpack_from(header)
         if magic != MAGIC or version != VERSION:
             if _only_zeros(data, offset):
                 return
@@ -154,8 +156,7 @@ def iter_records(data: bytes, path: Path) -> Iterator[tuple[int, SpoolRecord]]:
         if end > size:
             return
         payload = data[offset + HEADER_SIZE : end]
-        if crc32(payload, crc32(data[offset + 2 : offset + 24])) != crc:
-            raise SpoolCorrupt(path, offset, "checksum mismatch")
+        seq = check_record(header, payload, path, offset)
         yield end, SpoolRecord(seq, batch_id, payload)
         offset = end
 

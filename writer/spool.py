@@ -344,12 +344,6 @@ class Spool:
 
     # -- flushing support --------------------------------------------------------------------------
 
-    def read_entries(self, entries: list[IndexEntry]) -> list[spool_format.SpoolRecord]:
-        """Read the records of index entries back from their segments, checked (in a worker thread)."""
-        span = self.read_range(entries)
-        return [spool_format.SpoolRecord(entry.seq, entry.batch_id, payload)
-                for entry, payload in zip(entries, span.payloads())]
-
     def read_range(self, entries: list[IndexEntry]) -> spool_format.SpoolRange:
         """The payloads of consecutive index entries back to back in one buffer (in a worker thread).
 
@@ -369,7 +363,7 @@ class Spool:
                     payload = view[position:position + entry.length - spool_format.HEADER_SIZE]
                     # Straight into the range's buffer: no copy of the record beside it (in this thread's heap).
                     if os.preadv(handle.fileno(), [header, payload], entry.offset) != entry.length or \
-                            spool_format.check_record(bytes(header), payload, entry.path, entry.offset) != entry.seq:
+                            spool_format.check_record(header, payload, entry.path, entry.offset) != entry.seq:
                         raise SpoolCorrupt(entry.path, entry.offset, "record changed on disk")
                     position += len(payload)
                     ends.append(position)

@@ -45,14 +45,13 @@ async def test_reopen_indexes_unflushed_records_and_remembers_batches(tmp_path: 
     assert [(entry.seq, entry.batch_id, entry.events) for entry in reopened.index] == [(1, 1000, 2), (2, 1001, 1)]
     assert reopened.next_seq == 3
     assert reopened.knows_batch(1001) and not reopened.knows_batch(999)
-    records = reopened.read_entries(list(reopened.index))
-    assert [record.payload for record in records] == [b'{"a":1}\n{"b":2}\n', b'{"c":3}\n']
+    assert list(reopened.read_range(list(reopened.index)).payloads()) == [b'{"a":1}\n{"b":2}\n', b'{"c":3}\n']
     reopened.release()
 
 
 async def test_a_range_reads_back_as_one_buffer_across_segments(tmp_path: Path) -> None:
     """``read_range`` puts the payloads of consecutive records, spread over segments, back to back in one
-    buffer with each payload's end; a record changed on disk is refused as ``read_entries`` refuses it."""
+    buffer with each payload's end; a record changed on disk is refused."""
     payloads = [b'{"n":%d}\n' % index * (index + 1) for index in range(40)]
     spool = Spool(tmp_path, 200, 1 << 30)
     spool.open()
@@ -70,7 +69,9 @@ async def test_a_range_reads_back_as_one_buffer_across_segments(tmp_path: Path) 
     assert (span.first_seq, span.last_seq) == (6, 30)
     assert bytes(span.data) == b"".join(payloads[5:30])
     assert list(span.payloads()) == payloads[5:30]
-    in_memory = spool_format.SpoolRange.of(reopened.read_entries(entries))
+    records = [spool_format.SpoolRecord(entry.seq, entry.batch_id, payload)
+               for entry, payload in zip(entries, payloads[5:30])]
+    in_memory = spool_format.SpoolRange.of(records)
     assert (in_memory.first_seq, in_memory.last_seq, in_memory.ends) == (span.first_seq, span.last_seq, span.ends)
     with open(entries[3].path, "r+b") as handle:
         handle.seek(entries[3].offset + spool_format.HEADER_SIZE)
@@ -182,5 +183,5 @@ async def test_a_group_is_written_piece_by_piece_through_short_writes(tmp_path: 
     assert max(calls) == 1024 and len(calls) > 2
     reopened = Spool(tmp_path, 1 << 30, 1 << 30)
     reopened.open()
-    assert [record.payload for record in reopened.read_entries(list(reopened.index))] == payloads
+    assert list(reopened.read_range(list(reopened.index)).payloads()) == payloads
     reopened.release()
