@@ -22,9 +22,10 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 sys.path.insert(0, str(BENCH))
 
+import orjson  # noqa: E402
 from isal import igzip  # noqa: E402
 
-from ingest.compact_batch import prepare  # noqa: E402
+from ingest.compact_batch import canonical_events, prepare  # noqa: E402
 from read_bench import make_event  # noqa: E402
 from shared import native_memory  # noqa: E402
 from shared.spool_format import SpoolRecord  # noqa: E402
@@ -41,7 +42,8 @@ def records(count: int) -> list[SpoolRecord]:
     made = []
     for seq in range(1, count // 100 + 1):
         events = [make_event(now - timedelta(seconds=index), index) for index in range(100)]
-        lines = prepare(events, RECEIVED_AT, None, 65536)
+        body = orjson.dumps({"events": events})
+        lines = prepare(events, canonical_events(body, {"events": events}), body, RECEIVED_AT, None, 65536)
         made.append(SpoolRecord(seq, seq, b"\n".join(lines) + b"\n"))
     return made
 

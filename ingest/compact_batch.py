@@ -1,23 +1,26 @@
 """The fast path for a posted batch in compact JSON: a C-speed round trip instead of byte scans, few steps per event.
 
-When ``orjson.dumps(orjson.loads(body)) == body`` (what the project's producer, orjson and compact
-encoders send), the body has no repeated key, no integer beyond 64 bits and no escaped character that the
-raw-byte checks of ``ingest.hardening`` look for: a repeated key would be dropped by the parse and a large
-integer would come back as a float, so the bytes would differ. What remains is checked here per event with
-C-level helpers (``map``, ``set``, ``str.join``/``isprintable``). Anything unusual (a null value, a
-non-string named field, a non-canonical ``ts``, a control character, a nested value too deep, a service
-event type, another tenant) makes ``prepare`` return None, and the caller takes the general path, which
-produces the precise error or the normalized events; nothing here rejects a request on its own.
+When the body is byte for byte the canonical encoding of what it parses to (``canonical_events``: what the
+project's producer, orjson and compact encoders send), it has no repeated key, no integer beyond 64 bits
+and no escaped character that the raw-byte checks of ``ingest.hardening`` look for: a repeated key would
+be dropped by the parse and a large integer would come back as a float, so the bytes would differ. What
+remains is checked here with C-level helpers (``map``, ``set``, ``compress``) and byte scans of the body
+and of each event's encoding. Anything unusual (a null value, a non-string named field, a non-canonical
+``ts``, a control character, a nested value too deep, a service event type, another tenant) makes
+``prepare`` return None, and the caller takes the general path, which produces the precise error or the
+normalized events; nothing here rejects a request on its own.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections import deque
 from itertools import chain, compress, repeat
-from operator import setitem
+from operator import add, is_not, itemgetter, setitem
 from typing import Any
 
+import numpy as np
 import orjson
 
 from ingest.hardening import MAX_DEPTH
@@ -31,17 +34,37 @@ _IS_LIST = frozenset({list}).__contains__
 _IS_NESTED = _NESTED.__contains__
 _NONE_TYPE = type(None)
 _EVENT_DEPTH = 3  # {"events": [ {event} ]}: an event's own values sit at depth 4 at most
+# A line nests no deeper than its count of "{" and "[" (strings' brackets included), and its event object
+# sits at _EVENT_DEPTH at most: up to this many brackets, its deepest container is within MAX_DEPTH.
+_LINE_BRACKETS = MAX_DEPTH - _EVENT_DEPTH + 1
+_STRING_FIELDS_SET = frozenset(_STRING_FIELDS)
+_C1_CONTROL = re.compile(b"\xc2[\x80-\x9f]")
+_ENVELOPE_HEAD = b'{"events":['
+_OPEN_BRACE, _OPEN_BRACKET = ord("{"), ord("[")
+_ENVELOPE_TAIL = b"]}"
+_ALL_BUT_LAST = itemgetter(slice(None, -1))
 
 
-def round_trips(body: bytes, document: Any) -> bool:
-    """True when re-encoding the parsed document gives back the body byte for byte (ignoring trailing space)."""
+def canonical_events(body: bytes, document: Any) -> list[bytes] | None:
+    """Each posted event's canonical encoding when the body is, byte for byte, the canonical encoding of the
+    document (trailing whitespace aside) in one of the accepted shapes; else None."""
+    if type(document) is list:
+        events, head, tail = document, b"[", b"]"
+    elif type(document) is dict and "events" not in document:
+        events, head, tail = [document], b"", b""
+    elif type(document) is dict and len(document) == 1 and type(document["events"]) is list:
+        events, head, tail = document["events"], _ENVELOPE_HEAD, _ENVELOPE_TAIL
+    else:
+        return None
     try:
-        encoded = orjson.dumps(document)
+        encoded = list(map(orjson.dumps, events))
     except orjson.JSONEncodeError:
-        return False
-    if len(encoded) == len(body):
-        return encoded == body
-    return len(encoded) < len(body) and body[len(encoded):].isspace() and body.startswith(encoded)
+        return None
+    joined = b",".join(encoded)
+    end = len(head) + len(joined) + len(tail)
+    if not (body.startswith(head) and body.startswith(joined, len(head)) and body.startswith(tail, end - len(tail))):
+        return None
+    return encoded if len(body) == end or body[end:].isspace() else None
 
 
 def _within_depth(level: list[Any], depth: int) -> bool:
@@ -61,43 +84,90 @@ def _field(events: list[dict[str, Any]], name: str, default: Any = None) -> list
     return list(map(dict.get, events, repeat(name), repeat(default)))
 
 
-def prepare(posted: list[Any], received_at: str, tenant: str | None, max_event_bytes: int) -> list[bytes] | None:
+def has_control_bytes(body: bytes) -> bool:
+    """True when a compact body may hold a control character in some string: a backslash (a canonical
+    encoding escapes U+0000-U+001F), DEL, or a C1 control (U+0080-U+009F: the bytes C2 80 to C2 9F)."""
+    return b"\\" in body or b"\x7f" in body or (b"\xc2" in body and _C1_CONTROL.search(body) is not None)
+
+
+def _named_fields_printable(posted: list[dict[str, Any]]) -> bool:
+    """True when every named string field is printable (the general path judges anything else)."""
+    return "\x20".join(chain.from_iterable(_field(posted, name, "") for name in _STRING_FIELDS)).isprintable()
+
+
+def _lines_within_depth(lines: list[bytes]) -> bool:
+    """True when no line can nest deeper than MAX_DEPTH: it holds at most ``_LINE_BRACKETS`` brackets."""
+    if len(lines) == 1:
+        return lines[0].count(b"{") + lines[0].count(b"[") <= _LINE_BRACKETS
+    data = np.frombuffer(b"".join(lines), dtype=np.uint8)
+    positions = np.flatnonzero((data == _OPEN_BRACE) | (data == _OPEN_BRACKET))
+    if len(positions) <= _LINE_BRACKETS:
+        return True
+    ends = np.cumsum(np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)))
+    return int(np.bincount(np.searchsorted(ends, positions, side="right")).max()) <= _LINE_BRACKETS
+
+
+def prepare(posted: list[Any], encoded: list[bytes], body: bytes, received_at: str, tenant: str | None,
+            max_event_bytes: int) -> list[bytes] | None:
     """The stored JSON line of every posted event, or None when the general path must decide.
 
-    Every step iterates in C (``map``/``compress``/``join``); the events are completed in place only once
-    every check has passed.
+    ``encoded`` is what ``canonical_events(body, document)`` returned for the document ``posted`` comes
+    from: the body is the canonical encoding, so byte scans of it speak for every string in it. Every step
+    iterates in C (``map``/``compress``/``join``/``bytes.count``). When an event only gains ``received_at``
+    (it has an id and a canonical ``ts``), its line is its encoding with that member spliced in before the
+    closing brace, which is what encoding the completed event gives; otherwise the events are completed in
+    place and encoded again. The events are completed only once every check but the size bound has passed;
+    when that one declines, the general path normalizes the completed events to the same result.
     """
     if not posted or set(map(type, posted)) != {dict}:
         return None
-    values = list(chain.from_iterable(map(dict.values, posted)))
-    kinds = set(map(type, values))
+    kinds_in_order = list(map(type, chain.from_iterable(map(dict.values, posted))))
+    kinds = set(kinds_in_order)
     if _NONE_TYPE in kinds:
         return None
-    if not kinds.isdisjoint(_NESTED):
-        if not _within_depth(list(compress(values, map(_IS_NESTED, map(type, values)))), _EVENT_DEPTH + 1):
+    if kinds != {str}:  # a named field that is not a string goes to the general path
+        not_strings = map(is_not, kinds_in_order, repeat(str))
+        if not _STRING_FIELDS_SET.isdisjoint(compress(chain.from_iterable(map(dict.keys, posted)), not_strings)):
             return None
-    try:
-        texts = "\x20".join(chain.from_iterable(_field(posted, name, "") for name in _STRING_FIELDS))
-    except TypeError:  # a named field that is not a string
-        return None
-    if not texts.isprintable():
+    if not kinds.isdisjoint(_NESTED) and not _lines_within_depth(encoded):
+        values = chain.from_iterable(map(dict.values, posted))
+        if not _within_depth(list(compress(values, map(_IS_NESTED, kinds_in_order))), _EVENT_DEPTH + 1):
+            return None
+    if has_control_bytes(body) and not _named_fields_printable(posted):
         return None  # control characters (or unusual printable ones): the general path decides
     if not SERVICE_EVENT_TYPES.isdisjoint(_field(posted, "type")):
         return None
     if tenant is not None and set(_field(posted, "tenant_id", tenant)) != {tenant}:
         return None
+    stamps_posted = _field(posted, "ts")
     try:
-        stamps = canonical_stamps(_field(posted, "ts"), received_at)
+        stamps = canonical_stamps(stamps_posted, received_at)
     except EventError:  # the general path names the problem
         return None
-    for event in posted:  # the general path's key order: a generated id, then ts, then received_at
+    if stamps is stamps_posted and _gains_only_received_at(posted, tenant):
+        lines = list(map(add, map(_ALL_BUT_LAST, encoded), repeat(f',"{RECEIVED_AT}":"{received_at}"}}'.encode())))
+    else:
+        lines = _completed(posted, stamps, received_at, tenant)
+    if max(map(len, lines)) > max_event_bytes:
+        return None
+    return lines
+
+
+def _gains_only_received_at(posted: list[dict[str, Any]], tenant: str | None) -> bool:
+    """True when completing the events adds ``received_at`` and nothing else (the stamps being canonical)."""
+    return (all(map(dict.__contains__, posted, repeat("audit_event_id")))
+            and not any(map(dict.__contains__, posted, repeat(RECEIVED_AT)))
+            and (tenant is None or all(map(dict.__contains__, posted, repeat("tenant_id")))))
+
+
+def _completed(posted: list[dict[str, Any]], stamps: list[str], received_at: str, tenant: str | None) -> list[bytes]:
+    """Complete the events in place in the general path's key order (a generated id, then ts, then
+    received_at, then a bound tenant) and encode them."""
+    for event in posted:
         if "audit_event_id" not in event:
             event["audit_event_id"] = str(uuid.uuid4())
     deque(map(setitem, posted, repeat("ts"), stamps), 0)
     deque(map(setitem, posted, repeat(RECEIVED_AT), repeat(received_at)), 0)
     if tenant is not None:
         deque(map(dict.setdefault, posted, repeat("tenant_id"), repeat(tenant)), 0)
-    lines = list(map(orjson.dumps, posted))
-    if max(map(len, lines)) > max_event_bytes:
-        return None
-    return lines
+    return list(map(orjson.dumps, posted))

@@ -12,7 +12,7 @@ from ingest import keys
 from ingest.auth import principal
 from ingest.body import Rejected
 from ingest.errors import error, unavailable
-from ingest.compact_batch import prepare, round_trips
+from ingest.compact_batch import canonical_events, prepare
 from ingest.hardening import check_count, check_posted, check_structure, encode_events, guard_events, read_json
 from ingest.link import AckTimeout, QueueFull, WriterRefused, WriterUnavailable
 from ingest.stats import utc_now_iso
@@ -53,8 +53,9 @@ async def _payload(request: web.Request, received_at: str) -> tuple[bytes, int, 
     check_count(posted, settings)
     tenant = principal(request).tenant
     lines = None
-    if round_trips(body, document):
-        lines = prepare(posted, received_at, tenant, settings.max_event_bytes)
+    encoded = canonical_events(body, document)
+    if encoded is not None:
+        lines = prepare(posted, encoded, body, received_at, tenant, settings.max_event_bytes)
     if lines is None:
         await check_structure(body, document)
         check_posted(posted)

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from ingest.body import Rejected
-from ingest.compact_batch import prepare, round_trips
+from ingest.compact_batch import _lines_within_depth, canonical_events, has_control_bytes, prepare
 from ingest.hardening import MAX_DEPTH, check_posted, encode_events, guard_events
 from shared.errors import EventError
 from shared.events import canonical_stamps, canonical_ts, normalize_event
@@ -26,6 +26,15 @@ def general(posted: list[Any], tenant: str | None = None) -> list[bytes]:
     events = [normalize_event(raw, RECEIVED, index) for index, raw in enumerate(posted)]
     guard_events(events, tenant)
     return encode_events(events, LIMIT)
+
+
+def fast(posted: list[Any], tenant: str | None = None, limit: int = LIMIT) -> list[bytes] | None:
+    """The fast path on ``posted`` sent as a compact ``{"events": [...]}`` body (``posted`` is left alone)."""
+    body = orjson.dumps({"events": posted})
+    document = orjson.loads(body)
+    encoded = canonical_events(body, document)
+    assert encoded is not None
+    return prepare(document["events"], encoded, body, RECEIVED, tenant, limit)
 
 
 def event(**fields: Any) -> dict[str, Any]:
@@ -50,31 +59,38 @@ ACCEPTED = {
     "scalars only": [{"audit_event_id": "id-1", "ts": "2026-11-29T07:00:00.000000Z", "type": "auth", "n": 3}],
     "nested to the limit": [event(details=json.loads("[" * (MAX_DEPTH - 3) + "]" * (MAX_DEPTH - 3)))],
     "big allowed integer": [event(count=2**64 - 1, low=-(2**63))],
+    "escapes outside the named fields": [event(details={"msg": "line 1\nline 2\t\x00", "q": 'say "hi"'})],
+    "escaped quote in a named field": [event(action='say "hi" \\ back')],
+    "named keys nested in a value": [event(details={"type": 5, "tenant_id": None, "ts": [1]})],
+    "posted received_at": [event(received_at="2020-01-01T00:00:00Z"), event()],
+    "many events": [event(n=index) for index in range(40)],
+    "two at the limit side by side": [event(details=json.loads("[" * (MAX_DEPTH - 3) + "]" * (MAX_DEPTH - 3)))] * 2,
+    "brackets in strings": [event(note="[{" * 40, details={"a": [[["]]]"]]]})],
+    "nested to the limit, brackets in strings": [
+        event(note="{" * 40, details=json.loads("[" * (MAX_DEPTH - 3) + "]" * (MAX_DEPTH - 3)))],
 }
 
 
 @pytest.mark.parametrize("name", sorted(ACCEPTED))
 def test_fast_path_lines_equal_the_general_path(name: str) -> None:
-    document = {"events": ACCEPTED[name]}
-    body = orjson.dumps(document)
-    assert round_trips(body, orjson.loads(body))
-    fast = prepare(orjson.loads(body)["events"], RECEIVED, None, LIMIT)
-    assert fast is not None, name
-    assert fast == general(copy.deepcopy(ACCEPTED[name]))
+    lines = fast(ACCEPTED[name])
+    assert lines is not None, name
+    assert lines == general(copy.deepcopy(ACCEPTED[name]))
 
 
 def test_missing_ids_are_generated_uuids() -> None:
     posted = [{"ts": "2026-11-29T07:00:00.000000Z", "type": "auth"} for _ in range(3)]
-    lines = prepare(posted, RECEIVED, None, LIMIT)
+    lines = fast(posted)
     assert lines is not None
     ids = [orjson.loads(line)["audit_event_id"] for line in lines]
     assert len(set(ids)) == 3 and all(uuid.UUID(value).version == 4 for value in ids)
     assert all(orjson.loads(line)["received_at"] == RECEIVED for line in lines)
 
 
-def test_bound_tenant_is_filled_in_like_the_general_path() -> None:
-    posted = [{"audit_event_id": "x", "ts": "2026-11-29T07:00:00.000000Z", "type": "auth"}]
-    assert prepare(copy.deepcopy(posted), RECEIVED, "acme", LIMIT) == general(copy.deepcopy(posted), "acme")
+@pytest.mark.parametrize("tenant_field", [{}, {"tenant_id": "acme"}])
+def test_bound_tenant_is_filled_in_like_the_general_path(tenant_field: dict[str, str]) -> None:
+    posted = [{"audit_event_id": "x", "ts": "2026-11-29T07:00:00.000000Z", "type": "auth", **tenant_field}]
+    assert fast(posted, "acme") == general(copy.deepcopy(posted), "acme")
 
 
 DECLINED = {
@@ -85,6 +101,11 @@ DECLINED = {
     "control character in a named field": [event(action="read\nwrite")],
     "control character in ts": [event(ts="2026-01-01T00:00:00\x00")],
     "C1 control character": [event(reason_code="x\x85y")],
+    "DEL": [event(outcome="x\x7fy")],
+    "control character among escapes": [event(details={"q": 'say "hi"'}, action="read\x1bwrite")],
+    "too deep among shallow ones": [event(), event(), event(details=json.loads("[" * MAX_DEPTH + "]" * MAX_DEPTH)),
+                                    event()],
+    "deep and bracketed": [event(note="[" * 40, details=json.loads("{\"a\":" * MAX_DEPTH + "1" + "}" * MAX_DEPTH))],
     "invalid day": [event(ts="2026-02-30T00:00:00.000000Z")],
     "not a date": [event(ts="yesterday")],
     "service-only type": [event(type="audit_read")],
@@ -97,11 +118,20 @@ DECLINED = {
 
 @pytest.mark.parametrize("name", sorted(DECLINED))
 def test_fast_path_declines_what_the_general_path_must_judge(name: str) -> None:
-    assert prepare(copy.deepcopy(DECLINED[name]), RECEIVED, "t1", LIMIT) is None
+    assert fast(DECLINED[name], "t1") is None
+
+
+def test_the_bracket_bound_counts_each_line_on_its_own() -> None:
+    """A line of at most MAX_DEPTH - 2 brackets passes without the walk; the walk judges longer ones."""
+    at_limit = b"{" + b"[" * (MAX_DEPTH - 3) + b"]" * (MAX_DEPTH - 3) + b"}"
+    over = b"{" + b"[" * (MAX_DEPTH - 2) + b"]" * (MAX_DEPTH - 2) + b"}"
+    assert _lines_within_depth([at_limit]) and _lines_within_depth([at_limit] * 3)
+    assert _lines_within_depth([b"{}"] * 40 + [at_limit])
+    assert not _lines_within_depth([over]) and not _lines_within_depth([b"{}", over, b"{}"])
 
 
 def test_oversized_event_is_declined() -> None:
-    assert prepare([event(blob="x" * 5000)], RECEIVED, None, 4096) is None
+    assert fast([event(blob="x" * 5000)], limit=4096) is None
 
 
 @pytest.mark.parametrize("body", [
@@ -109,15 +139,31 @@ def test_oversized_event_is_declined() -> None:
     b'{"events":[{"type":"auth","n":18446744073709551616}]}',  # an integer beyond 64 bits turns float
     b'{"events": [{"type": "auth"}]}',                          # not compact
     b'{"events":[{"type":"\\u0061uth"}]}',                      # escaped characters
+    b'{"events":[{"type":"auth"}],"more":1}',                   # another member beside the events
+    b'{"more":1,"events":[{"type":"auth"}]}',
+    b' {"events":[{"type":"auth"}]}',                           # leading space
 ])
-def test_round_trip_fails_for_bodies_the_byte_checks_must_see(body: bytes) -> None:
-    assert not round_trips(body, orjson.loads(body))
+def test_canonical_events_refuses_bodies_the_byte_checks_must_see(body: bytes) -> None:
+    assert canonical_events(body, orjson.loads(body)) is None
 
 
-def test_round_trip_allows_a_trailing_newline() -> None:
-    body = orjson.dumps({"events": [event()]})
-    assert round_trips(body + b"\n", orjson.loads(body))
-    assert not round_trips(body + b"x", orjson.loads(body))
+@pytest.mark.parametrize("shape", ["envelope", "array", "object"])
+def test_canonical_events_are_the_encodings_of_the_posted_events_in_every_shape(shape: str) -> None:
+    posted = [event(), event(type="cas_grant")] if shape != "object" else [event()]
+    document = {"envelope": {"events": posted}, "array": posted, "object": posted[0]}[shape]
+    body = orjson.dumps(document)
+    assert canonical_events(body, orjson.loads(body)) == [orjson.dumps(item) for item in posted]
+    assert canonical_events(body + b"\r\n", orjson.loads(body)) == [orjson.dumps(item) for item in posted]
+    assert canonical_events(body + b"x", orjson.loads(body)) is None
+    assert canonical_events(body[:-1] + b" " + body[-1:], orjson.loads(body)) is None
+
+
+@pytest.mark.parametrize("text, found", [
+    ("plain ascii, é, 日本語, \u00a0", False), ("line\nbreak", True), ("nul \x00", True), ('quote "', True),
+    ("back \\ slash", True), ("del \x7f", True), ("c1 \x80", True), ("c1 \x9f", True), ("latin \u00c0\u00ff", False),
+])
+def test_control_bytes_are_found_in_a_compact_body(text: str, found: bool) -> None:
+    assert has_control_bytes(orjson.dumps({"events": [{"note": text}]})) is found
 
 
 def test_general_path_still_rejects_what_was_declined() -> None:
@@ -129,9 +175,9 @@ def test_general_path_still_rejects_what_was_declined() -> None:
 
 def test_generated_fields_come_in_the_general_paths_order() -> None:
     posted = [{"type": "auth"}]
-    fast = prepare(copy.deepcopy(posted), RECEIVED, "acme", LIMIT)
-    assert fast is not None
-    stored = orjson.loads(fast[0])
+    lines = fast(posted, "acme")
+    assert lines is not None
+    stored = orjson.loads(lines[0])
     assert list(stored) == ["type", "audit_event_id", "ts", "received_at", "tenant_id"]
     expected = orjson.loads(general(copy.deepcopy(posted), "acme")[0])
     assert list(expected) == list(stored) and {**expected, "audit_event_id": stored["audit_event_id"]} == stored
