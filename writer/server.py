@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from shared import wire
+from shared import spool_format, wire
 from shared.errors import WireError
 from writer.spool import Spool, SpoolFull, SpoolWriteError
 from writer.stats import WriterStats
@@ -104,7 +104,7 @@ class SocketServer:
             log.info("ingest disconnected")
 
     def _on_batch(self, frame: wire.Frame, writer: asyncio.StreamWriter) -> None:
-        events = frame.payload.count(b"\n")
+        events = spool_format.line_count(frame.payload)
         if self.spool.knows_batch(frame.batch_id):
             self.stats.duplicate_batches += 1
             self._reply(writer, wire.ack(frame.batch_id, events))
@@ -112,7 +112,7 @@ class SocketServer:
         pending = self.spool.pending_batch(frame.batch_id)
         if pending is None:
             try:
-                pending = self.spool.append(frame.batch_id, frame.payload)
+                pending = self.spool.append(frame.batch_id, frame.payload, events)
             except SpoolFull as exc:
                 self._nack(writer, frame.batch_id, f"spool full: {exc}", retryable=True)
                 return

@@ -185,3 +185,22 @@ async def test_a_group_is_written_piece_by_piece_through_short_writes(tmp_path: 
     reopened.open()
     assert list(reopened.read_range(list(reopened.index)).payloads()) == payloads
     reopened.release()
+
+
+@pytest.mark.parametrize("data", [b"", b"no newline", b"\n", b'{"a":1}\n{"b":2}\n', bytearray(b"x\n" * 1000),
+                                  bytes(range(256)) * 300])
+def test_line_count_counts_every_newline(data: bytes) -> None:
+    assert spool_format.line_count(data) == data.count(b"\n")
+
+
+async def test_an_append_keeps_the_event_count_it_is_given(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, 1 << 20, 1 << 20)
+    spool.open()
+    committer = asyncio.create_task(spool.run_committer())
+    await spool.append(1, b'{"a":1}\n{"b":2}\n', 2)
+    await spool.append(2, b'{"c":3}\n')
+    assert [entry.events for entry in spool.index] == [2, 1]
+    assert spool.backlog_events == 3
+    spool.close()
+    await committer
+    spool.release()
