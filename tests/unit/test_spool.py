@@ -193,14 +193,15 @@ def test_line_count_counts_every_newline(data: bytes) -> None:
     assert spool_format.line_count(data) == data.count(b"\n")
 
 
-async def test_an_append_keeps_the_event_count_it_is_given(tmp_path: Path) -> None:
+async def test_an_append_takes_the_callers_event_count_and_counts_when_none_is_given(tmp_path: Path) -> None:
+    """The server has counted a frame's lines already; the spool keeps that count instead of counting again."""
     spool = Spool(tmp_path, 1 << 20, 1 << 20)
     spool.open()
     committer = asyncio.create_task(spool.run_committer())
-    await spool.append(1, b'{"a":1}\n{"b":2}\n', 2)
+    await spool.append(1, b'{"a":1}\n{"b":2}\n', 7)
     await spool.append(2, b'{"c":3}\n')
-    assert [entry.events for entry in spool.index] == [2, 1]
-    assert spool.backlog_events == 3
+    assert [entry.events for entry in spool.index] == [7, 1]
+    assert spool.backlog_events == 8
     spool.close()
     await committer
     spool.release()
