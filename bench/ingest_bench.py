@@ -8,7 +8,9 @@ half the measured maximum for p99: every connection pausing the same time after 
 in step, so 16 bodies arrive together), and pauses drawn at random with the same mean (independent
 producers, ``_spread``). Last an overload run (``--overload-connections``, 256 by default, no pause) sampling
 both processes' resident memory; wrk is a closed loop, so the offered rate grows with the connections (256
-offer 6-7 times the maximum on the reference machine; ``offered_times_max`` says how many). Prints JSON.
+offer 6-7 times the maximum on the reference machine; ``offered_times_max`` says how many). The maximum run
+also reports each process's CPU time per accepted event (``cpu_us_per_event``; the writer's flushes lag,
+see ``writer_backlog_events_after``). Prints JSON.
 """
 
 from __future__ import annotations
@@ -76,6 +78,11 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used."""
+    return sum(map(int, Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[11:13])) / os.sysconf("SC_CLK_TCK")
+
+
 def floor(templates: dict[str, Path], seconds: float) -> dict:
     """Throughput of the do-nothing aiohttp server for both body sizes."""
     port = free_port()
@@ -123,8 +130,12 @@ def run(args: argparse.Namespace) -> dict:
     try:
         wrk(service.url, templates["batch_100"], 3, 16)  # warm up
         before = service.writer_status()
+        cpu_before = {name: cpu_seconds(proc.pid) for name, proc in service.procs.items()}
         top = wrk(service.url, templates["batch_100"], args.seconds, 16)
         top["events_per_second"] = round(top["accepted_per_second"] * 100)
+        accepted = top["statuses"].get("202", 0) * 100
+        top["cpu_us_per_event"] = {name: round((cpu_seconds(proc.pid) - cpu_before[name]) / max(accepted, 1) * 1e6, 1)
+                                   for name, proc in service.procs.items()}
         after = service.writer_status()
         top["writer_frames"] = after["received_batches"] - before["received_batches"]
         top["writer_flushes"] = after["flushes"] - before["flushes"]

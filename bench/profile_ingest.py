@@ -23,13 +23,8 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 sys.path.insert(0, str(BENCH))
 
-from ingest_bench import LUA, write_template  # noqa: E402
+from ingest_bench import LUA, cpu_seconds, write_template  # noqa: E402
 from tests.service import Service  # noqa: E402
-
-
-def cpu_ticks(pid: int) -> int:
-    """User + system clock ticks a process has used."""
-    return sum(map(int, Path(f"/proc/{pid}/stat").read_text().split()[13:15]))
 
 
 def summarize(raw: Path, top: int) -> list[str]:
@@ -72,16 +67,15 @@ def main() -> None:
         load = subprocess.Popen(["wrk", "-t", "2", "-c", str(args.connections), "-d", f"{args.seconds + 6}s", "-s", str(LUA),
                                  f"{service.url}/v1/audit/events"], env=env, stdout=subprocess.DEVNULL)
         time.sleep(3)
-        before = {name: cpu_ticks(proc.pid) for name, proc in service.procs.items()}
+        before = {name: cpu_seconds(proc.pid) for name, proc in service.procs.items()}
         spies = {name: subprocess.Popen([spy, "record", "-p", str(proc.pid), "-d", str(args.seconds), "-r", "100",
                                          "-f", "raw", "-o", str(work / f"{name}.txt")],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                  for name, proc in service.procs.items()}
         for spied in spies.values():
             spied.wait()
-        ticks = os.sysconf("SC_CLK_TCK")
         for name, proc in service.procs.items():
-            share = (cpu_ticks(proc.pid) - before[name]) / ticks / args.seconds
+            share = (cpu_seconds(proc.pid) - before[name]) / args.seconds
             print(f"{name}: {100 * share:.0f}% of a core")
             print("\n".join(summarize(work / f"{name}.txt", args.top)))
         load.wait()
