@@ -20,6 +20,10 @@ ZSTD_LEVEL = 1
 # objects (2.88 → 3.22 MB), writing time unchanged within noise.
 DATA_PAGE_BYTES = 64 * 1024
 WRITE_BATCH_ROWS = 64
+# Min/max statistics for every column but ``record_json``: readers prune by the typed columns (this
+# service by ``ts``), and the whole event's min and max were two ~600-byte strings in every 64 KiB page
+# header. Without them the same 20,000 events took 2.82 MB instead of 3.01 (6.5 % smaller).
+STATISTICS_COLUMNS = [name for name in SCHEMA.names if name != "record_json"]
 # ``record_json`` is written from views into the flush's parsed bytes rather than a copy of them (64 MiB for
 # a full S3 object). Arrow would record ``string_view`` as the column's type, so the file carries the
 # schema Arrow stores for ``SCHEMA`` (``ARROW:schema``, the IPC schema in base64) instead.
@@ -41,10 +45,10 @@ def encode(events: pa.Table) -> bytes:
 
 def to_parquet(table: pa.Table) -> bytes:
     """The Parquet bytes of a table of ``SCHEMA`` or ``VIEW_SCHEMA`` (zstd, dictionary columns, row groups,
-    statistics); the file's Arrow schema is ``SCHEMA`` either way, so readers see ``record_json`` as a string."""
+    statistics of the typed columns); the file's Arrow schema is ``SCHEMA`` either way, so readers see ``record_json`` as a string."""
     sink = pa.BufferOutputStream()  # Arrow's own sink: a Python file object would take the GIL for every write
     with pq.ParquetWriter(sink, table.schema, compression="zstd", compression_level=ZSTD_LEVEL,
-                          use_dictionary=DICTIONARY_COLUMNS, write_statistics=True, data_page_size=DATA_PAGE_BYTES,
+                          use_dictionary=DICTIONARY_COLUMNS, write_statistics=STATISTICS_COLUMNS, data_page_size=DATA_PAGE_BYTES,
                           write_batch_size=WRITE_BATCH_ROWS, store_schema=False) as writer:
         writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
         writer.add_key_value_metadata({b"ARROW:schema": STORED_SCHEMA})

@@ -171,11 +171,20 @@ def test_objects_are_what_arrow_writes_for_the_string_schema() -> None:
     sink = io.BytesIO()
     pq.write_table(_reference(lines), sink, compression="zstd", compression_level=parquet_encode.ZSTD_LEVEL,
                    use_dictionary=parquet_encode.DICTIONARY_COLUMNS, row_group_size=parquet_encode.ROW_GROUP_ROWS,
-                   write_statistics=True, data_page_size=parquet_encode.DATA_PAGE_BYTES,
+                   write_statistics=parquet_encode.STATISTICS_COLUMNS, data_page_size=parquet_encode.DATA_PAGE_BYTES,
                    write_batch_size=parquet_encode.WRITE_BATCH_ROWS)
     data = parquet_encode.encode(_events(lines))
     assert data == sink.getvalue()
     assert pq.read_table(io.BytesIO(data)).schema.equals(SCHEMA)
+
+
+def test_every_typed_column_has_statistics_and_record_json_none() -> None:
+    """Readers prune by the typed columns' min and max; the whole event's would only fill page headers."""
+    data = parquet_encode.encode(_events(_mixed_lines()))
+    group = pq.ParquetFile(io.BytesIO(data)).metadata.row_group(0)
+    with_statistics = {group.column(index).path_in_schema for index in range(group.num_columns)
+                       if group.column(index).is_stats_set}
+    assert with_statistics == set(SCHEMA.names) - {"record_json"}
 
 
 def test_line_views_point_into_the_parsed_bytes() -> None:
