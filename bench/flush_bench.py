@@ -5,7 +5,7 @@ Builds spool records of ``--events`` bench events (``read_bench.make_event``, 10
 stores them), then times each step (best of ``--rounds``) in µs per event. The second column runs the same
 step while another thread spins Python code, as the writer's event loop does during a flush: a step
 that takes the GIL often (a Python file object as a sink, per-line Python work) slows down there.
-Run it at two commits to compare them (``git stash`` or a worktree); the figures are in docs/benchmarks.md.
+Last it prints the bytes stored per event (the Parquet objects of the days, the gzip file). Run it at two commits to compare them (``git stash`` or a worktree); the figures are in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def beside_busy_thread(step: Callable[[], object], rounds: int) -> float:
 
 
 def main() -> None:
-    """Time the steps; print µs per event."""
+    """Time the steps; print µs per event, then the stored bytes per event."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=14_000)
     parser.add_argument("--rounds", type=int, default=8)
@@ -105,6 +105,9 @@ def main() -> None:
         total = [total[0] + alone, total[1] + busy]
         print(f"{name:46s} {alone:8.2f} {busy:22.2f}")
     print(f"{'total':46s} {total[0]:8.2f} {total[1]:22.2f}")
+    parquet_bytes = sum(len(parquet_encode.encode(day)) for day in days)
+    gzip_bytes = len(igzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0))
+    print(f"stored bytes per event: Parquet {parquet_bytes / events:.1f}, gzip {gzip_bytes / events:.1f}")
 
 
 if __name__ == "__main__":

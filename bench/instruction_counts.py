@@ -91,16 +91,10 @@ def measure(args: argparse.Namespace) -> dict:
     out = work / "callgrind.out"
     other = "writer" if args.process == "ingest" else "ingest"
     try:
-        if args.process == "writer":
-            service.procs["writer"] = subprocess.Popen(
-                ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}", sys.executable,
-                 "-m", "writer"], cwd=REPO, env=service.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            service.start(other)
-        else:
-            service.start(other)
-            service.procs["ingest"] = subprocess.Popen(
-                ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}", sys.executable,
-                 "-m", "ingest"], cwd=REPO, env=service.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        service.start(other)  # ingest reconnects until the writer answers, so the order does not matter
+        service.procs[args.process] = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}", sys.executable,
+             "-m", args.process], cwd=REPO, env=service.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         service.wait_ready(timeout=600)
         body = template.read_bytes()
         asyncio.run(post_all(service.url, body, max(args.requests // 5, 20)))

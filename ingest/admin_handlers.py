@@ -10,8 +10,7 @@ from aiohttp import web
 
 from ingest import keys
 from ingest.body import Rejected, read_body
-from ingest.errors import error, unavailable
-from ingest.handlers import json_response
+from ingest.errors import error, json_response, unavailable
 from ingest.redact import visible_reason, visible_status
 from ingest.read_wire import RetentionError, StorageUnavailable
 from ingest.verbosity import describe_setting

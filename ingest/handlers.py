@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from ingest import keys
 from ingest.auth import principal
 from ingest.body import Rejected
-from ingest.errors import error, unavailable
+from ingest.errors import error, json_response, unavailable
 from ingest.compact_batch import canonical_events, prepare
 from ingest.hardening import check_count, check_posted, check_structure, encode_events, guard_events, read_json
 from ingest.link import AckTimeout, QueueFull, WriterRefused, WriterUnavailable
@@ -20,11 +19,6 @@ from shared.errors import EventError
 from shared.events import normalize_event
 
 log = logging.getLogger("auditlake.ingest.events")
-
-
-def json_response(body: Any, status: int = 200) -> web.Response:
-    """A JSON response encoded with orjson."""
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
 def events_of(document: Any) -> list[Any]:

@@ -12,8 +12,7 @@ from aiohttp import web
 from ingest import cursor as cursors
 from ingest import keys
 from ingest.auth import confined_query, principal
-from ingest.errors import error, unavailable
-from ingest.handlers import json_response
+from ingest.errors import error, json_response, unavailable
 from ingest.query_params import Query, QueryError, parse_query
 from ingest.read_plan import Plan, ReadCancelled
 from ingest.read_stats import BUCKETS, GROUPABLE

@@ -19,9 +19,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ingest import keys
 from ingest.auth import principal
-from ingest.errors import error, unavailable
+from ingest.errors import error, json_response, unavailable
 from ingest.evidence_sources import LocalSource, S3Source, Source, verify_store
-from ingest.handlers import json_response
 from shared import digests as d
 from shared.events import format_ts, parse_iso
 from shared.s3_client import make_s3_client

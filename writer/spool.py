@@ -220,16 +220,15 @@ class Spool:
 
     # -- appends and group commit ------------------------------------------------------------------
 
-    def append(self, batch_id: int, payload: bytes, events: int | None = None) -> asyncio.Future[int]:
-        """Queue a batch of ``events`` lines (counted when not given) for the next group commit; the future
-        resolves to its seq once fsync'd."""
+    def append(self, batch_id: int, payload: bytes, events: int) -> asyncio.Future[int]:
+        """Queue a batch of ``events`` lines (the server has counted them) for the next group commit; the
+        future resolves to its seq once fsync'd."""
         if self.bytes + self._pending_bytes + len(payload) > self.max_bytes:
             raise SpoolFull(f"spool holds {self.bytes + self._pending_bytes} of {self.max_bytes} bytes")
         seq = self.next_seq
         self.next_seq += 1
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         header = spool_format.record_header(seq, batch_id, payload)  # written beside the payload, not joined
-        events = spool_format.line_count(payload) if events is None else events
         self._pending.append(_Pending(seq, batch_id, header, payload, len(payload), events, future))
         self._pending_bytes += len(header) + len(payload)
         self._pending_by_batch[batch_id] = future

@@ -22,7 +22,7 @@ async def _spool(tmp_path: Path, payloads: list[bytes]) -> Spool:
     spool = Spool(tmp_path / "spool", 1 << 20, 1 << 30)
     spool.open()
     committer = asyncio.create_task(spool.run_committer())
-    await asyncio.gather(*(spool.append(index + 1, payload) for index, payload in enumerate(payloads)))
+    await asyncio.gather(*(spool.append(index + 1, payload, payload.count(b"\n")) for index, payload in enumerate(payloads)))
     spool.close()
     await committer
     return spool

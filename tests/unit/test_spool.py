@@ -18,7 +18,7 @@ async def _spool_with(directory: Path, payloads: list[bytes], **kwargs) -> Spool
     spool = Spool(directory, kwargs.get("segment_bytes", 1 << 20), kwargs.get("max_bytes", 1 << 30))
     spool.open()
     committer = asyncio.create_task(spool.run_committer())
-    futures = [spool.append(1000 + index, payload) for index, payload in enumerate(payloads)]
+    futures = [spool.append(1000 + index, payload, payload.count(b"\n")) for index, payload in enumerate(payloads)]
     await asyncio.gather(*futures)
     spool.close()
     await committer
@@ -57,7 +57,7 @@ async def test_a_range_reads_back_as_one_buffer_across_segments(tmp_path: Path) 
     spool.open()
     committer = asyncio.create_task(spool.run_committer())
     for index, payload in enumerate(payloads):  # one commit each, so segments roll over between them
-        await spool.append(1000 + index, payload)
+        await spool.append(1000 + index, payload, payload.count(b"\n"))
     spool.close()
     await committer
     spool.release()
@@ -118,7 +118,7 @@ async def test_checkpoint_forgets_flushed_records_and_frees_segments(tmp_path: P
     spool.open()
     committer = asyncio.create_task(spool.run_committer())
     for index in range(6):
-        await spool.append(index, b'{"x":"' + b"y" * 200 + b'"}\n')
+        await spool.append(index, b'{"x":"' + b"y" * 200 + b'"}\n', 1)
     assert spool.segments >= 3
     spool.checkpoint(4)
     dead = spool.forget_flushed(4)
@@ -139,9 +139,9 @@ async def test_a_full_spool_refuses_appends(tmp_path: Path) -> None:
     """Appending past the byte bound raises SpoolFull and takes nothing."""
     spool = Spool(tmp_path, 1 << 20, 300)
     spool.open()
-    spool.append(1, b"a" * 100 + b"\n")
+    spool.append(1, b"a" * 100 + b"\n", 1)
     with pytest.raises(SpoolFull):
-        spool.append(2, b"b" * 200 + b"\n")
+        spool.append(2, b"b" * 200 + b"\n", 1)
     assert len(spool._pending) == 1
     spool.release()
 
@@ -193,13 +193,13 @@ def test_line_count_counts_every_newline(data: bytes) -> None:
     assert spool_format.line_count(data) == data.count(b"\n")
 
 
-async def test_an_append_takes_the_callers_event_count_and_counts_when_none_is_given(tmp_path: Path) -> None:
+async def test_an_append_keeps_the_event_count_the_server_counted(tmp_path: Path) -> None:
     """The server has counted a frame's lines already; the spool keeps that count instead of counting again."""
     spool = Spool(tmp_path, 1 << 20, 1 << 20)
     spool.open()
     committer = asyncio.create_task(spool.run_committer())
     await spool.append(1, b'{"a":1}\n{"b":2}\n', 7)
-    await spool.append(2, b'{"c":3}\n')
+    await spool.append(2, b'{"c":3}\n', 1)
     assert [entry.events for entry in spool.index] == [7, 1]
     assert spool.backlog_events == 8
     spool.close()
