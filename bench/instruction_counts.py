@@ -1,6 +1,7 @@
 """Instructions each process spends on the posted events, counted by valgrind's callgrind (repeatable where timings are not).
 
 Usage: .venv/bin/python bench/instruction_counts.py [--process ingest|writer] [--events-per-body 100] [--requests 300]
+       [--keep-profile FILE]
 Needs valgrind (Debian package ``valgrind``). Starts the two processes with default settings (verbosity
 ``verbose``), the one named by ``--process`` under callgrind with instrumentation off, sends a warm-up, then
 switches instrumentation on (``callgrind_control``) for ``--requests`` posts from 16 concurrent clients
@@ -111,6 +112,9 @@ def measure(args: argparse.Namespace) -> dict:
                   "instructions": total, "seconds": round(time.monotonic() - started, 1)}
         report["per_request"] = total // args.requests
         report["per_event"] = total // (args.requests * args.events_per_body)
+        if args.keep_profile:
+            files = sorted(glob.glob(f"{out}*"), key=lambda path: Path(path).stat().st_size)
+            shutil.copy(files[-1], args.keep_profile)  # for callgrind_annotate: where the instructions went
         return report
     finally:
         service.stop()
@@ -123,6 +127,7 @@ def main() -> None:
     parser.add_argument("--process", choices=("ingest", "writer"), default="ingest")
     parser.add_argument("--events-per-body", type=int, default=100)
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--keep-profile", type=Path, help="copy callgrind's output here (callgrind_annotate reads it)")
     args = parser.parse_args()
     print(json.dumps(measure(args)))
 
