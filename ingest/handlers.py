@@ -15,6 +15,7 @@ from ingest.compact_batch import canonical_events, prepare
 from ingest.hardening import check_count, check_posted, check_structure, encode_events, guard_events, read_json
 from ingest.link import AckTimeout, QueueFull, WriterRefused, WriterUnavailable
 from ingest.stats import utc_now_iso
+from shared import typed_columns
 from shared.errors import EventError
 from shared.events import normalize_event
 
@@ -35,8 +36,9 @@ def events_of(document: Any) -> list[Any]:
     raise EventError("body must be an event object, an array of event objects or {\"events\": [...]}")
 
 
-async def _payload(request: web.Request, received_at: str) -> tuple[bytes, int, int]:
-    """The NDJSON lines to store, how many events they hold and how many were posted; raise Rejected/EventError.
+async def _payload(request: web.Request, received_at: str) -> tuple[bytes, int, int, bytes]:
+    """The NDJSON lines to store, how many events they hold, how many were posted and the lines' typed
+    fields (``typed_columns.encode``); raise Rejected/EventError.
 
     Everything parsed is dropped when this returns, before the request waits for the writer: a parsed
     batch is hundreds of objects, and keeping them alive across the wait makes every allocation slower.
@@ -47,21 +49,24 @@ async def _payload(request: web.Request, received_at: str) -> tuple[bytes, int, 
     check_count(posted, settings)
     tenant = principal(request).tenant
     lines = None
+    events = posted  # completed in place by ``prepare`` when it answers
     encoded = canonical_events(body, document)
     if encoded is not None:
         lines = prepare(posted, encoded, body, received_at, tenant, settings.max_event_bytes)
     if lines is None:
         await check_structure(body, document)
         check_posted(posted)
-        posted = [normalize_event(raw, received_at, index) for index, raw in enumerate(posted)]
-        guard_events(posted, tenant)
-        lines = encode_events(posted, settings.max_event_bytes)
+        events = [normalize_event(raw, received_at, index) for index, raw in enumerate(posted)]
+        guard_events(events, tenant)
+        lines = encode_events(events, settings.max_event_bytes)
     preset = request.app[keys.PRESET]
     if not preset.allow_all:
-        lines = [line for event, line in zip(posted, lines) if preset.allows(event.get("type"))]
+        kept = [index for index, event in enumerate(events) if preset.allows(event.get("type"))]
+        events, lines = [events[index] for index in kept], [lines[index] for index in kept]
     if not lines:
-        return b"", 0, len(posted)
-    return b"\n".join(lines) + b"\n", len(lines), len(posted)
+        return b"", 0, len(posted), b""
+    return b"\n".join(lines) + b"\n", len(lines), len(posted), typed_columns.encode(
+        events, received_at, typed_columns.separator_free(body))
 
 
 async def post_events(request: web.Request) -> web.Response:
@@ -75,7 +80,7 @@ async def post_events(request: web.Request) -> web.Response:
         return unavailable(refusal)
     received_at = utc_now_iso()
     try:
-        payload, kept, posted = await _payload(request, received_at)
+        payload, kept, posted, columns = await _payload(request, received_at)
     except Rejected as exc:
         stats.invalid_requests += 1
         return exc.response()
@@ -89,7 +94,7 @@ async def post_events(request: web.Request) -> web.Response:
         stats.invalid_requests += 1
         return error(413, "request events exceed the maximum batch size after normalization")
     try:
-        submission = link.submit(payload, kept)
+        submission = link.submit(payload, kept, columns)
         await link.wait(submission, app[keys.SETTINGS].ack_timeout_seconds)
     except (QueueFull, WriterUnavailable, WriterRefused) as exc:
         stats.rejected_events += kept

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from shared import wire
+from shared import typed_columns, wire
 from shared.errors import WireError
 
 log = logging.getLogger("auditlake.ingest.link")
@@ -52,6 +52,7 @@ class Submission:
 
     payload: bytes
     events: int
+    columns: bytes  # the events' typed fields (shared.typed_columns), sent beside the lines
     future: asyncio.Future[None]
     sent: bool = False
 
@@ -115,13 +116,14 @@ class WriterLink:
             return "audit queue full"
         return None
 
-    def submit(self, payload: bytes, events: int) -> Submission:
-        """Queue one request's events, all or nothing; raise QueueFull or WriterUnavailable."""
+    def submit(self, payload: bytes, events: int, columns: bytes) -> Submission:
+        """Queue one request's events (NDJSON lines and their ``typed_columns.encode``), all or nothing;
+        raise QueueFull or WriterUnavailable. The byte bound counts the lines."""
         if not self.ready:
             raise WriterUnavailable("audit writer unavailable")
         if self.queued_events + events > self.max_events or self.queued_bytes + len(payload) > self.max_bytes:
             raise QueueFull("audit queue full")
-        submission = Submission(payload, events, asyncio.get_running_loop().create_future())
+        submission = Submission(payload, events, columns, asyncio.get_running_loop().create_future())
         self.queued_events += events
         self.queued_bytes += len(payload)
         self._pending.append(submission)
@@ -251,10 +253,12 @@ class WriterLink:
             await writer.drain()
 
     def _next_batch(self) -> _InFlight:
-        budget = self.max_frame_bytes
+        """The next frame: queued submissions while lines and columns fit one frame. A submission whose lines
+        fit but not with its columns goes alone, as a BATCH of lines only (the writer then parses them)."""
+        budget = self.max_frame_bytes - wire.typed_batch_bytes(0, len(b"[]"))
         taken: list[Submission] = []
         while self._pending and len(taken) < MAX_SUBMISSIONS_PER_BATCH:
-            size = len(self._pending[0].payload)
+            size = len(self._pending[0].payload) + len(self._pending[0].columns) + len(b",")
             if taken and size > budget:
                 break
             submission = self._pending.popleft()
@@ -263,7 +267,12 @@ class WriterLink:
             budget -= size
         batch_id = self._next_batch_id
         self._next_batch_id += 1
-        frame = wire.batch(batch_id, b"".join(item.payload for item in taken), self.max_frame_bytes)
+        lines = b"".join(item.payload for item in taken)
+        columns = typed_columns.frame_section([item.columns for item in taken])
+        if wire.typed_batch_bytes(len(lines), len(columns)) <= self.max_frame_bytes:
+            frame = wire.typed_batch(batch_id, lines, columns, self.max_frame_bytes)
+        else:
+            frame = wire.batch(batch_id, lines, self.max_frame_bytes)
         return _InFlight(batch_id, frame, taken, time.monotonic())
 
     # -- shutdown ----------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from ingest.link import AckTimeout, QueueFull, WriterLink, WriterRefused, Writer
 from ingest.query_params import Query
 from ingest.stats import utc_now_iso
 from ingest.tokens import Principal
+from shared import typed_columns
 from shared.events import normalize_event
 from shared.settings import Settings
 
@@ -63,7 +64,8 @@ class AuditTrail:
         event = normalize_event({"type": event_type, "actor_ref": actor, "action": action, "outcome": "success",
                                  "component": COMPONENT, "source": "auditlake", "details": details}, utc_now_iso())
         try:
-            submission = self.link.submit(orjson.dumps(event) + b"\n", 1)
+            submission = self.link.submit(orjson.dumps(event) + b"\n", 1,
+                                          typed_columns.encode([event], event["received_at"]))
         except (QueueFull, WriterUnavailable) as exc:
             self._lost(event, exc)
             return

@@ -5,13 +5,15 @@ Every message is one frame: a fixed 24-byte header followed by a payload.
     offset  size  field
     0       2     magic  b"AL"
     2       1     version (1)
-    3       1     kind: BATCH, ACK, NACK, HELLO, STATUS
+    3       1     kind: BATCH, ACK, NACK, HELLO, STATUS, TYPED_BATCH
     4       4     reserved, zero
     8       8     batch id (unsigned; 0 for HELLO and STATUS)
     16      4     payload length in bytes
     20      4     CRC-32 of the payload
 
-BATCH payloads are NDJSON (one normalized event per line, each line ending in a newline). ACK and NACK
+BATCH payloads are NDJSON (one normalized event per line, each line ending in a newline). A TYPED_BATCH
+payload is a 4-byte big-endian length, that many bytes of NDJSON as in BATCH, then the events' typed
+fields (``shared.typed_columns``), which the writer keeps beside the spooled lines for the flush. ACK and NACK
 echo the batch id of the BATCH they answer; their payload, like HELLO's and STATUS's, is a JSON object.
 A successful write to the socket proves nothing: only an ACK says the writer holds the batch durably.
 """
@@ -33,6 +35,7 @@ MAGIC = b"AL"
 VERSION = 1
 HEADER = struct.Struct(">2sBBIQII")
 HEADER_SIZE = HEADER.size
+_LINES_LENGTH = struct.Struct(">I")
 DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 
 
@@ -44,6 +47,7 @@ class Kind(enum.IntEnum):
     NACK = 3
     HELLO = 4
     STATUS = 5
+    TYPED_BATCH = 6
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -80,6 +84,32 @@ def encode_json(kind: Kind, body: dict[str, Any], batch_id: int = 0) -> bytes:
 def batch(batch_id: int, ndjson: bytes, max_payload: int = DEFAULT_MAX_PAYLOAD_BYTES) -> bytes:
     """Encode a BATCH frame of NDJSON events."""
     return encode(Kind.BATCH, batch_id, ndjson, max_payload)
+
+
+def typed_batch(batch_id: int, ndjson: bytes, columns: bytes, max_payload: int = DEFAULT_MAX_PAYLOAD_BYTES) -> bytes:
+    """Encode a TYPED_BATCH frame: NDJSON events and their typed fields (joined once, the CRC chained)."""
+    length = typed_batch_bytes(len(ndjson), len(columns))
+    if length > max_payload:
+        raise FrameTooLarge(f"payload of {length} bytes exceeds the {max_payload}-byte frame limit")
+    lines_length = _LINES_LENGTH.pack(len(ndjson))
+    crc = crc32(columns, crc32(ndjson, crc32(lines_length)))
+    return b"".join((HEADER.pack(MAGIC, VERSION, int(Kind.TYPED_BATCH), 0, batch_id, length, crc), lines_length,
+                     ndjson, columns))
+
+
+def typed_batch_bytes(ndjson_bytes: int, columns_bytes: int) -> int:
+    """The payload size of a TYPED_BATCH frame of that many NDJSON and column bytes."""
+    return _LINES_LENGTH.size + ndjson_bytes + columns_bytes
+
+
+def typed_parts(payload: bytes) -> tuple[bytes, bytes]:
+    """The NDJSON and the typed fields of a TYPED_BATCH payload; CorruptFrame when the length does not fit."""
+    if len(payload) < _LINES_LENGTH.size:
+        raise CorruptFrame("TYPED_BATCH payload is shorter than its length field")
+    end = _LINES_LENGTH.size + _LINES_LENGTH.unpack_from(payload)[0]
+    if end > len(payload):
+        raise CorruptFrame(f"TYPED_BATCH announces {end - _LINES_LENGTH.size} bytes of lines in a {len(payload)}-byte payload")
+    return payload[_LINES_LENGTH.size:end], payload[end:]
 
 
 def ack(batch_id: int, events: int) -> bytes:

@@ -104,3 +104,23 @@ def test_checksum_is_zlibs_crc32_so_frames_of_earlier_builds_still_decode() -> N
     assert struct.unpack(">I", frame[20:24])[0] == zlib.crc32(payload)
     earlier = struct.pack(">2sBBIQII", b"AL", 1, 1, 0, 9, len(payload), zlib.crc32(payload)) + payload
     assert wire.decode(earlier)[0].payload == payload
+
+
+def test_typed_batch_round_trip_splits_lines_and_columns() -> None:
+    """A TYPED_BATCH frame carries the lines and the columns apart, under one checksum."""
+    frame, used = wire.decode(wire.typed_batch(11, b'{"a":1}\n', b"[[1]]"))
+    assert (frame.kind, frame.batch_id, used) == (wire.Kind.TYPED_BATCH, 11, wire.HEADER_SIZE + 4 + 8 + 5)
+    assert wire.typed_parts(frame.payload) == (b'{"a":1}\n', b"[[1]]")
+    assert wire.typed_batch_bytes(8, 5) == len(frame.payload)
+    damaged = bytearray(wire.typed_batch(11, b'{"a":1}\n', b"[[1]]"))
+    damaged[-1] ^= 1
+    with pytest.raises(CorruptFrame):
+        wire.decode(bytes(damaged))
+    with pytest.raises(FrameTooLarge):
+        wire.typed_batch(1, b"x" * 1000, b"y" * 30, max_payload=1024)
+
+
+@pytest.mark.parametrize("payload", [b"", b"\x00\x00", b"\x00\x00\x00\x09abc"])
+def test_a_typed_batch_whose_lines_length_does_not_fit_is_corrupt(payload: bytes) -> None:
+    with pytest.raises(CorruptFrame):
+        wire.typed_parts(payload)

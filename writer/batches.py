@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import numpy as np
 import pyarrow as pa
@@ -12,6 +13,7 @@ from shared.spool_format import SpoolRange, SpoolRecord
 from writer import event_table
 from writer.dedupe import DedupeWindow, id_hashes
 
+log = logging.getLogger("auditlake.writer.batches")
 DayKey = tuple[str, str, str]
 
 
@@ -26,6 +28,8 @@ class FlushBatch:
     duplicates: int
     unparsable: list[bytes]
     id_hashes: list[int]
+    parsed: bool = True  # False when the table came from the typed fields ingest sent
+    fields_refused: bool = False  # typed fields were sent for every record and did not check out
 
 
 def group_records(records: list[SpoolRecord], window: DedupeWindow | None = None) -> FlushBatch:
@@ -33,13 +37,26 @@ def group_records(records: list[SpoolRecord], window: DedupeWindow | None = None
     return group_range(SpoolRange.of(records), window)
 
 
-def group_range(span: SpoolRange, window: DedupeWindow | None = None) -> FlushBatch:
+def group_range(span: SpoolRange, window: DedupeWindow | None = None,
+                columns: list[bytes | None] | None = None) -> FlushBatch:
     """Parse the range's lines once, drop ids seen earlier in the range or in the window, group by day.
 
-    Days are keyed by ``(ts[0:4], ts[5:7], ts[8:10])``; within a day events keep the order of a stable
-    sort by ``ts`` (equal stamps in spool order). The day tables' lines point into ``span.data``.
+    ``columns`` are the records' typed fields as ingest sent them (``shared.typed_columns``); when every
+    record has them and they check out, the lines are not parsed. Days are keyed by ``(ts[0:4], ts[5:7],
+    ts[8:10])``; within a day events keep the order of a stable sort by ``ts`` (equal stamps in spool
+    order). The day tables' lines point into ``span.data``.
     """
-    table = event_table.parse_block(span.data)
+    table = None
+    refused = False
+    if columns and None not in columns:
+        table = event_table.from_columns(span.data, span.ends, columns)
+        refused = table is None
+        if refused:
+            log.error("typed fields sent with the lines do not match them; the lines are parsed instead",
+                      extra={"first_seq": span.first_seq, "last_seq": span.last_seq})
+    parsed = table is None
+    if parsed:
+        table = event_table.parse_block(span.data)
     if table is not None:
         ids = table.column(event_table.ID).to_pylist()
         unparsable: list[bytes] = []
@@ -54,7 +71,7 @@ def group_range(span: SpoolRange, window: DedupeWindow | None = None) -> FlushBa
             keep &= ~np.isin(hashes, np.fromiter(earlier, dtype=np.uint64))
     kept = int(keep.sum())
     return FlushBatch(span.first_seq, span.last_seq, _days(table, np.flatnonzero(keep)), kept, len(hashes) - kept,
-                      unparsable, hashes[keep].tolist())
+                      unparsable, hashes[keep].tolist(), parsed, refused)
 
 
 def _days(table: pa.Table, kept: np.ndarray) -> dict[DayKey, pa.Table]:

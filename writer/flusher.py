@@ -91,10 +91,13 @@ class Flusher:
         return time.monotonic() - self._oldest_unflushed_at >= self.interval_seconds
 
     def _plan(self) -> list:
+        """The next range: up to ``max_events`` and ``max_flush_bytes``, and only records that all have their
+        typed fields or all lack them (a range is parsed whole or not at all)."""
         entries = []
         events = size = 0
         for entry in self.spool.index:
-            if entries and (events + entry.events > self.max_events or size + entry.length > self.max_flush_bytes):
+            if entries and (events + entry.events > self.max_events or size + entry.length > self.max_flush_bytes
+                            or (entry.columns is None) != (entries[0].columns is None)):
                 break
             entries.append(entry)
             events += entry.events
@@ -115,7 +118,8 @@ class Flusher:
         started = time.monotonic()
         try:
             span = await loop.run_in_executor(None, self.spool.read_range, entries)
-            batch = await loop.run_in_executor(None, group_range, span, self.window)
+            batch = await loop.run_in_executor(None, group_range, span, self.window,
+                                               [entry.columns for entry in entries])
             del span  # the batch holds what it needs (its lines point into the range's buffer)
             names = self.store.plan(batch)
             if redo is not None:
@@ -148,6 +152,8 @@ class Flusher:
         self.observe_flush(time.monotonic() - started, True)
         self.stats.duplicate_events += batch.duplicates
         self.stats.unparsable_lines += len(batch.unparsable)
+        self.stats.parsed_flushes += batch.parsed
+        self.stats.typed_field_mismatches += batch.fields_refused
         self.stats.last_flush_at = utc_now_iso()
         self.stats.last_error = None
         self.stats.failing_since = None

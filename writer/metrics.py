@@ -53,6 +53,10 @@ FIELDS: dict[str, Row] = {
     "failed_flushes": _counter("auditlake_writer_flush_failures", "Failed flushes (each is retried)."),
     "duplicate_events": _counter("auditlake_writer_duplicate_events", "Events dropped as repeated audit_event_ids."),
     "unparsable_lines": _counter("auditlake_writer_unparsable_lines", "Spooled lines quarantined as unparsable."),
+    "parsed_flushes": _counter("auditlake_writer_parsed_flushes", "Flushes that parsed their lines: no typed fields "
+                               "from ingest (after a restart, past their memory bound) or they did not check out."),
+    "typed_field_mismatches": _counter("auditlake_writer_typed_field_mismatches", "Flushes whose typed fields from "
+                                       "ingest did not match the lines (then parsed); should stay 0."),
     "retention_files_deleted": _counter("auditlake_writer_retention_deleted_files", "Files deleted by retention."),
     "retention_bytes_deleted": _counter("auditlake_writer_retention_deleted_bytes", "Bytes deleted by retention."),
     "bytes_written": _counter("auditlake_writer_written_bytes", "Bytes published to storage, by backend.", True),

@@ -1,4 +1,4 @@
-"""The writer's Unix-socket server: receives BATCH frames, spools them, answers ACK or NACK."""
+"""The writer's Unix-socket server: receives (TYPED_)BATCH frames, spools them, answers ACK or NACK."""
 
 from __future__ import annotations
 
@@ -87,8 +87,10 @@ class SocketServer:
                 frame = await wire.read_frame(reader, self.max_frame_bytes)
                 if frame is None:
                     break
-                if frame.kind is wire.Kind.BATCH:
-                    self._on_batch(frame, writer)
+                if frame.kind is wire.Kind.TYPED_BATCH:
+                    self._on_batch(frame.batch_id, *wire.typed_parts(frame.payload), writer)
+                elif frame.kind is wire.Kind.BATCH:
+                    self._on_batch(frame.batch_id, frame.payload, None, writer)
                 elif frame.kind is wire.Kind.HELLO:
                     continue
                 else:
@@ -103,22 +105,22 @@ class SocketServer:
             writer.close()
             log.info("ingest disconnected")
 
-    def _on_batch(self, frame: wire.Frame, writer: asyncio.StreamWriter) -> None:
-        events = spool_format.line_count(frame.payload)
-        if self.spool.knows_batch(frame.batch_id):
+    def _on_batch(self, batch_id: int, lines: bytes, columns: bytes | None, writer: asyncio.StreamWriter) -> None:
+        events = spool_format.line_count(lines)
+        if self.spool.knows_batch(batch_id):
             self.stats.duplicate_batches += 1
-            self._reply(writer, wire.ack(frame.batch_id, events))
+            self._reply(writer, wire.ack(batch_id, events))
             return
-        pending = self.spool.pending_batch(frame.batch_id)
+        pending = self.spool.pending_batch(batch_id)
         if pending is None:
             try:
-                pending = self.spool.append(frame.batch_id, frame.payload, events)
+                pending = self.spool.append(batch_id, lines, events, columns)
             except SpoolFull as exc:
-                self._nack(writer, frame.batch_id, f"spool full: {exc}", retryable=True)
+                self._nack(writer, batch_id, f"spool full: {exc}", retryable=True)
                 return
         else:
             self.stats.duplicate_batches += 1
-        pending.add_done_callback(lambda done: self._answer(done, writer, frame.batch_id, events))
+        pending.add_done_callback(lambda done: self._answer(done, writer, batch_id, events))
 
     def _answer(self, done: asyncio.Future[int], writer: asyncio.StreamWriter, batch_id: int, events: int) -> None:
         if writer.is_closing():

@@ -23,6 +23,9 @@ log = logging.getLogger("auditlake.writer.spool")
 RECENT_BATCH_IDS = 8192
 QUARANTINE_DIR = "quarantine"
 FLUSH_MARKER = "flush-pending.json"
+# Typed fields received beside unflushed lines (shared.typed_columns), kept in memory up to this many bytes:
+# about 100,000 events. Batches past it, and every batch after a restart, are parsed at the flush instead.
+MAX_COLUMNS_BYTES = 32 * 1024 * 1024
 
 
 class SpoolFull(Exception):
@@ -43,6 +46,7 @@ class IndexEntry:
     offset: int
     length: int
     events: int
+    columns: bytes | None = None  # the lines' typed fields, when ingest sent them and they are still held
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +69,7 @@ class _Pending:
     payload: bytes
     payload_length: int
     events: int
+    columns: bytes | None
     future: asyncio.Future[int]
 
 
@@ -72,7 +77,8 @@ class Spool:
     """Append batches durably; index what is not yet flushed; checkpoint what is."""
 
     def __init__(self, directory: Path, segment_bytes: int, max_bytes: int,
-                 faults: FaultPoints | None = None, fresh_start_seq: int = 1) -> None:
+                 faults: FaultPoints | None = None, fresh_start_seq: int = 1,
+                 max_columns_bytes: int = MAX_COLUMNS_BYTES) -> None:
         self.directory = directory
         self.fresh_start_seq = fresh_start_seq
         self.faults = faults or FaultPoints(None)
@@ -87,6 +93,8 @@ class Spool:
         self._segment_sizes: dict[Path, int] = {}
         self._backlog_bytes = 0
         self._backlog_events = 0
+        self.max_columns_bytes = max_columns_bytes
+        self.columns_bytes = 0  # typed fields held beside unflushed lines (entries' and pending appends')
         self.committed_batches = 0
         self.committed_events = 0
         self._active: Path | None = None
@@ -204,6 +212,13 @@ class Spool:
         self._backlog_bytes += entry.length
         self._backlog_events += entry.events
 
+    def _held_columns(self, columns: bytes | None) -> bytes | None:
+        """``columns`` when they fit the bound on typed fields held in memory (counted as held), else None."""
+        if columns is None or self.columns_bytes + len(columns) > self.max_columns_bytes:
+            return None
+        self.columns_bytes += len(columns)
+        return columns
+
     def knows_batch(self, batch_id: int) -> bool:
         """True when a batch with this id is already durable in the spool or was flushed recently."""
         return batch_id in self.recent_batch_ids
@@ -220,16 +235,18 @@ class Spool:
 
     # -- appends and group commit ------------------------------------------------------------------
 
-    def append(self, batch_id: int, payload: bytes, events: int) -> asyncio.Future[int]:
+    def append(self, batch_id: int, payload: bytes, events: int, columns: bytes | None = None) -> asyncio.Future[int]:
         """Queue a batch of ``events`` lines (the server has counted them) for the next group commit; the
-        future resolves to its seq once fsync'd."""
+        future resolves to its seq once fsync'd. ``columns``, the lines' typed fields, are kept in memory
+        for the flush while they fit ``max_columns_bytes``; they are never written to the spool."""
         if self.bytes + self._pending_bytes + len(payload) > self.max_bytes:
             raise SpoolFull(f"spool holds {self.bytes + self._pending_bytes} of {self.max_bytes} bytes")
         seq = self.next_seq
         self.next_seq += 1
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         header = spool_format.record_header(seq, batch_id, payload)  # written beside the payload, not joined
-        self._pending.append(_Pending(seq, batch_id, header, payload, len(payload), events, future))
+        self._pending.append(_Pending(seq, batch_id, header, payload, len(payload), events,
+                                      self._held_columns(columns), future))
         self._pending_bytes += len(header) + len(payload)
         self._pending_by_batch[batch_id] = future
         self._wakeup.set()
@@ -254,6 +271,7 @@ class Spool:
                 log.error("spool group commit failed", extra={"batches": len(group), "error": str(exc)})
                 for item in group:
                     self._pending_by_batch.pop(item.batch_id, None)
+                    self.columns_bytes -= len(item.columns or b"")
                     if not item.future.done():
                         item.future.set_exception(SpoolWriteError(self.last_write_error))
                 continue
@@ -262,7 +280,7 @@ class Spool:
             assert path is not None
             for item, offset in zip(group, offsets):
                 self._indexed(IndexEntry(item.seq, item.batch_id, path, offset,
-                                         len(item.header) + item.payload_length, item.events))
+                                         len(item.header) + item.payload_length, item.events, item.columns))
                 self.committed_batches += 1
                 self.committed_events += item.events
                 self._remember(item.batch_id, item.seq)
@@ -409,6 +427,7 @@ class Spool:
             entry = self.index.popleft()
             self._backlog_bytes -= entry.length
             self._backlog_events -= entry.events
+            self.columns_bytes -= len(entry.columns or b"")
         live = {entry.path for entry in self.index}
         dead = [path for path in self._segment_sizes if path not in live and path != self._active]
         for path in dead:

@@ -24,6 +24,8 @@ class WriterStats:
     failed_flushes: int = 0
     duplicate_events: int = 0
     unparsable_lines: int = 0
+    parsed_flushes: int = 0
+    typed_field_mismatches: int = 0
     last_flush_at: str | None = None
     last_error: str | None = None
     failing_since: float | None = None

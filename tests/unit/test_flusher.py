@@ -103,3 +103,27 @@ async def test_a_failing_store_is_retried_and_data_waits(tmp_path: Path) -> None
     flusher.stop()
     await asyncio.wait_for(task, 10)
     assert stats.flushed_events == 1 and stats.last_error is None
+
+
+async def test_a_flush_range_never_mixes_records_with_and_without_typed_fields(tmp_path: Path) -> None:
+    """Records that have their typed fields and records that do not (after a restart, past the memory bound)
+    go to separate flushes, so the ones that have them are not parsed; every event is stored once."""
+    from shared import typed_columns
+
+    spool = Spool(tmp_path / "spool", 1 << 20, 1 << 30)
+    spool.open()
+    committer = asyncio.create_task(spool.run_committer())
+    kinds = [True, True, False, True]
+    for index, typed in enumerate(kinds):
+        event = {"audit_event_id": f"e{index}", "ts": "2026-01-01T00:00:00.000000Z", "type": "auth"}
+        payload = orjson.dumps({**event, "received_at": "2026-01-01T00:00:01.000000Z"}) + b"\n"
+        columns = typed_columns.frame_section([typed_columns.encode([event], "2026-01-01T00:00:01.000000Z")])
+        await spool.append(index + 1, payload, 1, columns if typed else None)
+    stats = WriterStats()
+    flusher = Flusher(spool, LocalStore(tmp_path / "store", True, 0, 90, 95), stats, 1, 0.0, 3600)
+    assert [entry.seq for entry in flusher._plan()] == [1, 2]
+    await _flush_until_empty(flusher, spool)
+    spool.close()
+    await committer
+    assert (stats.flushes, stats.parsed_flushes, stats.typed_field_mismatches) == (3, 1, 0)
+    assert sorted(sum(_stored(tmp_path / "store").values(), [])) == ["e0", "e1", "e2", "e3"]

@@ -205,3 +205,46 @@ async def test_an_append_keeps_the_event_count_the_server_counted(tmp_path: Path
     spool.close()
     await committer
     spool.release()
+
+
+async def test_typed_fields_are_held_in_memory_up_to_their_bound_and_never_written(tmp_path: Path) -> None:
+    """Columns sent with a batch stay beside its index entry while they fit the bound; past it an entry has
+    none. They are dropped with the flushed entries and never reach the segment, so a reopened spool has none."""
+    spool = Spool(tmp_path, 1 << 20, 1 << 20, max_columns_bytes=250)
+    spool.open()
+    committer = asyncio.create_task(spool.run_committer())
+    for index in range(4):
+        await spool.append(index, b'{"a":1}\n', 1, b"C" * 100)
+    assert [entry.columns for entry in spool.index] == [b"C" * 100, b"C" * 100, None, None]
+    assert spool.columns_bytes == 200
+    assert b"C" not in b"".join(path.read_bytes() for path in tmp_path.glob("seg-*"))
+    spool.forget_flushed(1)
+    assert spool.columns_bytes == 100
+    await spool.append(9, b'{"a":1}\n', 1, b"D" * 100)
+    assert spool.index[-1].columns == b"D" * 100 and spool.columns_bytes == 200
+    spool.close()
+    await committer
+    spool.release()
+    reopened = Spool(tmp_path, 1 << 20, 1 << 20)
+    reopened.open()
+    assert len(reopened.index) == 5 and {entry.columns for entry in reopened.index} == {None}  # no checkpoint written
+    reopened.release()
+
+
+async def test_typed_fields_of_a_failed_append_are_let_go(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group commit that fails releases its batches' columns from the bound."""
+    spool = Spool(tmp_path, 1 << 20, 1 << 20)
+    spool.open()
+    committer = asyncio.create_task(spool.run_committer())
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(Exception):
+        await spool.append(1, b'{"a":1}\n', 1, b"C" * 100)
+    assert spool.columns_bytes == 0 and not spool.index
+    monkeypatch.undo()
+    spool.close()
+    await committer
+    spool.release()

@@ -1,0 +1,158 @@
+"""The typed fields ingest sends beside a batch's lines, so the writer need not parse the lines again.
+
+Ingest has parsed every event it forwards. For each request it encodes, with orjson, one JSON array
+``[count, received_at, ts, STRING_COLUMNS[0], ...]``: the request's event count, its ``received_at`` (one
+server time for the whole request), then one entry per typed field, in the lines' order:
+
+- a string: every event's value is a string, none holds U+007F (DEL), and these are the values joined by
+  DEL (a character JSON does not escape, and no realistic value holds);
+- null: no event has a string there;
+- an array of strings and nulls: some events have a string there and some do not.
+
+A frame's columns are the requests' arrays inside one more array. The writer keeps them in memory beside
+the spooled lines and, at the flush, builds the Arrow columns from them (joined values are split in C++,
+so no Python object is made per value) instead of running Arrow's JSON reader over every line, which was
+45 % of its instructions. They are an optimization only: the lines stay the record, and the writer parses
+them whenever the columns do not check out (a joined entry that splits into another count among others).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import chain, repeat
+from operator import itemgetter
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from shared.s3_layout import STRING_COLUMNS
+
+# The fields after ``ts`` and ``received_at``, in the order of the writer's event table.
+FIELDS = STRING_COLUMNS
+SEPARATOR = "\x7f"
+_TYPED = ("ts", *FIELDS)
+_REQUEST_LENGTH = 3 + len(FIELDS)
+
+
+def encode(events: Sequence[dict[str, Any]], received_at: str, separator_free: bool = False) -> bytes:
+    """The typed fields of one request's normalized events (``ts`` canonical, strings where typed).
+
+    ``separator_free`` says that no value can hold the separator (the request's body has no DEL, raw or
+    escaped), which spares counting separators in every joined column.
+    """
+    columns, complete = _columns(events)
+    return orjson.dumps([len(events), received_at,
+                         *[_entry(values, complete, separator_free) for values in columns]])
+
+
+def _columns(events: Sequence[dict[str, Any]]) -> tuple[list[Sequence[Any] | None], bool]:
+    """Each typed field's values (``ts`` first) or None for a field no event has, and whether every event
+    has every field that is not None.
+
+    The usual batch, whose events all have the first one's keys and no others (same key count, every key
+    found), takes one ``itemgetter`` per event and a transpose, in C; any other batch takes a ``dict.get``
+    per event and field.
+    """
+    keys = list(events[0])
+    if len(keys) > 1 and sum(map(len, events)) == len(keys) * len(events):
+        try:
+            found = dict(zip(keys, zip(*map(itemgetter(*keys), events))))
+        except KeyError:
+            pass
+        else:
+            return [found.get(name) for name in _TYPED], True
+    get = dict.get
+    return [list(map(get, events, repeat(name))) for name in _TYPED], False
+
+
+def _entry(values: Sequence[Any] | None, complete: bool, separator_free: bool) -> str | list[str | None] | None:
+    """One field's entry: the values joined when all are strings without the separator, else null or the
+    list (strings or null). With ``complete`` no value is a missing field's None."""
+    if values is None:
+        return None
+    if complete or None not in values:
+        try:
+            joined = SEPARATOR.join(values)
+        except TypeError:  # a value of another type (or a posted null)
+            pass
+        else:
+            if separator_free or joined.count(SEPARATOR) == len(values) - 1:
+                return joined
+    values = [value if type(value) is str else None for value in values]
+    return values if values.count(None) < len(values) else None
+
+
+def separator_free(body: bytes) -> bool:
+    """True when no string decoded from this JSON body can hold the separator (no DEL, raw or escaped)."""
+    return b"\x7f" not in body and (b"\\" not in body or (b"\\u007f" not in body and b"\\u007F" not in body))
+
+
+def frame_section(parts: Sequence[bytes]) -> bytes:
+    """The columns of a frame: the requests' ``encode`` results, in the frame's order."""
+    return b"[" + b",".join(parts) + b"]"
+
+
+def decode(sections: Sequence[bytes]) -> tuple[list[pa.Array], list[int]]:
+    """The Arrow columns (``ts``, ``received_at``, then ``FIELDS``) of frames' sections, and each section's
+    row count. Raises ValueError (orjson's decode error is one), TypeError or an Arrow error when a section
+    is not what ``encode`` and ``frame_section`` write, or a joined entry splits into another count."""
+    requests: list[list[Any]] = []
+    rows = []
+    for section in sections:
+        found = orjson.loads(section)
+        if type(found) is not list:
+            raise ValueError("a columns section is not an array")
+        rows.append(sum(map(_count, found)))
+        requests.extend(found)
+    counts = [request[0] for request in requests]
+    received = _column_array([request[1] for request in requests], counts, every=True)
+    fields = [_column_array([request[index] for request in requests], counts) for index in range(2, _REQUEST_LENGTH)]
+    return [fields[0], received, *fields[1:]], rows
+
+
+def _count(request: Any) -> int:
+    """The row count of one request's array, checked against its list entries."""
+    if type(request) is not list or len(request) != _REQUEST_LENGTH or type(request[0]) is not int or request[0] < 1:
+        raise ValueError("a request's columns do not have the encoded shape")
+    if type(request[1]) is not str:
+        raise ValueError("a request's received_at is not a string")
+    for entry in request[2:]:
+        if type(entry) is list and len(entry) != request[0]:
+            raise ValueError("a column's length differs from the request's event count")
+    return request[0]
+
+
+def _column_array(entries: list[Any], counts: list[int], every: bool = False) -> pa.Array:
+    """One field's values over all requests, from runs of the same kind of entry; with ``every`` each entry
+    is one value for all of its request's events."""
+    pieces = []
+    start = 0
+    while start < len(entries):
+        kind = type(entries[start])
+        end = start + 1
+        while end < len(entries) and type(entries[end]) is kind:
+            end += 1
+        run, run_counts = entries[start:end], counts[start:end]
+        if every:
+            pieces.append(pa.array([value for value, count in zip(run, run_counts) for value in repeat(value, count)],
+                                   pa.string()))
+        elif kind is str:
+            pieces.append(_split(SEPARATOR.join(run), sum(run_counts)))
+        elif entries[start] is None:
+            pieces.append(pa.nulls(sum(run_counts), pa.string()))
+        elif kind is list:
+            pieces.append(pa.array([value for values in run for value in values], pa.string()))
+        else:
+            raise TypeError(f"a column entry of type {kind.__name__}")
+        start = end
+    return pieces[0] if len(pieces) == 1 else pa.concat_arrays(pieces)
+
+
+def _split(joined: str, count: int) -> pa.Array:
+    """The ``count`` values joined in ``joined``; ValueError when they are not that many."""
+    values = pc.split_pattern(pa.array([joined], pa.string()), SEPARATOR).values
+    if len(values) != count:
+        raise ValueError(f"joined values split into {len(values)}, not {count}")
+    return values

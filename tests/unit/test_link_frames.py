@@ -1,0 +1,41 @@
+"""How ingest's link packs queued requests into frames: lines and typed fields together while they fit."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from ingest.link import Submission, WriterLink
+from shared import typed_columns, wire
+
+
+def _queue(link: WriterLink, items: list[tuple[bytes, bytes]]) -> None:
+    loop = asyncio.get_running_loop()
+    for payload, columns in items:
+        link._pending.append(Submission(payload, payload.count(b"\n"), columns, loop.create_future()))
+
+
+async def test_requests_share_a_typed_frame_with_their_columns_in_order() -> None:
+    link = WriterLink(Path("/nonexistent"), 1000, 1 << 20, 1 << 20)
+    _queue(link, [(b'{"a":1}\n', b"[1]"), (b'{"b":2}\n{"c":3}\n', b"[2]")])
+    frame, _ = wire.decode(link._next_batch().frame)
+    assert frame.kind is wire.Kind.TYPED_BATCH
+    assert wire.typed_parts(frame.payload) == (b'{"a":1}\n{"b":2}\n{"c":3}\n', typed_columns.frame_section([b"[1]", b"[2]"]))
+
+
+async def test_columns_count_against_the_frame_size() -> None:
+    """A second request whose lines would fit but not with its columns waits for the next frame."""
+    link = WriterLink(Path("/nonexistent"), 1000, 1 << 20, 200)
+    _queue(link, [(b"x" * 60 + b"\n", b"c" * 60), (b"y" * 30 + b"\n", b"d" * 60)])
+    first = link._next_batch()
+    assert len(first.submissions) == 1
+    assert wire.decode(first.frame)[0].kind is wire.Kind.TYPED_BATCH
+    assert len(link._next_batch().submissions) == 1
+
+
+async def test_a_request_whose_columns_do_not_fit_goes_as_plain_lines() -> None:
+    """Lines that fit the frame alone but not with their columns are sent as a BATCH; the writer parses them."""
+    link = WriterLink(Path("/nonexistent"), 1000, 1 << 20, 100)
+    _queue(link, [(b"x" * 90 + b"\n", b"c" * 40)])
+    frame, _ = wire.decode(link._next_batch().frame)
+    assert (frame.kind, frame.payload) == (wire.Kind.BATCH, b"x" * 90 + b"\n")
