@@ -65,8 +65,7 @@ async def _payload(request: web.Request, received_at: str) -> tuple[bytes, int, 
         events, lines = [events[index] for index in kept], [lines[index] for index in kept]
     if not lines:
         return b"", 0, len(posted), b""
-    return b"\n".join(lines) + b"\n", len(lines), len(posted), typed_columns.encode(
-        events, received_at, typed_columns.separator_free(body))
+    return b"\n".join(lines) + b"\n", len(lines), len(posted), typed_columns.encode(events, received_at, body)
 
 
 async def post_events(request: web.Request) -> web.Response:

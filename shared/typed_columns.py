@@ -19,7 +19,7 @@ them whenever the columns do not check out (a joined entry that splits into anot
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import chain, repeat
+from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -36,15 +36,20 @@ _TYPED = ("ts", *FIELDS)
 _REQUEST_LENGTH = 3 + len(FIELDS)
 
 
-def encode(events: Sequence[dict[str, Any]], received_at: str, separator_free: bool = False) -> bytes:
+def encode(events: Sequence[dict[str, Any]], received_at: str, body: bytes | None = None) -> bytes:
     """The typed fields of one request's normalized events (``ts`` canonical, strings where typed).
 
-    ``separator_free`` says that no value can hold the separator (the request's body has no DEL, raw or
-    escaped), which spares counting separators in every joined column.
+    ``body``, the JSON the events were parsed from: when it holds no DEL (``separator_free``), no value
+    can hold the separator, which spares counting separators in every joined column. A single event's
+    event's strings are their own joined entries (nothing to join), or one-value lists when they hold the
+    separator.
     """
+    if len(events) == 1:
+        return orjson.dumps([1, received_at, *[(value if SEPARATOR not in value else [value]) if type(value) is str
+                                               else None for value in map(events[0].get, _TYPED)]])
     columns, complete = _columns(events)
-    return orjson.dumps([len(events), received_at,
-                         *[_entry(values, complete, separator_free) for values in columns]])
+    free = body is not None and separator_free(body)
+    return orjson.dumps([len(events), received_at, *[_entry(values, complete, free) for values in columns]])
 
 
 def _columns(events: Sequence[dict[str, Any]]) -> tuple[list[Sequence[Any] | None], bool]:

@@ -37,6 +37,7 @@ _NON_JSON_TOKENS = (b"NaN", b"Infinity")
 _MIN_BLOCK_BYTES = 1 << 20
 _NEWLINE_PIECE_BYTES = 4 << 20
 _MAX_STRING_BYTES = 2**31 - 1
+_MAX_SAMPLED_RECORDS = 64
 
 
 def parse_block(data: bytes | bytearray) -> pa.Table | None:
@@ -69,9 +70,10 @@ def from_columns(data: bytes | bytearray, ends: list[int], sections: list[bytes]
     """The table of NDJSON ``data`` from the typed fields ingest sent with it (``shared.typed_columns``), one
     section per record (``ends``: where each record's lines end), or None when they do not check out.
 
-    Checked: every record has as many rows as lines, ``ts`` and the id are never null, and the first and
-    last line of every record parse (orjson) to the typed values of their rows; the lines as in
-    ``parse_block`` (no empty line, UTF-8, within 32-bit offsets).
+    Checked: every record has as many rows as lines, ``ts`` and the id are never null, and the first line
+    and the last line of every record (of 64 records spread over the range when there are more) parse
+    (orjson) to the typed values of their rows; the lines as in ``parse_block`` (no empty line, UTF-8,
+    within 32-bit offsets).
     """
     found = _line_array(data)
     if found is None or len(ends) != len(sections):
@@ -87,9 +89,16 @@ def from_columns(data: bytes | bytearray, ends: list[int], sections: list[bytes]
     table = pa.Table.from_arrays([*columns, line], schema=SCHEMA)
     if table.column("ts").null_count or table.column(ID).null_count:
         return None
-    starts = record_ends - np.asarray(rows)
-    samples = sorted({int(row) for row in np.concatenate((starts, record_ends - 1)) if row >= 0})
-    return table if _rows_match_lines(table, samples) else None
+    return table if _rows_match_lines(table, _sample_rows(record_ends)) else None
+
+
+def _sample_rows(record_ends: np.ndarray) -> list[int]:
+    """The rows whose lines are parsed to check the columns: the first row, and the last row of every
+    record, or of ``_MAX_SAMPLED_RECORDS`` records spread over the range when there are more."""
+    ends = record_ends[record_ends > 0]
+    if len(ends) > _MAX_SAMPLED_RECORDS:
+        ends = ends[np.linspace(0, len(ends) - 1, _MAX_SAMPLED_RECORDS).astype(np.int64)]
+    return sorted({0, *(ends - 1).tolist()}) if len(ends) else []
 
 
 def _rows_match_lines(table: pa.Table, rows: list[int]) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import orjson
 import pytest
 
@@ -44,7 +45,7 @@ def _record(events: list[dict], received_at: str, seq: int) -> tuple[SpoolRecord
     """The spool record of one request's events (``received_at`` set, as ingest stores them) and its columns."""
     stored = [{**event, "received_at": received_at} for event in events]
     payload = b"".join(orjson.dumps(event) + b"\n" for event in stored)
-    part = typed_columns.encode(events, received_at, typed_columns.separator_free(payload))
+    part = typed_columns.encode(events, received_at, payload)
     return SpoolRecord(seq, 9000 + seq, payload), part
 
 
@@ -94,7 +95,7 @@ def test_entries_join_strings_and_keep_lists_for_the_rest() -> None:
     """All strings: one joined entry; missing or other types: a list with nulls; nothing: null."""
     events = [{"ts": "t1", "type": "a", "tenant_id": "x", "user_email": 5},
               {"ts": "t2", "type": "b", "user_email": "u"}]
-    request = orjson.loads(typed_columns.encode(events, RECEIVED, True))
+    request = orjson.loads(typed_columns.encode(events, RECEIVED, b"{}"))
     named = dict(zip(("ts", *typed_columns.FIELDS), request[2:]))
     assert request[:2] == [2, RECEIVED]
     assert named["ts"] == "t1\x7ft2" and named["type"] == "a\x7fb"
@@ -112,13 +113,27 @@ def test_separator_free_sees_the_separator_raw_or_escaped(body: bytes, free: boo
 
 def test_a_value_holding_the_separator_claimed_free_is_caught_by_the_count() -> None:
     """Joined values that split into another count are refused; the flush parses the lines instead."""
-    record, _ = _record([{"audit_event_id": "a", "ts": "2026-11-29T00:00:00.000000Z", "type": "x\x7fy"}], RECEIVED, 1)
-    wrong = typed_columns.frame_section([typed_columns.encode(
-        [{"audit_event_id": "a", "ts": "2026-11-29T00:00:00.000000Z", "type": "x\x7fy"}], RECEIVED, True)])
+    events = [{"audit_event_id": f"a{index}", "ts": "2026-11-29T00:00:00.000000Z", "type": "x\x7fy"} for index in range(2)]
+    record, _ = _record(events, RECEIVED, 1)
+    wrong = typed_columns.frame_section([typed_columns.encode(events, RECEIVED, b"{}")])  # the body wrongly claimed free
     with pytest.raises(ValueError):
         typed_columns.decode([wrong])
     batch = group_range(SpoolRange.of([record]), None, [wrong])
     assert batch.parsed and batch.fields_refused
+    _assert_same(batch, _reference([record]))
+
+
+def test_a_single_event_sends_its_strings_as_they_are() -> None:
+    """Nothing to join for one event: each string is its own entry, or a one-value list when it holds the
+    separator."""
+    event = {"audit_event_id": "a", "ts": "2026-11-29T00:00:00.000000Z", "type": "x\x7fy", "user_email": 3}
+    request = orjson.loads(typed_columns.encode([event], RECEIVED))
+    named = dict(zip(("ts", *typed_columns.FIELDS), request[2:]))
+    assert named["ts"] == "2026-11-29T00:00:00.000000Z" and named["type"] == ["x\x7fy"]
+    assert named["user_email"] is None and named["tenant_id"] is None
+    record, part = _record([event], RECEIVED, 1)
+    batch = group_range(SpoolRange.of([record]), None, [typed_columns.frame_section([part])])
+    assert not batch.parsed
     _assert_same(batch, _reference([record]))
 
 
@@ -130,9 +145,9 @@ def _mismatched(kind: str) -> tuple[list[SpoolRecord], list[bytes]]:
     elif kind == "changed last value":
         part = part.replace(b"e3", b"zz")
     elif kind == "one row short":
-        part = typed_columns.encode(events[:3], RECEIVED, True)
+        part = typed_columns.encode(events[:3], RECEIVED, b"{}")
     elif kind == "received_at":
-        part = typed_columns.encode(events, "2026-11-29T12:00:01.000000Z", True)
+        part = typed_columns.encode(events, "2026-11-29T12:00:01.000000Z", b"{}")
     elif kind == "not json":
         part = b"[1,"
     elif kind == "null ts":
@@ -164,3 +179,24 @@ def test_a_record_without_columns_sends_the_range_to_the_parse() -> None:
     batch = group_range(SpoolRange.of(records), None, [None, *sections[1:]])
     assert batch.parsed and not batch.fields_refused
     _assert_same(batch, _reference(records))
+
+
+def test_the_lines_checked_are_the_first_and_each_records_last_up_to_a_bound() -> None:
+    """Every record's last row (and the first row) while there are at most 64 records; 64 spread over the
+    range beyond that, the first and the last record among them."""
+    ends = np.array([3, 5, 9])
+    assert event_table._sample_rows(ends) == [0, 2, 4, 8]
+    many = np.arange(1, 1001) * 2
+    sampled = event_table._sample_rows(many)
+    assert len(sampled) == 65 and sampled[:2] == [0, 1] and sampled[-1] == 1999
+
+
+def test_a_wrong_row_at_the_end_of_a_middle_record_is_caught() -> None:
+    events = [[{"audit_event_id": f"r{record}e{index}", "ts": "2026-11-29T00:00:00.000000Z", "type": "t"}
+               for index in range(3)] for record in range(3)]
+    records, parts = zip(*(_record(group, RECEIVED, seq) for seq, group in enumerate(events)))
+    sections = [typed_columns.frame_section([part]) for part in parts]
+    span = SpoolRange.of(list(records))
+    assert event_table.from_columns(span.data, span.ends, sections) is not None
+    sections[1] = sections[1].replace(b"r1e2", b"r1eX")
+    assert event_table.from_columns(span.data, span.ends, sections) is None
