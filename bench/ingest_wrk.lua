@@ -25,6 +25,7 @@ function init(args)
   pause = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
   spread = os.getenv("BENCH_SPREAD") == "1"
   math.randomseed(os.time() * 1000 + tid)
+  started = os.time()  -- in every id: a later run (the measured one after the warm-up) repeats no id
   statuses = {}
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
@@ -35,7 +36,7 @@ function request()
   local parts = {}
   for i, piece in ipairs(pieces) do
     parts[#parts + 1] = piece
-    parts[#parts + 1] = string.format("%08x-%04x-4%03x-8000-%012x", tid, i, 0, counter)
+    parts[#parts + 1] = string.format("%08x-%04x-4%03x-8000-%012x", started, i, tid, counter)
   end
   parts[#parts + 1] = tail
   return wrk.format(nil, nil, nil, table.concat(parts))
