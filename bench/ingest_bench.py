@@ -198,7 +198,8 @@ def overload(service: Service, template: Path, seconds: float, connections: int)
     return {"offered_requests_per_second": round(result["requests"] / seconds_run, 1),
             "accepted_events_per_second": round(result["statuses"].get("202", 0) * 100 / seconds_run),
             "statuses": result["statuses"],
-            "rss_mb": {name: {"after_5s": values[min(5, len(values) - 1)], "max": max(values), "last": values[-1]}
+            "rss_mb": {name: {"after_5s": values[min(5, len(values) - 1)], "max": max(values), "last": values[-1],
+                              "every_10s": values[::10]}
                        for name, values in samples.items()}}
 
 
