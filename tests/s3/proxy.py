@@ -97,7 +97,7 @@ class FaultyProxy:
                         return
                     else:
                         client.sendall(data)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: select on a socket another thread closed (taken down)
             return
         finally:
             with self._lock:
