@@ -7,7 +7,7 @@ server time for the whole request), then one entry per typed field, in the lines
 - a string: every event's value is a string, none holds U+007F (DEL), and these are the values joined by
   DEL (a character JSON does not escape, and no realistic value holds);
 - null: no event has a string there;
-- an array of strings and nulls: some events have a string there and some do not.
+- an array of strings and nulls: some events have a string there and some do not, or a value holds DEL.
 
 A frame's columns are the requests' arrays inside one more array. The writer keeps them in memory beside
 the spooled lines and, at the flush, builds the Arrow columns from them (joined values are split in C++,
@@ -41,8 +41,7 @@ def encode(events: Sequence[dict[str, Any]], received_at: str, body: bytes | Non
 
     ``body``, the JSON the events were parsed from: when it holds no DEL (``separator_free``), no value
     can hold the separator, which spares counting separators in every joined column. A single event's
-    event's strings are their own joined entries (nothing to join), or one-value lists when they hold the
-    separator.
+    strings are their own entries (nothing to join), or one-value lists when they hold the separator.
     """
     if len(events) == 1:
         return orjson.dumps([1, received_at, *[(value if SEPARATOR not in value else [value]) if type(value) is str
@@ -72,9 +71,10 @@ def _columns(events: Sequence[dict[str, Any]]) -> tuple[list[Sequence[Any] | Non
     return [list(map(get, events, repeat(name))) for name in _TYPED], False
 
 
-def _entry(values: Sequence[Any] | None, complete: bool, separator_free: bool) -> str | list[str | None] | None:
+def _entry(values: Sequence[Any] | None, complete: bool, free: bool) -> str | list[str | None] | None:
     """One field's entry: the values joined when all are strings without the separator, else null or the
-    list (strings or null). With ``complete`` no value is a missing field's None."""
+    list (strings or null). With ``complete`` no value is a missing field's None; with ``free`` no value
+    holds the separator (``separator_free``)."""
     if values is None:
         return None
     if complete or None not in values:
@@ -83,7 +83,7 @@ def _entry(values: Sequence[Any] | None, complete: bool, separator_free: bool) -
         except TypeError:  # a value of another type (or a posted null)
             pass
         else:
-            if separator_free or joined.count(SEPARATOR) == len(values) - 1:
+            if free or joined.count(SEPARATOR) == len(values) - 1:
                 return joined
     values = [value if type(value) is str else None for value in values]
     return values if values.count(None) < len(values) else None
