@@ -76,3 +76,19 @@ def test_after_a_writer_restart_the_recovered_lines_are_parsed(service_factory) 
     stored = {event["audit_event_id"] for event in service.stored_events()}
     assert stored == {event["audit_event_id"] for event in events}
     assert _sidecar_rows(service) and all(row["audit_event_id"] in stored for row in _sidecar_rows(service))
+
+
+def test_events_dropped_by_verbosity_leave_their_fields_behind_too(service_factory) -> None:
+    """With a preset that keeps only some types, the fields sent are those of the kept lines, row for row."""
+    service = service_factory(AUDIT_LOG_VERBOSITY="minimal")
+    events = [{**event, "type": ("cas_grant" if index % 3 else "auth"), "tool_name": f"tool-{index}"}
+              for index, event in enumerate(make_events(30, "verbosity"))]
+    status, answer, _ = service.post({"events": events})
+    assert status == 202 and answer["accepted"] == 20
+    stored = service.wait_flushed(20)
+    status = _wait_status(service, lambda status: status.get("spool_backlog_events") == 0 and status["flushes"] >= 1)
+    assert (status["parsed_flushes"], status["typed_field_mismatches"]) == (0, 0)
+    rows = _sidecar_rows(service)
+    assert sorted(row["tool_name"] for row in rows) == sorted(event["tool_name"] for event in stored)
+    assert {row["type"] for row in rows} == {"cas_grant"}
+    assert all(orjson.loads(row["record_json"])["tool_name"] == row["tool_name"] for row in rows)
