@@ -77,6 +77,7 @@ class WriterLink:
         self.queued_bytes = 0
         self.writer_status: dict[str, Any] = {}
         self.hello = False
+        self.typed_batches = False  # the writer's HELLO says it takes TYPED_BATCH (an older writer does not)
         self.last_ack_at: float | None = None
         self.on_ack: Callable[[float], None] | None = None  # observes seconds from send to ACK (metrics)
         self._pending: collections.deque[Submission] = collections.deque()
@@ -195,6 +196,7 @@ class WriterLink:
         finally:
             self._stream = None
             self.hello = False
+            self.typed_batches = False
             for task in (receiver, sender):
                 task.cancel()
             await asyncio.gather(receiver, sender, return_exceptions=True)
@@ -231,6 +233,7 @@ class WriterLink:
         elif frame.kind is wire.Kind.STATUS:
             self.writer_status = frame.json()
         elif frame.kind is wire.Kind.HELLO:
+            self.typed_batches = wire.Kind.TYPED_BATCH.name in frame.json().get("accepts", [])
             self.hello = True
 
     async def _send(self, writer: asyncio.StreamWriter) -> None:
@@ -254,7 +257,8 @@ class WriterLink:
 
     def _next_batch(self) -> _InFlight:
         """The next frame: queued submissions while lines and columns fit one frame. A submission whose lines
-        fit but not with its columns goes alone, as a BATCH of lines only (the writer then parses them)."""
+        fit but not with its columns goes alone, as a BATCH of lines only (the writer then parses them), and
+        so does everything for a writer whose HELLO did not list TYPED_BATCH (an older build)."""
         budget = self.max_frame_bytes - wire.typed_batch_bytes(0, len(b"[]"))
         taken: list[Submission] = []
         while self._pending and len(taken) < MAX_SUBMISSIONS_PER_BATCH:
@@ -269,7 +273,7 @@ class WriterLink:
         self._next_batch_id += 1
         lines = b"".join(item.payload for item in taken)
         columns = typed_columns.frame_section([item.columns for item in taken])
-        if wire.typed_batch_bytes(len(lines), len(columns)) <= self.max_frame_bytes:
+        if self.typed_batches and wire.typed_batch_bytes(len(lines), len(columns)) <= self.max_frame_bytes:
             frame = wire.typed_batch(batch_id, lines, columns, self.max_frame_bytes)
         else:
             frame = wire.batch(batch_id, lines, self.max_frame_bytes)

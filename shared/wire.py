@@ -13,7 +13,8 @@ Every message is one frame: a fixed 24-byte header followed by a payload.
 
 BATCH payloads are NDJSON (one normalized event per line, each line ending in a newline). A TYPED_BATCH
 payload is a 4-byte big-endian length, that many bytes of NDJSON as in BATCH, then the events' typed
-fields (``shared.typed_columns``), which the writer keeps beside the spooled lines for the flush. ACK and NACK
+fields (``shared.typed_columns``), which the writer keeps beside the spooled lines for the flush; ingest
+sends it only to a writer whose HELLO lists ``"TYPED_BATCH"`` under ``accepts``. ACK and NACK
 echo the batch id of the BATCH they answer; their payload, like HELLO's and STATUS's, is a JSON object.
 A successful write to the socket proves nothing: only an ACK says the writer holds the batch durably.
 """

@@ -81,7 +81,8 @@ class SocketServer:
         self._connections.add(writer)
         log.info("ingest connected")
         try:
-            writer.write(wire.encode_json(wire.Kind.HELLO, {"role": "writer", "pid": os.getpid()}))
+            writer.write(wire.encode_json(wire.Kind.HELLO, {"role": "writer", "pid": os.getpid(),
+                                                            "accepts": [wire.Kind.TYPED_BATCH.name]}))
             writer.write(wire.encode_json(wire.Kind.STATUS, self.status()))
             while True:
                 frame = await wire.read_frame(reader, self.max_frame_bytes)

@@ -5,8 +5,17 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import orjson
+
 from ingest.link import Submission, WriterLink
 from shared import typed_columns, wire
+
+
+def _link(max_frame_bytes: int) -> WriterLink:
+    """A link whose writer said HELLO with TYPED_BATCH among what it accepts."""
+    link = WriterLink(Path("/nonexistent"), 1000, 1 << 20, max_frame_bytes)
+    link._on_frame(wire.Frame(wire.Kind.HELLO, 0, orjson.dumps({"role": "writer", "accepts": ["TYPED_BATCH"]})))
+    return link
 
 
 def _queue(link: WriterLink, items: list[tuple[bytes, bytes]]) -> None:
@@ -16,7 +25,7 @@ def _queue(link: WriterLink, items: list[tuple[bytes, bytes]]) -> None:
 
 
 async def test_requests_share_a_typed_frame_with_their_columns_in_order() -> None:
-    link = WriterLink(Path("/nonexistent"), 1000, 1 << 20, 1 << 20)
+    link = _link(1 << 20)
     _queue(link, [(b'{"a":1}\n', b"[1]"), (b'{"b":2}\n{"c":3}\n', b"[2]")])
     frame, _ = wire.decode(link._next_batch().frame)
     assert frame.kind is wire.Kind.TYPED_BATCH
@@ -25,7 +34,7 @@ async def test_requests_share_a_typed_frame_with_their_columns_in_order() -> Non
 
 async def test_columns_count_against_the_frame_size() -> None:
     """A second request whose lines would fit but not with its columns waits for the next frame."""
-    link = WriterLink(Path("/nonexistent"), 1000, 1 << 20, 200)
+    link = _link(200)
     _queue(link, [(b"x" * 60 + b"\n", b"c" * 60), (b"y" * 30 + b"\n", b"d" * 60)])
     first = link._next_batch()
     assert len(first.submissions) == 1
@@ -35,7 +44,17 @@ async def test_columns_count_against_the_frame_size() -> None:
 
 async def test_a_request_whose_columns_do_not_fit_goes_as_plain_lines() -> None:
     """Lines that fit the frame alone but not with their columns are sent as a BATCH; the writer parses them."""
-    link = WriterLink(Path("/nonexistent"), 1000, 1 << 20, 100)
+    link = _link(100)
     _queue(link, [(b"x" * 90 + b"\n", b"c" * 40)])
     frame, _ = wire.decode(link._next_batch().frame)
     assert (frame.kind, frame.payload) == (wire.Kind.BATCH, b"x" * 90 + b"\n")
+
+
+async def test_a_writer_that_does_not_list_typed_batches_gets_plain_batches() -> None:
+    """An older writer's HELLO has no ``accepts``: it would not understand TYPED_BATCH, so it gets lines only."""
+    link = WriterLink(Path("/nonexistent"), 1000, 1 << 20, 1 << 20)
+    link._on_frame(wire.Frame(wire.Kind.HELLO, 0, orjson.dumps({"role": "writer", "pid": 1})))
+    assert link.hello and not link.typed_batches
+    _queue(link, [(b'{"a":1}\n', b"[1]")])
+    frame, _ = wire.decode(link._next_batch().frame)
+    assert (frame.kind, frame.payload) == (wire.Kind.BATCH, b'{"a":1}\n')
