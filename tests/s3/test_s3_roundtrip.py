@@ -47,6 +47,10 @@ def test_every_field_comes_back_exactly(service_factory, s3_env, moto_endpoint, 
             record = got[event["audit_event_id"]]
             assert {key: record[key] for key in event if key != "ts"} == {k: v for k, v in event.items() if k != "ts"}
             assert record["received_at"].endswith("Z")
+    deadline = time.monotonic() + 10  # the upload was built from the typed fields ingest sent, not a parse
+    while (status := service.writer_status())["flushes"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert status["flushes"] >= 1 and (status["parsed_flushes"], status["typed_field_mismatches"]) == (0, 0)
 
 
 def test_objects_are_hive_partitioned_by_each_events_own_ts(service_factory, s3_env, moto_endpoint, bucket) -> None:
