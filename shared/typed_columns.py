@@ -23,6 +23,7 @@ from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -112,7 +113,7 @@ def decode(sections: Sequence[bytes]) -> tuple[list[pa.Array], list[int]]:
         rows.append(sum(map(_count, found)))
         requests.extend(found)
     counts = [request[0] for request in requests]
-    received = _column_array([request[1] for request in requests], counts, every=True)
+    received = _repeated([request[1] for request in requests], counts)
     fields = [_column_array([request[index] for request in requests], counts) for index in range(2, _REQUEST_LENGTH)]
     return [fields[0], received, *fields[1:]], rows
 
@@ -129,9 +130,13 @@ def _count(request: Any) -> int:
     return request[0]
 
 
-def _column_array(entries: list[Any], counts: list[int], every: bool = False) -> pa.Array:
-    """One field's values over all requests, from runs of the same kind of entry; with ``every`` each entry
-    is one value for all of its request's events."""
+def _repeated(values: list[str], counts: list[int]) -> pa.Array:
+    """Each request's one value (its ``received_at``) repeated for each of its events, taken in C++."""
+    return pa.array(values, pa.string()).take(pa.array(np.repeat(np.arange(len(values)), counts)))
+
+
+def _column_array(entries: list[Any], counts: list[int]) -> pa.Array:
+    """One field's values over all requests, from runs of the same kind of entry."""
     pieces = []
     start = 0
     while start < len(entries):
@@ -140,10 +145,7 @@ def _column_array(entries: list[Any], counts: list[int], every: bool = False) ->
         while end < len(entries) and type(entries[end]) is kind:
             end += 1
         run, run_counts = entries[start:end], counts[start:end]
-        if every:
-            pieces.append(pa.array([value for value, count in zip(run, run_counts) for value in repeat(value, count)],
-                                   pa.string()))
-        elif kind is str:
+        if kind is str:
             pieces.append(_split(SEPARATOR.join(run), sum(run_counts)))
         elif entries[start] is None:
             pieces.append(pa.nulls(sum(run_counts), pa.string()))

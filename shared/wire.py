@@ -71,10 +71,19 @@ class Frame:
 
 def encode(kind: Kind, batch_id: int, payload: bytes, max_payload: int = DEFAULT_MAX_PAYLOAD_BYTES) -> bytes:
     """Encode one frame; raise FrameTooLarge when the payload exceeds ``max_payload``."""
-    if len(payload) > max_payload:
-        raise FrameTooLarge(f"payload of {len(payload)} bytes exceeds the {max_payload}-byte frame limit")
-    header = HEADER.pack(MAGIC, VERSION, int(kind), 0, batch_id, len(payload), crc32(payload))
-    return header + payload
+    return _frame(kind, batch_id, (payload,), max_payload)
+
+
+def _frame(kind: Kind, batch_id: int, pieces: tuple[bytes, ...], max_payload: int) -> bytes:
+    """A frame whose payload is ``pieces`` back to back: joined once with the header, the CRC chained over
+    the pieces (no joined payload to copy again)."""
+    length = sum(map(len, pieces))
+    if length > max_payload:
+        raise FrameTooLarge(f"payload of {length} bytes exceeds the {max_payload}-byte frame limit")
+    crc = 0
+    for piece in pieces:
+        crc = crc32(piece, crc)
+    return b"".join((HEADER.pack(MAGIC, VERSION, int(kind), 0, batch_id, length, crc), *pieces))
 
 
 def encode_json(kind: Kind, body: dict[str, Any], batch_id: int = 0) -> bytes:
@@ -88,14 +97,8 @@ def batch(batch_id: int, ndjson: bytes, max_payload: int = DEFAULT_MAX_PAYLOAD_B
 
 
 def typed_batch(batch_id: int, ndjson: bytes, columns: bytes, max_payload: int = DEFAULT_MAX_PAYLOAD_BYTES) -> bytes:
-    """Encode a TYPED_BATCH frame: NDJSON events and their typed fields (joined once, the CRC chained)."""
-    length = typed_batch_bytes(len(ndjson), len(columns))
-    if length > max_payload:
-        raise FrameTooLarge(f"payload of {length} bytes exceeds the {max_payload}-byte frame limit")
-    lines_length = _LINES_LENGTH.pack(len(ndjson))
-    crc = crc32(columns, crc32(ndjson, crc32(lines_length)))
-    return b"".join((HEADER.pack(MAGIC, VERSION, int(Kind.TYPED_BATCH), 0, batch_id, length, crc), lines_length,
-                     ndjson, columns))
+    """Encode a TYPED_BATCH frame: NDJSON events and their typed fields."""
+    return _frame(Kind.TYPED_BATCH, batch_id, (_LINES_LENGTH.pack(len(ndjson)), ndjson, columns), max_payload)
 
 
 def typed_batch_bytes(ndjson_bytes: int, columns_bytes: int) -> int:
