@@ -23,6 +23,13 @@ MAX_FLUSH_BYTES = 8 * 1024 * 1024
 # Above this resident size a flush hands free heap memory back to the system (glibc keeps it for reuse
 # otherwise, which spares the page faults of fresh memory; see shared.native_memory).
 TRIM_ABOVE_BYTES = 192 * 1024 * 1024
+# A flush that the event count alone triggers starts at least this long after the previous one started.
+# Each flush pays about nine fsyncs (marker, two files and their directory, journal, checkpoint), and the
+# spool's group commits wait behind them on the same disk; back to back, 500-event flushes ran 12-25 times
+# a second at half the maximum rate. 0.25 s: the writer's CPU there 81-88 % -> 56-61 % of a core, the
+# maximum unchanged (bench/ingest_bench.py; docs/benchmarks.md). A full flush's worth of bytes and the
+# age bound (``interval_seconds``) do not wait.
+MIN_FLUSH_GAP_SECONDS = 0.25
 BACKOFF_START_SECONDS = 0.25
 BACKOFF_MAX_SECONDS = 2.0
 FLUSH_FAILED = "flush to storage failed; events wait in the spool and are retried"
@@ -33,7 +40,8 @@ class Flusher:
 
     def __init__(self, spool: Spool, store: Store, stats: WriterStats, batch_size: int,
                  interval_seconds: float, retention_interval_seconds: float,
-                 window: DedupeWindow | None = None, max_flush_bytes: int = MAX_FLUSH_BYTES) -> None:
+                 window: DedupeWindow | None = None, max_flush_bytes: int = MAX_FLUSH_BYTES,
+                 min_gap_seconds: float = MIN_FLUSH_GAP_SECONDS) -> None:
         self.spool = spool
         self.window = window
         self.store = store
@@ -43,7 +51,9 @@ class Flusher:
         self.retention_interval_seconds = retention_interval_seconds
         self.max_events = max(batch_size * 100, 50_000)
         self.max_flush_bytes = max_flush_bytes
+        self.min_gap_seconds = min_gap_seconds
         self._stopping = False
+        self._last_started = -float("inf")  # monotonic start of the latest flush
         self._oldest_unflushed_at: float | None = None
         self._next_retention = 0.0
         self.observe_flush: Callable[[float, bool], None] = lambda seconds, ok: None  # metrics hook
@@ -86,9 +96,12 @@ class Flusher:
             self._oldest_unflushed_at = time.monotonic()
         if self._stopping:
             return True
-        if self.spool.backlog_events >= self.batch_size or self.spool.bytes >= self.max_flush_bytes:
+        now = time.monotonic()
+        if self.spool.bytes >= self.max_flush_bytes:
             return True
-        return time.monotonic() - self._oldest_unflushed_at >= self.interval_seconds
+        if self.spool.backlog_events >= self.batch_size and now - self._last_started >= self.min_gap_seconds:
+            return True
+        return now - self._oldest_unflushed_at >= self.interval_seconds
 
     def _plan(self) -> list:
         """The next range: up to ``max_events`` and ``max_flush_bytes``, and only records that all have their
@@ -115,7 +128,7 @@ class Flusher:
                 await loop.run_in_executor(None, self.spool.checkpoint, max(redo.last, self.spool.flushed_seq))
             return True
         first, last = entries[0].seq, entries[-1].seq
-        started = time.monotonic()
+        started = self._last_started = time.monotonic()
         try:
             span = await loop.run_in_executor(None, self.spool.read_range, entries)
             batch = await loop.run_in_executor(None, group_range, span, self.window,

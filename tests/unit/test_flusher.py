@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import time
 from pathlib import Path
 
 import orjson
@@ -127,3 +128,67 @@ async def test_a_flush_range_never_mixes_records_with_and_without_typed_fields(t
     await committer
     assert (stats.flushes, stats.parsed_flushes, stats.typed_field_mismatches) == (3, 1, 0)
     assert sorted(sum(_stored(tmp_path / "store").values(), [])) == ["e0", "e1", "e2", "e3"]
+
+
+async def _running_flusher(tmp_path: Path, **options: float) -> tuple[Spool, Flusher, list[float], asyncio.Task[None]]:
+    """A spool with its committer and a flusher running over it; the list gets each flush's start time."""
+    spool = Spool(tmp_path / "spool", 1 << 20, 1 << 30)
+    spool.open()
+    spool.committer = asyncio.create_task(spool.run_committer())  # type: ignore[attr-defined]
+    flusher = Flusher(spool, LocalStore(tmp_path / "store", True, 0, 90, 95), WriterStats(), 500,
+                      options.pop("interval", 60.0), 3600, **options)  # type: ignore[arg-type]
+    starts: list[float] = []
+    flusher.observe_flush = lambda seconds, ok: starts.append(time.monotonic() - seconds)
+    return spool, flusher, starts, asyncio.create_task(flusher.run())
+
+
+async def _append_events(spool: Spool, first_batch: int, count: int) -> None:
+    payload = b"".join(_line(f"e{first_batch}-{index}", "2026-01-01T00:00:01.000000Z") for index in range(count))
+    await spool.append(first_batch, payload, count)
+
+
+async def _wait_flushes(starts: list[float], count: int) -> None:
+    for _ in range(1000):
+        if len(starts) >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{len(starts)} flushes, expected {count}")
+
+
+async def _finish(spool: Spool, flusher: Flusher, task: asyncio.Task[None]) -> None:
+    flusher.stop()
+    await asyncio.wait_for(task, 10)
+    spool.close()
+    await spool.committer  # type: ignore[attr-defined]
+
+
+async def test_flushes_the_event_count_triggers_start_at_least_the_gap_apart(tmp_path: Path) -> None:
+    """Under steady load a flush of 500+ events does not follow the previous one at once: the next starts
+    ``min_gap_seconds`` after it started at the earliest, and takes everything that arrived meanwhile."""
+    spool, flusher, starts, task = await _running_flusher(tmp_path, min_gap_seconds=0.4)
+    await _append_events(spool, 1, 600)
+    await _wait_flushes(starts, 1)
+    await _append_events(spool, 2, 600)
+    await asyncio.sleep(0.1)
+    await _append_events(spool, 3, 600)
+    await _wait_flushes(starts, 2)
+    assert starts[1] - starts[0] >= 0.4 - 0.06  # the flusher checks every 50 ms
+    assert not spool.index  # batches 2 and 3 went in the same flush
+    await _finish(spool, flusher, task)
+    assert len(starts) == 2
+
+
+async def test_a_full_flush_of_bytes_and_the_age_bound_do_not_wait_for_the_gap(tmp_path: Path) -> None:
+    """With a gap far longer than the test, a backlog of ``max_flush_bytes`` is flushed at once, and so is a
+    small backlog once its oldest event is ``interval_seconds`` old."""
+    spool, flusher, starts, task = await _running_flusher(tmp_path, min_gap_seconds=600, max_flush_bytes=20_000,
+                                                          interval=0.3)
+    await _append_events(spool, 1, 600)
+    await _wait_flushes(starts, 1)
+    await _append_events(spool, 2, 600)  # about 40 KB: over max_flush_bytes
+    await _wait_flushes(starts, 2)
+    await _append_events(spool, 3, 5)  # under the event count: the age bound
+    await _wait_flushes(starts, 3)
+    assert starts[2] - starts[1] >= 0.3 - 0.06
+    assert not spool.index
+    await _finish(spool, flusher, task)
