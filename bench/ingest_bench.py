@@ -9,7 +9,8 @@ in step, so 16 bodies arrive together), and pauses drawn at random with the same
 producers, ``_spread``). Last an overload run (``--overload-connections``, 256 by default, no pause) sampling
 both processes' resident memory; wrk is a closed loop, so the offered rate grows with the connections (256
 offer 6-7 times the maximum on the reference machine; ``offered_times_max`` says how many). The maximum run
-also reports each process's CPU time per accepted event (``cpu_us_per_event``) and the events the writer
+also reports each process's CPU time per accepted event (``cpu_us_per_event``; the kernel's part and the
+minor page faults per event beside it) and the events the writer
 stored meanwhile (``flushed_events_per_second``; when its flushes lag, ``writer_backlog_events_after`` grows).
 Prints JSON.
 """
@@ -79,9 +80,20 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def _stat_fields(pid: int) -> list[str]:
+    """The fields of ``/proc/PID/stat`` after the command name (``state`` first)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used."""
-    return sum(map(int, Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[11:13])) / os.sysconf("SC_CLK_TCK")
+    return sum(map(int, _stat_fields(pid)[11:13])) / os.sysconf("SC_CLK_TCK")
+
+
+def kernel_seconds_and_faults(pid: int) -> tuple[float, int]:
+    """System (kernel) CPU time a process has used, and its minor page faults (fresh pages touched)."""
+    fields = _stat_fields(pid)
+    return int(fields[12]) / os.sysconf("SC_CLK_TCK"), int(fields[7])
 
 
 def floor(templates: dict[str, Path], seconds: float) -> dict:
@@ -132,11 +144,18 @@ def run(args: argparse.Namespace) -> dict:
         wrk(service.url, templates["batch_100"], 3, 16)  # warm up
         before = service.writer_status()
         cpu_before = {name: cpu_seconds(proc.pid) for name, proc in service.procs.items()}
+        kernel_before = {name: kernel_seconds_and_faults(proc.pid) for name, proc in service.procs.items()}
         top = wrk(service.url, templates["batch_100"], args.seconds, 16)
         top["events_per_second"] = round(top["accepted_per_second"] * 100)
         accepted = top["statuses"].get("202", 0) * 100
         top["cpu_us_per_event"] = {name: round((cpu_seconds(proc.pid) - cpu_before[name]) / max(accepted, 1) * 1e6, 1)
                                    for name, proc in service.procs.items()}
+        # Of that, the kernel's share and the page faults behind much of it (a fresh page costs ~3 us here).
+        kernel_after = {name: kernel_seconds_and_faults(proc.pid) for name, proc in service.procs.items()}
+        top["kernel_us_per_event"] = {name: round((kernel_after[name][0] - kernel_before[name][0]) / max(accepted, 1) * 1e6, 1)
+                                      for name in kernel_after}
+        top["minor_faults_per_event"] = {name: round((kernel_after[name][1] - kernel_before[name][1]) / max(accepted, 1), 3)
+                                         for name in kernel_after}
         after = service.writer_status()
         top["writer_frames"] = after["received_batches"] - before["received_batches"]
         top["writer_flushes"] = after["flushes"] - before["flushes"]
