@@ -32,10 +32,12 @@ async def serve(settings: Settings) -> None:
     runner = web.AppRunner(create_app(settings), access_log=None, shutdown_timeout=settings.drain_seconds,
                            **handler_options(settings))
     await runner.setup()
+    frozen = event_loop.freeze_started_objects()  # before the port opens: no request waits for it
     site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
     await site.start()
     log.info("ingest started", extra={"host": settings.host, "port": settings.port,
-                                     "socket": str(settings.resolved_socket_path), "verbosity": settings.verbosity})
+                                     "socket": str(settings.resolved_socket_path), "verbosity": settings.verbosity,
+                                     "gc_frozen_objects": frozen})
     await stop.wait()
     log.info("ingest draining")
     await runner.cleanup()

