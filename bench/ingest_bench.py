@@ -80,20 +80,16 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _stat_fields(pid: int) -> list[str]:
-    """The fields of ``/proc/PID/stat`` after the command name (``state`` first)."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def process_counters(pid: int) -> tuple[float, float, int]:
+    """A process's CPU seconds (user + system), its system (kernel) seconds and its minor page faults."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick, int(fields[12]) / tick, int(fields[7])
 
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used."""
-    return sum(map(int, _stat_fields(pid)[11:13])) / os.sysconf("SC_CLK_TCK")
-
-
-def kernel_seconds_and_faults(pid: int) -> tuple[float, int]:
-    """System (kernel) CPU time a process has used, and its minor page faults (fresh pages touched)."""
-    fields = _stat_fields(pid)
-    return int(fields[12]) / os.sysconf("SC_CLK_TCK"), int(fields[7])
+    return process_counters(pid)[0]
 
 
 def floor(templates: dict[str, Path], seconds: float) -> dict:
@@ -143,19 +139,17 @@ def run(args: argparse.Namespace) -> dict:
     try:
         wrk(service.url, templates["batch_100"], 3, 16)  # warm up
         before = service.writer_status()
-        cpu_before = {name: cpu_seconds(proc.pid) for name, proc in service.procs.items()}
-        kernel_before = {name: kernel_seconds_and_faults(proc.pid) for name, proc in service.procs.items()}
+        counters_before = {name: process_counters(proc.pid) for name, proc in service.procs.items()}
         top = wrk(service.url, templates["batch_100"], args.seconds, 16)
         top["events_per_second"] = round(top["accepted_per_second"] * 100)
-        accepted = top["statuses"].get("202", 0) * 100
-        top["cpu_us_per_event"] = {name: round((cpu_seconds(proc.pid) - cpu_before[name]) / max(accepted, 1) * 1e6, 1)
-                                   for name, proc in service.procs.items()}
-        # Of that, the kernel's share and the page faults behind much of it (a fresh page costs ~3 us here).
-        kernel_after = {name: kernel_seconds_and_faults(proc.pid) for name, proc in service.procs.items()}
-        top["kernel_us_per_event"] = {name: round((kernel_after[name][0] - kernel_before[name][0]) / max(accepted, 1) * 1e6, 1)
-                                      for name in kernel_after}
-        top["minor_faults_per_event"] = {name: round((kernel_after[name][1] - kernel_before[name][1]) / max(accepted, 1), 3)
-                                         for name in kernel_after}
+        accepted = max(top["statuses"].get("202", 0) * 100, 1)
+        counters_after = {name: process_counters(proc.pid) for name, proc in service.procs.items()}
+        # CPU per event, the kernel's share of it, and the page faults behind much of that (~3 us each here).
+        deltas = {name: [end - start for end, start in zip(counters_after[name], counters_before[name])]
+                     for name in counters_after}
+        top["cpu_us_per_event"] = {name: round(delta[0] / accepted * 1e6, 1) for name, delta in deltas.items()}
+        top["kernel_us_per_event"] = {name: round(delta[1] / accepted * 1e6, 1) for name, delta in deltas.items()}
+        top["minor_faults_per_event"] = {name: round(delta[2] / accepted, 3) for name, delta in deltas.items()}
         after = service.writer_status()
         top["writer_frames"] = after["received_batches"] - before["received_batches"]
         top["writer_flushes"] = after["flushes"] - before["flushes"]
