@@ -16,6 +16,7 @@ from ingest.read_audit import AuditTrail
 from ingest.stats import IngestStats
 from ingest.read_process import ReadProcess
 from ingest.tokens import TokenTable
+from ingest.turns import ParseTurns
 from ingest.verbosity import resolve
 from shared.settings import Settings
 
@@ -34,6 +35,7 @@ def create_app(settings: Settings, link: WriterLink | None = None,
     app[keys.STORAGE] = storage or ReadProcess(settings)
     app[keys.TOKENS] = TokenTable(settings)
     app[keys.TRAIL] = AuditTrail(app[keys.LINK], settings)
+    app[keys.TURNS] = ParseTurns()
     app.cleanup_ctx.append(_writer_link)
     app.on_startup.append(_start_storage)
     app.on_cleanup.append(_close_storage)

@@ -44,7 +44,7 @@ async def _payload(request: web.Request, received_at: str) -> tuple[bytes, int, 
     batch is hundreds of objects, and keeping them alive across the wait makes every allocation slower.
     """
     settings = request.app[keys.SETTINGS]
-    body, document = await read_json(request, settings)
+    body, document = await read_json(request, settings, request.app[keys.TURNS])
     posted = events_of(document)
     check_count(posted, settings)
     tenant = principal(request).tenant

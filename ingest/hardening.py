@@ -24,6 +24,7 @@ import orjson
 from aiohttp import web
 
 from ingest.body import Rejected, read_body
+from ingest.turns import LARGE_BODY_BYTES, ParseTurns
 from shared.events import NAMED_FIELDS, SERVICE_EVENT_TYPES
 from shared.settings import Settings
 
@@ -39,9 +40,15 @@ _NINETEEN_DIGITS = b"0" * 19
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-async def read_json(request: web.Request, settings: Settings) -> tuple[bytes, Any]:
-    """The request's body and its parsed JSON document; raise Rejected when the body is not JSON."""
+async def read_json(request: web.Request, settings: Settings, turns: ParseTurns) -> tuple[bytes, Any]:
+    """The request's body and its parsed JSON document; raise Rejected when the body is not JSON.
+
+    A large body waits for its parse turn, so that bodies arriving together are parsed one per loop
+    iteration (``ingest.turns``); the caller goes on without awaiting until the batch is submitted.
+    """
     body = await read_body(request, settings)
+    if len(body) >= LARGE_BODY_BYTES:
+        await turns.take()
     try:
         return body, orjson.loads(body)
     except orjson.JSONDecodeError as exc:

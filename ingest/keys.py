@@ -9,6 +9,7 @@ from ingest.read_audit import AuditTrail
 from ingest.stats import IngestStats
 from ingest.read_process import ReadProcess
 from ingest.tokens import TokenTable
+from ingest.turns import ParseTurns
 from ingest.verbosity import Preset
 from shared.settings import Settings
 
@@ -19,3 +20,4 @@ PRESET = web.AppKey("preset", Preset)
 STORAGE = web.AppKey("storage", ReadProcess)
 TOKENS = web.AppKey("tokens", TokenTable)
 TRAIL = web.AppKey("trail", AuditTrail)
+TURNS = web.AppKey("turns", ParseTurns)

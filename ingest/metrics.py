@@ -78,6 +78,9 @@ class IngestCollector:
         yield _gauge("auditlake_ingest_queue_max_bytes", "Bound of the queue in bytes.", link.max_bytes)
         yield _gauge("auditlake_ingest_frames_in_flight", "Batch frames sent to the writer and not yet answered.",
                      link.frames_in_flight)
+        yield CounterMetricFamily("auditlake_ingest_parse_turn_waits",
+                                  "Large bodies that waited for their parse turn (another was parsed in that loop iteration).",
+                                  value=self.app[keys.TURNS].waits)
         yield _gauge("auditlake_ingest_writer_connected", "1 while the writer is connected and has greeted ingest.",
                      int(link.ready))
         yield _gauge("auditlake_ingest_ready", "1 while /readyz answers 200.", int(not_ready_reason(self.app) is None))
