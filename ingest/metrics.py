@@ -81,6 +81,9 @@ class IngestCollector:
         yield CounterMetricFamily("auditlake_ingest_parse_turn_waits",
                                   "Large bodies that waited for their parse turn (another was parsed in that loop iteration).",
                                   value=self.app[keys.TURNS].waits)
+        yield CounterMetricFamily("auditlake_ingest_parse_turns_skipped",
+                                  "Large bodies parsed without waiting for a turn because enough others waited (overload).",
+                                  value=self.app[keys.TURNS].crowded)
         yield _gauge("auditlake_ingest_writer_connected", "1 while the writer is connected and has greeted ingest.",
                      int(link.ready))
         yield _gauge("auditlake_ingest_ready", "1 while /readyz answers 200.", int(not_ready_reason(self.app) is None))

@@ -88,6 +88,17 @@ async def test_a_cancelled_waiter_does_not_hold_up_the_next(ticks: LoopTicks) ->
     assert [name for name, _ in taken] == ["A", "C"]
 
 
+async def test_past_the_waiting_bound_a_body_is_parsed_at_once(ticks: LoopTicks) -> None:
+    """With ``max_waiting`` bodies waiting, the next one does not wait (overload: the writer queue's bound
+    refuses what does not fit instead of bodies piling up unparsed); it is counted as crowded, not as a wait."""
+    turns = ParseTurns(max_waiting=2)
+    taken: list[tuple[str, int]] = []
+    await asyncio.gather(*(_taker(turns, name, ticks, taken) for name in "ABCD"))
+    assert [name for name, _ in taken][:2] == ["A", "D"]
+    assert dict(taken)["D"] == 0  # in the iteration it asked
+    assert (turns.waits, turns.crowded) == (2, 1)
+
+
 def _post(body: bytes) -> object:
     """A POST request whose whole body has arrived."""
     protocol = mock.Mock(_reading_paused=False)
