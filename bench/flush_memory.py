@@ -6,9 +6,9 @@ the default S3 object bound; ``--events 110000`` is a 64 MiB flush)
 into a spool segment, then flushes that range ``--rounds`` times through the writer's own code:
 ``Spool.read_range``, ``group_range``, ``S3Store.publish`` to a ``moto.server`` process on loopback. A
 thread samples resident memory every 0.5 ms. After each step it prints the resident size, the peak since
-the previous step and Arrow's pool (now and its maximum). Each round ends with ``malloc_trim``, as the
-writer trims after a flush when it is large. Memory is set up as in the writer (``native_memory``: capped
-arenas, heap reuse, Arrow on jemalloc returning freed pages).
+the previous step and Arrow's pool (now and its maximum). Each round ends with ``hand_back_free_memory``
+(``malloc_trim`` and Arrow's purge), as the writer does after a flush when it is large. Memory is set up as in the writer (``native_memory``: capped
+arenas, heap reuse, Arrow on jemalloc).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     native_memory.limit_arenas()
     native_memory.reuse_big_blocks()
-    native_memory.arrow_returns_freed_memory()
+    native_memory.arrow_on_jemalloc()
     os.environ.update(CREDENTIALS)
     moto, endpoint, _ = start_moto("flush-memory")
     directory = Path(tempfile.mkdtemp(prefix="auditlake-flushmem-"))
@@ -90,7 +90,7 @@ def main() -> None:
         spool.open()
         entries = list(spool.index)
         print(f"{len(entries)} records, {sum(entry.length for entry in entries) / 2**20:.1f} MiB; MB resident")
-        native_memory.trim()
+        native_memory.hand_back_free_memory()
         sampler = PeakSampler()
 
         def report(step: str) -> None:
@@ -109,7 +109,7 @@ def main() -> None:
             store.publish(batch, store.plan(batch))
             report("publish")
             del batch
-            native_memory.trim()
+            native_memory.hand_back_free_memory()
             report("trimmed")
         spool.release()
     finally:

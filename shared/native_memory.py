@@ -51,26 +51,44 @@ def reuse_big_blocks(mmap_threshold: int = MMAP_THRESHOLD_BYTES, trim_threshold:
                 and libc.mallopt(M_TRIM_THRESHOLD, trim_threshold))
 
 
-def arrow_returns_freed_memory() -> str:
-    """Put Arrow's buffers on jemalloc with freed pages handed back at once; the pool's name (the writer's setting).
+# How long Arrow's jemalloc keeps freed pages for reuse. 0 (the fifth session's setting) handed every
+# flush's pages back at once, and the next flush faulted them in again: about one minor page fault per
+# event, a quarter of the writer's CPU. With 5 s, one flush thread (writer.flusher) and the purge above
+# the flusher's resident bound (``hand_back_free_memory``): 0.12-0.15 faults per event, the writer's CPU
+# per event -20 to -30 %, the S3 writer under overload 297-301 MB against 297 (docs/benchmarks.md,
+# "Ninth session"). Without the one thread the pages sat in other threads' arenas: 381-398 MB.
+ARROW_DECAY_MS = 5000
+
+
+def arrow_on_jemalloc() -> str:
+    """Put Arrow's buffers on jemalloc, freed pages kept ``ARROW_DECAY_MS`` for reuse; the pool's name
+    (the writer's setting).
 
     A flush builds and drops tens of MB of Arrow buffers. Arrow's default pool (mimalloc) kept them
     resident, and so did the C library's heap (the setting before this one): under S3 overload the heap
     held 200-250 MB free between flushes, most of it resident, from Arrow's blocks interleaved with
-    frames and Python's. jemalloc keeps Arrow's blocks apart and, with a decay time of 0, returns their
-    pages when they are freed: the heap stayed at ~65 MB and the writer's peak fell from 515 to 394 MB
-    (docs/benchmarks.md, "Fifth session"). Falls back to the C library's allocator where the pyarrow
-    build has no jemalloc.
+    frames and Python's. jemalloc keeps Arrow's blocks apart and returns their pages after the decay time
+    or when ``hand_back_free_memory`` purges them: the heap stayed at ~65 MB and the writer's peak fell
+    from 515 to 394 MB (docs/benchmarks.md, "Fifth session"). Falls back to the C library's allocator
+    where the pyarrow build has no jemalloc.
     """
     import pyarrow
 
     try:
         pool = pyarrow.jemalloc_memory_pool()
-        pyarrow.jemalloc_set_decay_ms(0)
+        pyarrow.jemalloc_set_decay_ms(ARROW_DECAY_MS)
     except NotImplementedError:  # pyarrow.ArrowNotImplementedError is one
         pool = pyarrow.system_memory_pool()
     pyarrow.set_memory_pool(pool)
     return pool.backend_name
+
+
+def hand_back_free_memory() -> None:
+    """Return what both allocators hold free: glibc's heap (``trim``) and the pages Arrow's pool keeps."""
+    import pyarrow
+
+    pyarrow.default_memory_pool().release_unused()
+    trim()
 
 
 def resident_bytes() -> int:

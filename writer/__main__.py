@@ -22,7 +22,7 @@ def main() -> None:
         print(f"auditlake-writer: configuration error: {exc}", file=sys.stderr)
         sys.exit(EXIT_CONFIG_ERROR)
     configure_logging("writer", settings.log_level)
-    native_memory.arrow_returns_freed_memory()
+    native_memory.arrow_on_jemalloc()
     from writer.service import WriterService
 
     try:

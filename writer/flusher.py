@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import random
 import time
@@ -20,8 +21,9 @@ log = logging.getLogger("auditlake.writer.flush")
 # Spooled bytes one flush takes at most. 8 MiB (was 32): the same throughput under overload
 # (bench/ingest_bench.py, 37,450 vs 36,110 events/s) and a quarter of the batch held in memory at once.
 MAX_FLUSH_BYTES = 8 * 1024 * 1024
-# Above this resident size a flush hands free heap memory back to the system (glibc keeps it for reuse
-# otherwise, which spares the page faults of fresh memory; see shared.native_memory).
+# Above this resident size a flush hands free memory back to the system: glibc's heap and the pages Arrow's
+# jemalloc keeps for the next flush (both keep them for reuse otherwise, which spares the page faults of
+# fresh memory; see shared.native_memory).
 TRIM_ABOVE_BYTES = 192 * 1024 * 1024
 # A flush that the event count alone triggers starts at least this long after the previous one started.
 # Each flush pays about nine fsyncs (marker, two files and their directory, journal, checkpoint), and the
@@ -56,6 +58,9 @@ class Flusher:
         self._last_started = -float("inf")  # monotonic start of the latest flush
         self._oldest_unflushed_at: float | None = None
         self._next_retention = 0.0
+        # Every step of every flush runs on this one thread: Arrow's jemalloc keeps a flush's freed pages
+        # for the next (``native_memory.arrow_on_jemalloc``), and only the same thread's arena reuses them.
+        self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="flush")
         self.observe_flush: Callable[[float, bool], None] = lambda seconds, ok: None  # metrics hook
         self.journal: Any = None  # tamper evidence: writer.manifest.ManifestJournal, set by writer.evidence
 
@@ -117,39 +122,41 @@ class Flusher:
             size += entry.length
         return entries
 
+    def _in_flush_thread(self, step: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        return asyncio.get_running_loop().run_in_executor(self._thread, step, *args)
+
     async def _flush_once(self, redo: FlushMarker | None) -> bool:
-        loop = asyncio.get_running_loop()
         if redo is not None:
             entries = [entry for entry in self.spool.index if redo.first <= entry.seq <= redo.last]
         else:
             entries = self._plan()
         if not entries:
             if redo is not None:
-                await loop.run_in_executor(None, self.spool.checkpoint, max(redo.last, self.spool.flushed_seq))
+                await self._in_flush_thread(self.spool.checkpoint, max(redo.last, self.spool.flushed_seq))
             return True
         first, last = entries[0].seq, entries[-1].seq
         started = self._last_started = time.monotonic()
         try:
-            span = await loop.run_in_executor(None, self.spool.read_range, entries)
-            batch = await loop.run_in_executor(None, group_range, span, self.window,
-                                               [entry.columns for entry in entries])
+            span = await self._in_flush_thread(self.spool.read_range, entries)
+            batch = await self._in_flush_thread(group_range, span, self.window,
+                                             [entry.columns for entry in entries])
             del span  # the batch holds what it needs (its lines point into the range's buffer)
             names = self.store.plan(batch)
             if redo is not None:
                 stale = [name for name in redo.names if name not in names]
                 if self.journal is not None and stale:
-                    await loop.run_in_executor(None, self.journal.record_removed, stale)
-                await loop.run_in_executor(None, self.store.remove, stale)
-            await loop.run_in_executor(None, self.spool.write_flush_marker, first, last, names)
-            result = await loop.run_in_executor(None, self.store.publish, batch, names)
+                    await self._in_flush_thread(self.journal.record_removed, stale)
+                await self._in_flush_thread(self.store.remove, stale)
+            await self._in_flush_thread(self.spool.write_flush_marker, first, last, names)
+            result = await self._in_flush_thread(self.store.publish, batch, names)
             if self.journal is not None:  # manifest entries are durable before the checkpoint
-                await loop.run_in_executor(None, self.journal.record_published, batch, result)
+                await self._in_flush_thread(self.journal.record_published, batch, result)
             if batch.unparsable:
-                await loop.run_in_executor(None, self.spool.quarantine_lines, first, last, batch.unparsable)
-            await loop.run_in_executor(None, self.spool.checkpoint, last)
+                await self._in_flush_thread(self.spool.quarantine_lines, first, last, batch.unparsable)
+            await self._in_flush_thread(self.spool.checkpoint, last)
             self.spool.faults.reach("after_checkpoint")
             if self.window is not None:
-                await loop.run_in_executor(None, self.window.remember, batch.id_hashes)
+                await self._in_flush_thread(self.window.remember, batch.id_hashes)
         except Exception as exc:  # every failure is retried; it must never kill the loop
             self.stats.failed_flushes += 1
             self.stats.last_error = FLUSH_FAILED
@@ -171,9 +178,9 @@ class Flusher:
         self.stats.last_error = None
         self.stats.failing_since = None
         self._oldest_unflushed_at = None
-        await loop.run_in_executor(None, _unlink_all, dead)
+        await self._in_flush_thread(_unlink_all, dead)
         if native_memory.resident_bytes() > TRIM_ABOVE_BYTES:
-            await loop.run_in_executor(None, native_memory.trim)
+            await self._in_flush_thread(native_memory.hand_back_free_memory)
         if batch.unparsable:
             log.error("unparsable spooled lines kept in quarantine", extra={"lines": len(batch.unparsable)})
         log.info("flush", extra={

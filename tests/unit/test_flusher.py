@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import threading
 import time
 from pathlib import Path
 
@@ -192,3 +193,30 @@ async def test_a_full_flush_of_bytes_and_the_age_bound_do_not_wait_for_the_gap(t
     assert starts[2] - starts[1] >= 0.3 - 0.06
     assert not spool.index
     await _finish(spool, flusher, task)
+
+
+class ThreadRecordingStore(LocalStore):
+    """A local store noting the thread each publish runs on."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root, True, 0, 90, 95)
+        self.threads: list[str] = []
+
+    def publish(self, batch, names):  # type: ignore[no-untyped-def]
+        self.threads.append(threading.current_thread().name)
+        return super().publish(batch, names)
+
+
+async def test_every_flush_runs_on_the_flushers_one_thread(tmp_path: Path) -> None:
+    """Flushes run on one thread of their own, never on the loop's and never on the shared executor's:
+    Arrow's pages freed by one flush are kept for the next in that thread's arena."""
+    spool, flusher, starts, task = await _running_flusher(tmp_path, min_gap_seconds=0)
+    store = flusher.store = ThreadRecordingStore(tmp_path / "store")
+    busy = [asyncio.get_running_loop().run_in_executor(None, time.sleep, 0.3) for _ in range(3)]  # shared threads
+    for batch in range(1, 4):
+        await _append_events(spool, batch, 600)
+        await _wait_flushes(starts, batch)
+    await asyncio.gather(*busy)
+    await _finish(spool, flusher, task)
+    assert len(store.threads) == 3
+    assert len(set(store.threads)) == 1 and store.threads[0].startswith("flush"), store.threads

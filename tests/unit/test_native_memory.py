@@ -72,7 +72,7 @@ def test_resident_bytes_reads_this_process() -> None:
 
 
 def test_arrow_buffers_stay_out_of_the_c_library_heap() -> None:
-    """``arrow_returns_freed_memory`` (the writer's setting) moves Arrow's default pool to jemalloc, so
+    """``arrow_on_jemalloc`` (the writer's setting) moves Arrow's default pool to jemalloc, so
     Arrow's buffers no longer grow the C library's heap, where under S3 overload they left 200-250 MB free
     but resident between flushes. Checked in a fresh interpreter with the writer's heap settings: 64
     one-MiB Arrow buffers grow the heap by 64 MB on the C library's pool and by nothing after the call."""
@@ -90,7 +90,7 @@ libc.mallinfo2.restype = MallInfo2
 native_memory.limit_arenas()
 native_memory.reuse_big_blocks()
 if sys.argv[1] == "writer":
-    print(native_memory.arrow_returns_freed_memory())
+    print(native_memory.arrow_on_jemalloc())
 else:
     pa.set_memory_pool(pa.system_memory_pool())
     print(pa.default_memory_pool().backend_name)
