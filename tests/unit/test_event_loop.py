@@ -18,6 +18,6 @@ def test_objects_alive_at_start_are_frozen_out_of_later_collections() -> None:
         walked = gc.get_objects()
         assert not any(item is before for item in walked)
         assert any(item is after for item in walked)
-        assert frozen == gc.get_freeze_count() and frozen > 0
+        assert frozen >= gc.get_freeze_count() > 0  # frozen objects may die since (other tests' threads)
     finally:
         gc.unfreeze()  # the other tests' objects go back to the collected generations
