@@ -51,18 +51,24 @@ def reuse_big_blocks(mmap_threshold: int = MMAP_THRESHOLD_BYTES, trim_threshold:
                 and libc.mallopt(M_TRIM_THRESHOLD, trim_threshold))
 
 
-# How long Arrow's jemalloc keeps freed pages for reuse. 0 (the fifth session's setting) handed every
-# flush's pages back at once, and the next flush faulted them in again: about one minor page fault per
-# event, a quarter of the writer's CPU. With 5 s, one flush thread (writer.flusher) and the purge above
-# the flusher's resident bound (``hand_back_free_memory``): 0.12-0.15 faults per event, the writer's CPU
-# per event -20 to -30 %, the S3 writer under overload 297-301 MB against 297 (docs/benchmarks.md,
-# "Ninth session"). Without the one thread the pages sat in other threads' arenas: 381-398 MB.
-ARROW_DECAY_MS = 5000
+# How long Arrow's jemalloc keeps freed pages for reuse on the local backend. 0 (the fifth session's
+# setting) handed every flush's pages back at once, and the next flush faulted them in again: about one
+# minor page fault per event, a quarter of the writer's CPU. With 5 s, one flush thread (writer.flusher)
+# and the purge above the flusher's resident bound: 0.12-0.28 faults per event and the writer's CPU per
+# event 20-30 % lower (docs/benchmarks.md, "Ninth session"). Without the one thread the pages sat in other
+# threads' arenas (S3 overload 381-398 MB). On S3 a flush is twice as large and the writer under overload
+# was already at 285-297 MB of its 300 MB bound; kept pages raised that to 294-309 MB, so S3 keeps 0.
+ARROW_KEEP_FREED_MS = 5000
 
 
-def arrow_on_jemalloc() -> str:
-    """Put Arrow's buffers on jemalloc, freed pages kept ``ARROW_DECAY_MS`` for reuse; the pool's name
-    (the writer's setting).
+def arrow_keep_freed_ms(backend: str) -> int:
+    """How long the writer's Arrow pool keeps freed pages on ``backend`` (``ARROW_KEEP_FREED_MS`` locally)."""
+    return ARROW_KEEP_FREED_MS if backend == "local" else 0
+
+
+def arrow_on_jemalloc(keep_freed_ms: int = 0) -> str:
+    """Put Arrow's buffers on jemalloc, freed pages kept ``keep_freed_ms`` for reuse (in the arenas of
+    threads started later); the pool's name (the writer's setting).
 
     A flush builds and drops tens of MB of Arrow buffers. Arrow's default pool (mimalloc) kept them
     resident, and so did the C library's heap (the setting before this one): under S3 overload the heap
@@ -76,7 +82,7 @@ def arrow_on_jemalloc() -> str:
 
     try:
         pool = pyarrow.jemalloc_memory_pool()
-        pyarrow.jemalloc_set_decay_ms(ARROW_DECAY_MS)
+        pyarrow.jemalloc_set_decay_ms(keep_freed_ms)
     except NotImplementedError:  # pyarrow.ArrowNotImplementedError is one
         pool = pyarrow.system_memory_pool()
     pyarrow.set_memory_pool(pool)
@@ -85,10 +91,15 @@ def arrow_on_jemalloc() -> str:
 
 def hand_back_free_memory() -> None:
     """Return what both allocators hold free: glibc's heap (``trim``) and the pages Arrow's pool keeps."""
+    release_arrow_pages()
+    trim()
+
+
+def release_arrow_pages() -> None:
+    """Hand the pages Arrow's pool keeps for reuse back to the system (jemalloc's purge of every arena)."""
     import pyarrow
 
     pyarrow.default_memory_pool().release_unused()
-    trim()
 
 
 def resident_bytes() -> int:

@@ -22,7 +22,9 @@ def main() -> None:
         print(f"auditlake-writer: configuration error: {exc}", file=sys.stderr)
         sys.exit(EXIT_CONFIG_ERROR)
     configure_logging("writer", settings.log_level)
-    native_memory.arrow_on_jemalloc()
+    keep_freed_ms = native_memory.arrow_keep_freed_ms(settings.backend)
+    pool = native_memory.arrow_on_jemalloc(keep_freed_ms)
+    logging.getLogger("auditlake.writer").info("arrow memory pool", extra={"pool": pool, "keep_freed_ms": keep_freed_ms})
     from writer.service import WriterService
 
     try:

@@ -72,6 +72,8 @@ def test_every_line_is_json_and_each_flush_is_one_line_with_its_figures(ops_serv
     assert access_lines(ops_service) == [], "no access log line per request by default"
     started = next(line for line in log_lines(ops_service, "ingest") if line["msg"] == "ingest started")
     assert started["gc_frozen_objects"] > 0  # what ingest built at start is out of every later collection
+    pool = next(line for line in log_lines(ops_service, "writer") if line["msg"] == "arrow memory pool")
+    assert (pool["pool"], pool["keep_freed_ms"]) == ("jemalloc", 5000)  # the local backend keeps freed pages
 
 
 async def test_sampled_access_log_logs_the_sampled_fraction(aiohttp_client, caplog) -> None:

@@ -107,3 +107,10 @@ print(libc.mallinfo2().arena - start)
     assert set(grown) == {"system", "jemalloc"}
     assert grown["system"] >= 60 * 1024 * 1024
     assert grown["jemalloc"] < 1024 * 1024
+
+
+def test_the_local_writer_keeps_freed_arrow_pages_and_the_s3_writer_does_not() -> None:
+    """Kept pages spare the local writer its page faults; the S3 writer, at its memory bound under
+    overload, hands them back at once."""
+    assert native_memory.arrow_keep_freed_ms("local") == native_memory.ARROW_KEEP_FREED_MS > 0
+    assert native_memory.arrow_keep_freed_ms("s3") == 0
