@@ -90,16 +90,12 @@ def arrow_on_jemalloc(keep_freed_ms: int = 0) -> str:
 
 
 def hand_back_free_memory() -> None:
-    """Return what both allocators hold free: glibc's heap (``trim``) and the pages Arrow's pool keeps."""
-    release_arrow_pages()
-    trim()
-
-
-def release_arrow_pages() -> None:
-    """Hand the pages Arrow's pool keeps for reuse back to the system (jemalloc's purge of every arena)."""
+    """Return what both allocators hold free: glibc's heap (``trim``) and the pages Arrow's pool keeps
+    (jemalloc's purge of every arena)."""
     import pyarrow
 
     pyarrow.default_memory_pool().release_unused()
+    trim()
 
 
 def resident_bytes() -> int:

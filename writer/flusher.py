@@ -58,8 +58,9 @@ class Flusher:
         self._last_started = -float("inf")  # monotonic start of the latest flush
         self._oldest_unflushed_at: float | None = None
         self._next_retention = 0.0
-        # Every step of every flush runs on this one thread: Arrow's jemalloc keeps a flush's freed pages
-        # for the next (``native_memory.arrow_on_jemalloc``), and only the same thread's arena reuses them.
+        # Every step of every flush runs on this one thread: on the local backend Arrow's jemalloc keeps a
+        # flush's freed pages for the next (``native_memory.arrow_keep_freed_ms``), and only the same
+        # thread's arena reuses them.
         self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="flush")
         self.observe_flush: Callable[[float, bool], None] = lambda seconds, ok: None  # metrics hook
         self.journal: Any = None  # tamper evidence: writer.manifest.ManifestJournal, set by writer.evidence
@@ -138,8 +139,8 @@ class Flusher:
         started = self._last_started = time.monotonic()
         try:
             span = await self._in_flush_thread(self.spool.read_range, entries)
-            batch = await self._in_flush_thread(_then_bounded, group_range, span, self.window,
-                                             [entry.columns for entry in entries])
+            batch = await self._in_flush_thread(group_range, span, self.window,
+                                               [entry.columns for entry in entries])
             del span  # the batch holds what it needs (its lines point into the range's buffer)
             names = self.store.plan(batch)
             if redo is not None:
@@ -148,7 +149,7 @@ class Flusher:
                     await self._in_flush_thread(self.journal.record_removed, stale)
                 await self._in_flush_thread(self.store.remove, stale)
             await self._in_flush_thread(self.spool.write_flush_marker, first, last, names)
-            result = await self._in_flush_thread(_then_bounded, self.store.publish, batch, names)
+            result = await self._in_flush_thread(self.store.publish, batch, names)
             if self.journal is not None:  # manifest entries are durable before the checkpoint
                 await self._in_flush_thread(self.journal.record_published, batch, result)
             if batch.unparsable:
@@ -203,15 +204,6 @@ class Flusher:
         self.stats.last_retention_at = utc_now_iso()
         log.info("retention", extra={"files_deleted": files, "bytes_deleted": removed,
                                      "retention_days": self.store.retention_days})
-
-
-def _then_bounded(step: Callable[..., Any], *args: Any) -> Any:
-    """Run a large flush step; above ``TRIM_ABOVE_BYTES`` resident, hand back the Arrow pages it freed
-    (jemalloc keeps them for reuse otherwise, and under overload the next step would stack on them)."""
-    result = step(*args)
-    if native_memory.resident_bytes() > TRIM_ABOVE_BYTES:
-        native_memory.release_arrow_pages()
-    return result
 
 
 def _unlink_all(paths: list) -> None:
