@@ -44,7 +44,8 @@ async def read_json(request: web.Request, settings: Settings, turns: ParseTurns)
     """The request's body and its parsed JSON document; raise Rejected when the body is not JSON.
 
     A large body waits for its parse turn, so that bodies arriving together are parsed one per loop
-    iteration (``ingest.turns``); the caller goes on without awaiting until the batch is submitted.
+    iteration (``ingest.turns``); the turn covers the caller's work up to its next await (for a compact
+    body, until its batch is submitted to the writer link).
     """
     body = await read_body(request, settings)
     if len(body) >= LARGE_BODY_BYTES:
