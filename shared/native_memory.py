@@ -51,19 +51,21 @@ def reuse_big_blocks(mmap_threshold: int = MMAP_THRESHOLD_BYTES, trim_threshold:
                 and libc.mallopt(M_TRIM_THRESHOLD, trim_threshold))
 
 
-# How long Arrow's jemalloc keeps freed pages for reuse on the local backend. 0 (the fifth session's
-# setting) handed every flush's pages back at once, and the next flush faulted them in again: about one
-# minor page fault per event, a quarter of the writer's CPU. With 5 s, one flush thread (writer.flusher)
-# and the purge above the flusher's resident bound: 0.12-0.28 faults per event and the writer's CPU per
-# event 20-30 % lower (docs/benchmarks.md, "Ninth session"). Without the one thread the pages sat in other
-# threads' arenas (S3 overload 381-398 MB). On S3 a flush is twice as large and the writer under overload
-# was already at 285-297 MB of its 300 MB bound; kept pages raised that to 294-309 MB, so S3 keeps 0.
+# How long Arrow's jemalloc keeps freed pages for reuse. 0 (the fifth session's setting) handed every
+# flush's pages back at once, and the next flush faulted them in again: about one minor page fault per
+# event, a quarter of the writer's CPU. With one flush thread (writer.flusher) and the purge above the
+# flusher's resident bound, 5 s gave 0.12-0.28 faults per event and 20-30 % less writer CPU per event
+# (docs/benchmarks.md, "Ninth session"); without the one thread the pages sat in other threads' arenas
+# (S3 overload 381-398 MB). On S3 a flush is twice as large: 5 s took the writer under overload to
+# 294-309 MB, past its 300 MB bound, while 1 s kept it at 282-290 MB (0 gave 258-297) with 0.25 faults
+# per event.
 ARROW_KEEP_FREED_MS = 5000
+ARROW_KEEP_FREED_MS_S3 = 1000
 
 
 def arrow_keep_freed_ms(backend: str) -> int:
-    """How long the writer's Arrow pool keeps freed pages on ``backend`` (``ARROW_KEEP_FREED_MS`` locally)."""
-    return ARROW_KEEP_FREED_MS if backend == "local" else 0
+    """How long the writer's Arrow pool keeps freed pages on ``backend``."""
+    return ARROW_KEEP_FREED_MS if backend == "local" else ARROW_KEEP_FREED_MS_S3
 
 
 def arrow_on_jemalloc(keep_freed_ms: int = 0) -> str:

@@ -58,9 +58,8 @@ class Flusher:
         self._last_started = -float("inf")  # monotonic start of the latest flush
         self._oldest_unflushed_at: float | None = None
         self._next_retention = 0.0
-        # Every step of every flush runs on this one thread: on the local backend Arrow's jemalloc keeps a
-        # flush's freed pages for the next (``native_memory.arrow_keep_freed_ms``), and only the same
-        # thread's arena reuses them.
+        # Every step of every flush runs on this one thread: Arrow's jemalloc keeps a flush's freed pages
+        # for the next (``native_memory.arrow_keep_freed_ms``), and only the same thread's arena reuses them.
         self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="flush")
         self.observe_flush: Callable[[float, bool], None] = lambda seconds, ok: None  # metrics hook
         self.journal: Any = None  # tamper evidence: writer.manifest.ManifestJournal, set by writer.evidence
