@@ -85,7 +85,7 @@ def main() -> None:
     sys.setswitchinterval(0.0005)  # as shared.event_loop sets it in both processes
     native_memory.limit_arenas()  # and the writer's allocators: capped arenas, heap reuse, Arrow on jemalloc
     native_memory.reuse_big_blocks()
-    native_memory.arrow_on_jemalloc()
+    native_memory.arrow_on_jemalloc(native_memory.arrow_keep_freed_ms("local"))
     spooled = records(args.events)
     events = sum(record.event_count for record in spooled)
     batch = group_records(spooled)

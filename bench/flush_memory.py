@@ -7,8 +7,9 @@ into a spool segment, then flushes that range ``--rounds`` times through the wri
 ``Spool.read_range``, ``group_range``, ``S3Store.publish`` to a ``moto.server`` process on loopback. A
 thread samples resident memory every 0.5 ms. After each step it prints the resident size, the peak since
 the previous step and Arrow's pool (now and its maximum). Each round ends with ``hand_back_free_memory``
-(``malloc_trim`` and Arrow's purge), as the writer does after a flush when it is large. Memory is set up as in the writer (``native_memory``: capped
-arenas, heap reuse, Arrow on jemalloc).
+(``malloc_trim`` and Arrow's purge), as the writer does after a flush when it is large. Memory is set up
+as in the S3 writer (``native_memory``: capped arenas, heap reuse, Arrow on jemalloc keeping freed pages
+``arrow_keep_freed_ms("s3")``).
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def main() -> None:
     args = parser.parse_args()
     native_memory.limit_arenas()
     native_memory.reuse_big_blocks()
-    native_memory.arrow_on_jemalloc()
+    native_memory.arrow_on_jemalloc(native_memory.arrow_keep_freed_ms("s3"))  # as the S3 writer
     os.environ.update(CREDENTIALS)
     moto, endpoint, _ = start_moto("flush-memory")
     directory = Path(tempfile.mkdtemp(prefix="auditlake-flushmem-"))

@@ -68,7 +68,7 @@ def arrow_keep_freed_ms(backend: str) -> int:
     return ARROW_KEEP_FREED_MS if backend == "local" else ARROW_KEEP_FREED_MS_S3
 
 
-def arrow_on_jemalloc(keep_freed_ms: int = 0) -> str:
+def arrow_on_jemalloc(keep_freed_ms: int) -> str:
     """Put Arrow's buffers on jemalloc, freed pages kept ``keep_freed_ms`` for reuse (in the arenas of
     threads started later); the pool's name (the writer's setting).
 

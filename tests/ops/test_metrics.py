@@ -248,5 +248,7 @@ def test_large_bodies_arriving_together_wait_for_parse_turns(service: Service) -
                 before.value("auditlake_ingest_parse_turn_waits_total"):
             break
     after = ingest_scrape(service)
-    assert after.value("auditlake_ingest_parse_turn_waits_total") > before.value("auditlake_ingest_parse_turn_waits_total")
-    assert after.value("auditlake_ingest_events_accepted_total") - before.value("auditlake_ingest_events_accepted_total") == sent
+    waits = "auditlake_ingest_parse_turn_waits_total"
+    accepted = "auditlake_ingest_events_accepted_total"
+    assert after.value(waits) > before.value(waits)
+    assert after.value(accepted) - before.value(accepted) == sent

@@ -90,7 +90,7 @@ libc.mallinfo2.restype = MallInfo2
 native_memory.limit_arenas()
 native_memory.reuse_big_blocks()
 if sys.argv[1] == "writer":
-    print(native_memory.arrow_on_jemalloc())
+    print(native_memory.arrow_on_jemalloc(native_memory.arrow_keep_freed_ms("local")))
 else:
     pa.set_memory_pool(pa.system_memory_pool())
     print(pa.default_memory_pool().backend_name)
