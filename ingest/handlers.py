@@ -48,24 +48,27 @@ async def _payload(request: web.Request, received_at: str) -> tuple[bytes, int, 
     posted = events_of(document)
     check_count(posted, settings)
     tenant = principal(request).tenant
-    lines = None
     events = posted  # completed in place by ``prepare`` when it answers
     encoded = canonical_events(body, document)
-    if encoded is not None:
-        lines = prepare(posted, encoded, body, received_at, tenant, settings.max_event_bytes)
-    if lines is None:
+    prepared = None if encoded is None else prepare(posted, encoded, body, received_at, tenant, settings.max_event_bytes)
+    if prepared is None:
         await check_structure(body, document)
         check_posted(posted)
         events = [normalize_event(raw, received_at, index) for index, raw in enumerate(posted)]
         guard_events(events, tenant)
-        lines = encode_events(events, settings.max_event_bytes)
+        lines, columns = encode_events(events, settings.max_event_bytes), None
+    else:
+        lines, columns = prepared
     preset = request.app[keys.PRESET]
     if not preset.allow_all:
         kept = [index for index, event in enumerate(events) if preset.allows(event.get("type"))]
-        events, lines = [events[index] for index in kept], [lines[index] for index in kept]
+        if len(kept) < len(events):
+            events, lines, columns = [events[index] for index in kept], [lines[index] for index in kept], None
     if not lines:
         return b"", 0, len(posted), b""
-    return b"\n".join(lines) + b"\n", len(lines), len(posted), typed_columns.encode(events, received_at, body)
+    if columns is None:
+        columns = typed_columns.encode(events, received_at, body)
+    return b"\n".join(lines) + b"\n", len(lines), len(posted), columns
 
 
 async def post_events(request: web.Request) -> web.Response:

@@ -47,29 +47,39 @@ def encode(events: Sequence[dict[str, Any]], received_at: str, body: bytes | Non
     if len(events) == 1:
         return orjson.dumps([1, received_at, *[(value if SEPARATOR not in value else [value]) if type(value) is str
                                                else None for value in map(events[0].get, _TYPED)]])
-    columns, complete = _columns(events)
     free = body is not None and separator_free(body)
-    return orjson.dumps([len(events), received_at, *[_entry(values, complete, free) for values in columns]])
-
-
-def _columns(events: Sequence[dict[str, Any]]) -> tuple[list[Sequence[Any] | None], bool]:
-    """Each typed field's values (``ts`` first) or None for a field no event has, and whether every event
-    has every field that is not None.
-
-    The usual batch, whose events all have the first one's keys and no others (same key count, every key
-    found), takes one ``itemgetter`` per event and a transpose, in C; any other batch takes a ``dict.get``
-    per event and field.
-    """
-    keys = list(events[0])
-    if len(keys) > 1 and sum(map(len, events)) == len(keys) * len(events):
-        try:
-            found = dict(zip(keys, zip(*map(itemgetter(*keys), events))))
-        except KeyError:
-            pass
-        else:
-            return [found.get(name) for name in _TYPED], True
+    found = transposed(events)
+    if found is not None:
+        return encode_entries(len(events), received_at, found.get("ts"), entries(found, free), free)
     get = dict.get
-    return [list(map(get, events, repeat(name))) for name in _TYPED], False
+    columns = [list(map(get, events, repeat(name))) for name in _TYPED]
+    return orjson.dumps([len(events), received_at, *[_entry(values, False, free) for values in columns]])
+
+
+def transposed(events: Sequence[dict[str, Any]]) -> dict[str, tuple[Any, ...]] | None:
+    """Every key's values, in the events' order, when all events have the first one's keys and no others
+    (same key count, every key found) and it has two or more; else None. One ``itemgetter`` per event and a
+    transpose, in C."""
+    keys = list(events[0])
+    if len(keys) < 2 or sum(map(len, events)) != len(keys) * len(events):
+        return None
+    try:
+        return dict(zip(keys, zip(*map(itemgetter(*keys), events))))
+    except KeyError:
+        return None
+
+
+def entries(columns: dict[str, Sequence[Any]], free: bool) -> list[str | list[str | None] | None]:
+    """The entries of ``FIELDS`` (``ts`` aside) for events whose every key has a column in ``columns``
+    (``transposed``); ``free`` as in ``separator_free``. A field's entry is a string only when every event's
+    value there is a string."""
+    return [_entry(columns.get(name), True, free) for name in FIELDS]
+
+
+def encode_entries(count: int, received_at: str, stamps: Sequence[Any] | None, field_entries: Sequence[Any],
+                   free: bool) -> bytes:
+    """One request's encoding from its events' ``ts`` values (None: no event has one) and ``entries``."""
+    return orjson.dumps([count, received_at, _entry(stamps, True, free), *field_entries])
 
 
 def _entry(values: Sequence[Any] | None, complete: bool, free: bool) -> str | list[str | None] | None:

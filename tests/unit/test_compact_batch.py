@@ -11,8 +11,9 @@ import orjson
 import pytest
 
 from ingest.body import Rejected
-from ingest.compact_batch import _lines_within_depth, canonical_events, has_control_bytes, prepare
+from ingest.compact_batch import Prepared, _lines_within_depth, canonical_events, has_control_bytes, prepare
 from ingest.hardening import MAX_DEPTH, check_posted, encode_events, guard_events
+from shared import typed_columns
 from shared.errors import EventError
 from shared.events import canonical_stamps, canonical_ts, normalize_event
 
@@ -20,21 +21,37 @@ RECEIVED = "2026-11-29T08:00:00.123456Z"
 LIMIT = 1 << 20
 
 
-def general(posted: list[Any], tenant: str | None = None) -> list[bytes]:
-    """What ingest stores when the fast path declines (the structural byte checks aside)."""
+def normalized(posted: list[Any], tenant: str | None = None) -> list[dict[str, Any]]:
+    """The events as the general path stores them (the structural byte checks aside)."""
     check_posted(posted)
     events = [normalize_event(raw, RECEIVED, index) for index, raw in enumerate(posted)]
     guard_events(events, tenant)
-    return encode_events(events, LIMIT)
+    return events
 
 
-def fast(posted: list[Any], tenant: str | None = None, limit: int = LIMIT) -> list[bytes] | None:
+def general(posted: list[Any], tenant: str | None = None) -> list[bytes]:
+    """What ingest stores when the fast path declines."""
+    return encode_events(normalized(posted, tenant), LIMIT)
+
+
+def fast_prepared(posted: list[Any], tenant: str | None = None, limit: int = LIMIT) -> Prepared | None:
     """The fast path on ``posted`` sent as a compact ``{"events": [...]}`` body (``posted`` is left alone)."""
     body = orjson.dumps({"events": posted})
     document = orjson.loads(body)
     encoded = canonical_events(body, document)
     assert encoded is not None
     return prepare(document["events"], encoded, body, RECEIVED, tenant, limit)
+
+
+def fast(posted: list[Any], tenant: str | None = None, limit: int = LIMIT) -> list[bytes] | None:
+    """The fast path's lines, or None when it declines."""
+    prepared = fast_prepared(posted, tenant, limit)
+    return None if prepared is None else prepared[0]
+
+
+def copied(events: list[Any], copies: int) -> list[Any]:
+    """Each event ``copies`` times in a row: a lone event becomes a batch whose events share their keys."""
+    return [copy.deepcopy(item) for item in events for _ in range(copies)]
 
 
 def event(**fields: Any) -> dict[str, Any]:
@@ -71,11 +88,33 @@ ACCEPTED = {
 }
 
 
+@pytest.mark.parametrize("copies", [1, 3])
 @pytest.mark.parametrize("name", sorted(ACCEPTED))
-def test_fast_path_lines_equal_the_general_path(name: str) -> None:
-    lines = fast(ACCEPTED[name])
-    assert lines is not None, name
-    assert lines == general(copy.deepcopy(ACCEPTED[name]))
+def test_fast_path_lines_equal_the_general_path(name: str, copies: int) -> None:
+    posted = copied(ACCEPTED[name], copies)
+    prepared = fast_prepared(posted)
+    assert prepared is not None, name
+    lines, columns = prepared
+    events = normalized(copy.deepcopy(posted))
+    assert lines == encode_events(events, LIMIT)
+    if columns is not None:
+        assert columns == typed_columns.encode(events, RECEIVED, orjson.dumps({"events": posted}))
+
+
+def test_events_sharing_their_keys_get_their_typed_fields_from_the_fast_path() -> None:
+    """Typed fields come from the column checks when the events share their keys and only gain received_at;
+    otherwise the caller encodes the completed events."""
+    shared_keys = [event(), event(type="cas_grant", user_email="b\x7fc"), event(outcome="deny")]
+    prepared = fast_prepared(shared_keys)
+    assert prepared is not None and prepared[1] is not None
+    expected = typed_columns.encode(normalized(copy.deepcopy(shared_keys)), RECEIVED, orjson.dumps({"events": shared_keys}))
+    assert prepared[1] == expected
+    request = dict(zip(("count", "received_at", "ts", *typed_columns.FIELDS), orjson.loads(prepared[1])))
+    assert request["type"] == "auth\x7fcas_grant\x7fauth"
+    assert request["user_email"] == ["a@example.com", "b\x7fc", "a@example.com"]
+    for declined in ([event(), event(component="bot")], [event()], [event(ts=1764403200), event(ts=1764403201)]):
+        prepared = fast_prepared(declined)
+        assert prepared is not None and prepared[1] is None
 
 
 def test_missing_ids_are_generated_uuids() -> None:
@@ -116,9 +155,10 @@ DECLINED = {
 }
 
 
+@pytest.mark.parametrize("copies", [1, 3])
 @pytest.mark.parametrize("name", sorted(DECLINED))
-def test_fast_path_declines_what_the_general_path_must_judge(name: str) -> None:
-    assert fast(DECLINED[name], "t1") is None
+def test_fast_path_declines_what_the_general_path_must_judge(name: str, copies: int) -> None:
+    assert fast(copied(DECLINED[name], copies), "t1") is None
 
 
 def test_the_bracket_bound_counts_each_line_on_its_own() -> None:
