@@ -43,8 +43,8 @@ def records(count: int) -> list[SpoolRecord]:
     for seq in range(1, count // 100 + 1):
         events = [make_event(now - timedelta(seconds=index), index) for index in range(100)]
         body = orjson.dumps({"events": events})
-        lines = prepare(events, canonical_events(body, {"events": events}), body, RECEIVED_AT, None, 65536)[0]
-        made.append(SpoolRecord(seq, seq, b"\n".join(lines) + b"\n"))
+        payload = prepare(events, canonical_events(body, {"events": events}), body, RECEIVED_AT, None, 65536)[0]
+        made.append(SpoolRecord(seq, seq, payload))
     return made
 
 

@@ -56,19 +56,22 @@ async def _payload(request: web.Request, received_at: str) -> tuple[bytes, int, 
         check_posted(posted)
         events = [normalize_event(raw, received_at, index) for index, raw in enumerate(posted)]
         guard_events(events, tenant)
-        lines, columns = encode_events(events, settings.max_event_bytes), None
+        lines, payload, columns = encode_events(events, settings.max_event_bytes), None, None
     else:
-        lines, columns = prepared
+        lines, (payload, columns) = None, prepared
     preset = request.app[keys.PRESET]
     if not preset.allow_all:
         kept = [index for index, event in enumerate(events) if preset.allows(event.get("type"))]
         if len(kept) < len(events):
-            events, lines, columns = [events[index] for index in kept], [lines[index] for index in kept], None
-    if not lines:
-        return b"", 0, len(posted), b""
+            every = lines if lines is not None else payload.split(b"\n")[:-1]  # stored lines hold no raw newline
+            events, lines, payload, columns = [events[index] for index in kept], [every[index] for index in kept], None, None
+    if payload is None:
+        if not lines:
+            return b"", 0, len(posted), b""
+        payload = b"\n".join([*lines, b""])
     if columns is None:
         columns = typed_columns.encode(events, received_at, body)
-    return b"\n".join(lines) + b"\n", len(lines), len(posted), columns
+    return payload, len(events), len(posted), columns
 
 
 async def post_events(request: web.Request) -> web.Response:

@@ -307,6 +307,17 @@ def _check_dropping(svc: Service, name: str, expected: set[Any]) -> None:
     wait_records(svc, 1, tenant_id=sentinel)
     stored = query_ok(svc, tenant_id=tenant)
     assert {record.get("type") for record in stored["records"]} == expected
+    # Typed events with an id and a canonical ts (ingest splices received_at into their encodings): the same
+    # types are kept, and each kept event is stored as posted.
+    tenant = marker()
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    posted = [{"audit_event_id": f"{tenant}-{n}", "ts": stamp, "tenant_id": tenant, "type": event_type}
+              for n, event_type in enumerate(ALL_TYPES) if event_type is not None]
+    typed = expected - {None}
+    assert post_ok(svc, {"events": posted})["accepted"] == len(typed)
+    records = wait_records(svc, len(typed), tenant_id=tenant)["records"]
+    kept = {item["audit_event_id"]: item for item in posted if item["type"] in typed}
+    assert {record["audit_event_id"]: {key: record[key] for key in posted[0]} for record in records} == kept
 
 
 def test_default_verbosity_is_minimal_and_drops_other_types(service_factory) -> None:

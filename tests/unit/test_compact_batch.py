@@ -46,7 +46,13 @@ def fast_prepared(posted: list[Any], tenant: str | None = None, limit: int = LIM
 def fast(posted: list[Any], tenant: str | None = None, limit: int = LIMIT) -> list[bytes] | None:
     """The fast path's lines, or None when it declines."""
     prepared = fast_prepared(posted, tenant, limit)
-    return None if prepared is None else prepared[0]
+    return None if prepared is None else lines_of(prepared[0])
+
+
+def lines_of(payload: bytes) -> list[bytes]:
+    """The lines of NDJSON."""
+    assert payload.endswith(b"\n")
+    return payload[:-1].split(b"\n")
 
 
 def copied(events: list[Any], copies: int) -> list[Any]:
@@ -94,9 +100,9 @@ def test_fast_path_lines_equal_the_general_path(name: str, copies: int) -> None:
     posted = copied(ACCEPTED[name], copies)
     prepared = fast_prepared(posted)
     assert prepared is not None, name
-    lines, columns = prepared
+    payload, columns = prepared
     events = normalized(copy.deepcopy(posted))
-    assert lines == encode_events(events, LIMIT)
+    assert lines_of(payload) == encode_events(events, LIMIT)
     if columns is not None:
         assert columns == typed_columns.encode(events, RECEIVED, orjson.dumps({"events": posted}))
 
@@ -172,6 +178,16 @@ def test_the_bracket_bound_counts_each_line_on_its_own() -> None:
 
 def test_oversized_event_is_declined() -> None:
     assert fast([event(blob="x" * 5000)], limit=4096) is None
+
+
+@pytest.mark.parametrize("spliced", [True, False])
+def test_the_size_bound_is_the_stored_lines_length(spliced: bool) -> None:
+    """A line of exactly ``max_event_bytes`` passes, one byte more does not, whether ``received_at`` is spliced
+    into the encoding or the event is completed and encoded again (no id)."""
+    posted = [event(blob="x" * 3000)] if spliced else [{k: v for k, v in event(blob="x" * 3000).items() if k != "audit_event_id"}]
+    size = len(general(copy.deepcopy(posted))[0])
+    assert fast(posted, limit=size) is not None
+    assert fast(posted, limit=size - 1) is None
 
 
 @pytest.mark.parametrize("body", [
