@@ -16,18 +16,20 @@ def _at(hour: int, second: int = 0) -> float:
 
 
 def test_seen_finds_exactly_the_remembered_ids(tmp_path: Path) -> None:
-    """Against a plain set, over many batches, ids repeated within and across batches, values at the 64-bit edges."""
+    """Against a plain set, over many batches in three hours' segments, ids repeated within and across batches,
+    values at the 64-bit edges, probes in no order."""
     generator = random.Random(5)
     window = DedupeWindow(tmp_path, 3 * BUCKET_SECONDS, 1_000_000)
     truth: set[int] = set()
     for batch in range(40):
         values = [generator.getrandbits(64) for _ in range(500)] + [0, 2**64 - 1] * (batch == 7)
         values += generator.sample(values, 20) + generator.sample(sorted(truth), min(len(truth), 30))
-        window.remember(values, now=_at(HOUR, batch))
+        window.remember(values, now=_at(HOUR + batch // 15, batch))
         truth.update(values)
         probe = [generator.choice(values) for _ in range(50)] + [generator.getrandbits(64) for _ in range(50)]
         assert window.seen(probe) == truth.intersection(probe)
-    assert window.size == len(truth)
+    assert len(window.segments) == 3  # an id posted again in a later hour is in both hours' segments
+    assert set().union(*(segment.ids.tolist() for segment in window.segments)) == truth
     assert all((segment.ids[1:] > segment.ids[:-1]).all() for segment in window.segments)  # sorted, unique
     assert window.seen([]) == set()
 
