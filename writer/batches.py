@@ -66,7 +66,7 @@ def group_range(span: SpoolRange, window: DedupeWindow | None = None,
     keep = np.zeros(len(hashes), dtype=bool)
     keep[np.unique(hashes, return_index=True)[1]] = True  # the first of each id in the range
     if window is not None and len(hashes):
-        earlier = window.seen(hashes.tolist())
+        earlier = window.seen(hashes)
         if earlier:
             keep &= ~np.isin(hashes, np.fromiter(earlier, dtype=np.uint64))
     kept = int(keep.sum())

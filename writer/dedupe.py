@@ -100,14 +100,14 @@ class DedupeWindow:
             self.segments.append(_Segment(hour, np.unique(ids), path))
         self._trim(current)
 
-    def seen(self, hashes: Iterable[int]) -> set[int]:
+    def seen(self, hashes: Iterable[int] | np.ndarray) -> set[int]:
         """The hashes among ``hashes`` already in the window.
 
         The hashes are sorted first: numpy's binary search starts each key where the previous one ended when
         the keys ascend, so the searches walk each segment once instead of probing it at random (10 segments
         of 100,000 ids, 10,000 hashes: 12-16 ms unsorted, 3.8-5.3 ms sorted, sort included).
         """
-        values = np.sort(np.fromiter(hashes, dtype=np.uint64))
+        values = np.sort(hashes if isinstance(hashes, np.ndarray) else np.fromiter(hashes, dtype=np.uint64))
         if not len(values) or not self.segments:
             return set()
         found = np.zeros(len(values), dtype=bool)
