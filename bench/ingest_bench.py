@@ -72,6 +72,26 @@ def wrk(url: str, template: Path, seconds: float, connections: int, delay_ms: in
     return result
 
 
+def service_under_wrk(prefix: str, events_per_body: int, connections: int, seconds: float
+                      ) -> tuple[Path, Service, subprocess.Popen[bytes]]:
+    """A temporary directory, a started service (verbosity ``verbose``) in it, and wrk posting bodies of
+    ``events_per_body`` events to it for ``seconds`` (its summary goes to ``<directory>/wrk.json``)."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    (work / "service").mkdir()
+    template = work / "body.json"
+    write_template(template, events_per_body)
+    service = Service(work / "service", AUDIT_LOG_VERBOSITY="verbose")
+    service.start_all()
+    env = {**os.environ, "BENCH_TEMPLATE": str(template), "BENCH_OUT": str(work / "wrk.json")}
+    try:
+        load = subprocess.Popen(["wrk", "-t", "2", "-c", str(connections), "-d", f"{int(seconds)}s", "-s", str(LUA),
+                                 f"{service.url}/v1/audit/events"], env=env, stdout=subprocess.DEVNULL)
+    except OSError:
+        service.stop()
+        raise
+    return work, service, load
+
+
 def rss_mb(pid: int) -> float:
     """Resident memory of a process in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

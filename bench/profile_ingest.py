@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,8 +21,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 sys.path.insert(0, str(BENCH))
 
-from ingest_bench import LUA, cpu_seconds, write_template  # noqa: E402
-from tests.service import Service  # noqa: E402
+from ingest_bench import cpu_seconds, service_under_wrk  # noqa: E402
 
 
 def summarize(raw: Path, top: int) -> list[str]:
@@ -56,16 +53,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    work = Path(tempfile.mkdtemp(prefix="auditlake-profile-"))
-    (work / "service").mkdir()
-    template = work / "body.json"
-    write_template(template, args.events_per_body)
-    service = Service(work / "service", AUDIT_LOG_VERBOSITY="verbose")
-    service.start_all()
+    work, service, load = service_under_wrk("auditlake-profile-", args.events_per_body, args.connections, args.seconds + 6)
     try:
-        env = {**os.environ, "BENCH_TEMPLATE": str(template), "BENCH_OUT": str(work / "wrk.json")}
-        load = subprocess.Popen(["wrk", "-t", "2", "-c", str(args.connections), "-d", f"{args.seconds + 6}s", "-s", str(LUA),
-                                 f"{service.url}/v1/audit/events"], env=env, stdout=subprocess.DEVNULL)
         time.sleep(3)
         before = {name: cpu_seconds(proc.pid) for name, proc in service.procs.items()}
         spies = {name: subprocess.Popen([spy, "record", "-p", str(proc.pid), "-d", str(args.seconds), "-r", "100",

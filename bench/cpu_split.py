@@ -1,0 +1,81 @@
+"""Where the machine's CPU goes during a wrk run at the maximum: ingest, the writer, wrk, idle and steal.
+
+Usage: .venv/bin/python bench/cpu_split.py [--events-per-body 100] [--seconds 10] [--connections 16]
+Needs wrk. Starts the two processes with default settings (verbosity ``verbose``), runs wrk with
+``bench/ingest_wrk.lua`` for ``--seconds`` + 4 s, and over ``--seconds`` in the middle reads each process's
+CPU time (``/proc/<pid>/stat``) and the machine's (``/proc/stat``). Prints requests and events per second,
+each process's share of a core and CPU per request, the machine's busy, idle (with I/O wait) and steal
+shares (100 % is one CPU), and ingest's mean time from sending a frame to its ack with the requests per
+frame (from its metrics). Steal is time the hypervisor gave the vCPUs to someone else: compare runs only
+when it is low.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent))
+sys.path.insert(0, str(BENCH))
+
+from ingest_bench import cpu_seconds, service_under_wrk  # noqa: E402
+from tests.service import http  # noqa: E402
+
+
+def machine_ticks() -> tuple[int, int, int]:
+    """All CPU ticks since boot, the idle and I/O-wait ticks, and the steal ticks (``/proc/stat``)."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    return sum(fields), fields[3] + fields[4], fields[7]
+
+
+def ack_summary(metrics: str) -> tuple[float, float]:
+    """Ingest's acks so far and the sum of their latencies (seconds), from its Prometheus text."""
+    found = dict(re.findall(r"^auditlake_ingest_ack_latency_seconds_(count|sum) (\S+)$", metrics, re.M))
+    return float(found.get("count", 0)), float(found.get("sum", 0))
+
+
+def main() -> None:
+    """Run the load, read the counters before and after, print the split."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events-per-body", type=int, default=100)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=16)
+    args = parser.parse_args()
+    work, service, load = service_under_wrk("auditlake-cpu-split-", args.events_per_body, args.connections, args.seconds + 4)
+    try:
+        time.sleep(2)
+        pids = {name: proc.pid for name, proc in service.procs.items()}
+        pids["wrk"] = load.pid
+        before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        ticks_before, acks_before, started = machine_ticks(), ack_summary(http("GET", f"{service.url}/metrics")[1]), time.time()
+        time.sleep(args.seconds)
+        after = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        ticks_after, acks_after, elapsed = machine_ticks(), ack_summary(http("GET", f"{service.url}/metrics")[1]), time.time() - started
+        load.wait()
+        summary = json.loads((work / "wrk.json").read_text())
+    finally:
+        service.stop()
+    rate = summary["requests"] / (summary["duration_us"] / 1e6)
+    print(f"{rate:.0f} requests/s, {rate * args.events_per_body:.0f} events/s, statuses {summary['statuses']}, "
+          f"p50 {summary['p50_us'] / 1000:.1f} ms")
+    for name in pids:
+        used = (after[name] - before[name]) / elapsed
+        print(f"  {name:7s} {100 * used:4.0f} % of a core, {1e6 * used / rate:6.0f} µs per request")
+    tick = os.sysconf("SC_CLK_TCK") * elapsed
+    total, idle, steal = (100 * (now - then) / tick for now, then in zip(ticks_after, ticks_before))
+    print(f"  machine busy {total - idle - steal:.0f} %, idle and I/O wait {idle:.0f} %, steal {steal:.0f} % "
+          f"(of {total:.0f} %)")
+    acks, latency = acks_after[0] - acks_before[0], acks_after[1] - acks_before[1]
+    if acks:
+        print(f"  ingest: {1000 * latency / acks:.2f} ms from a frame's send to its ack, "
+              f"{rate * elapsed / acks:.1f} requests per frame")
+
+
+if __name__ == "__main__":
+    main()
