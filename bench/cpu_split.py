@@ -18,6 +18,7 @@ import os
 import re
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -25,7 +26,6 @@ sys.path.insert(0, str(BENCH.parent))
 sys.path.insert(0, str(BENCH))
 
 from ingest_bench import cpu_seconds, service_under_wrk  # noqa: E402
-from tests.service import http  # noqa: E402
 
 
 def machine_ticks() -> tuple[int, int, int]:
@@ -34,8 +34,10 @@ def machine_ticks() -> tuple[int, int, int]:
     return sum(fields), fields[3] + fields[4], fields[7]
 
 
-def ack_summary(metrics: str) -> tuple[float, float]:
-    """Ingest's acks so far and the sum of their latencies (seconds), from its Prometheus text."""
+def ack_summary(url: str) -> tuple[float, float]:
+    """Ingest's acks so far and the sum of their latencies (seconds), from its metrics at ``url``."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        metrics = response.read().decode()
     found = dict(re.findall(r"^auditlake_ingest_ack_latency_seconds_(count|sum) (\S+)$", metrics, re.M))
     return float(found.get("count", 0)), float(found.get("sum", 0))
 
@@ -53,10 +55,10 @@ def main() -> None:
         pids = {name: proc.pid for name, proc in service.procs.items()}
         pids["wrk"] = load.pid
         before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-        ticks_before, acks_before, started = machine_ticks(), ack_summary(http("GET", f"{service.url}/metrics")[1]), time.time()
+        ticks_before, acks_before, started = machine_ticks(), ack_summary(service.url), time.time()
         time.sleep(args.seconds)
         after = {name: cpu_seconds(pid) for name, pid in pids.items()}
-        ticks_after, acks_after, elapsed = machine_ticks(), ack_summary(http("GET", f"{service.url}/metrics")[1]), time.time() - started
+        ticks_after, acks_after, elapsed = machine_ticks(), ack_summary(service.url), time.time() - started
         load.wait()
         summary = json.loads((work / "wrk.json").read_text())
     finally:
