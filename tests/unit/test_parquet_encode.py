@@ -225,6 +225,30 @@ def test_verify_reads_back_first_and_last_row_groups(monkeypatch: pytest.MonkeyP
         parquet_encode.verify(data, events.slice(0, len(lines) - 1))
 
 
+@pytest.mark.parametrize("batch_rows", [1, 2, 3, 7])
+@pytest.mark.parametrize("row_group_rows", [3, 32_768])
+def test_verify_reads_back_across_its_batches(monkeypatch: pytest.MonkeyPatch, batch_rows: int,
+                                              row_group_rows: int) -> None:
+    """Row groups read back a batch at a time (in one row group of seven events too): the first event of
+    the first batch and the last of the last batch are compared, whatever the batches' size."""
+    monkeypatch.setattr(parquet_encode, "ROW_GROUP_ROWS", row_group_rows)
+    monkeypatch.setattr(parquet_encode, "VERIFY_BATCH_ROWS", batch_rows)
+    lines = _mixed_lines()
+    assert len(lines) == 7
+    events = _events(lines)
+    data = parquet_encode.encode(events)
+    parquet_encode.verify(data, events)
+    texts = events.column("line").to_pylist()
+    index = events.schema.get_field_index("line")
+    for changed in (["{}\n", *texts[1:]], [*texts[:-1], "{}\n"], [*texts[:-2], "{}\n", texts[-1]]):
+        table = events.set_column(index, "line", pa.array(changed, pa.string()))
+        if changed[-1] == texts[-1] and changed[0] == texts[0]:
+            parquet_encode.verify(data, table)  # only the first and last events are read back
+            continue
+        with pytest.raises(parquet_encode.VerificationError):
+            parquet_encode.verify(data, table)
+
+
 @pytest.mark.parametrize("bad", [b"\xff", b"\xed\xa0\x80", b"\xc0\xaf"])
 def test_bytes_that_are_not_utf8_never_reach_the_encoder(bad: bytes) -> None:
     """Arrow's reader would pass such bytes through; the block parse declines and the per-line path sets the
