@@ -115,7 +115,9 @@ def _first_and_last_record(reader: pq.ParquetFile, row_groups: int) -> tuple[str
                 yield batch.column(0)
 
     head = batches(0)
-    first_batch = next(head)
+    first_batch = next(head, None)
+    if first_batch is None:
+        raise VerificationError("the first row group holds no events")
     tail = head if row_groups == 1 else batches(row_groups - 1)
     last_batch = collections.deque(tail, maxlen=1)
     return first_batch[0].as_py(), (last_batch[0] if last_batch else first_batch)[-1].as_py()

@@ -249,6 +249,20 @@ def test_verify_reads_back_across_its_batches(monkeypatch: pytest.MonkeyPatch, b
             parquet_encode.verify(data, table)
 
 
+def test_verify_refuses_an_object_whose_first_row_group_is_empty() -> None:
+    """The right row count with an empty first row group: a VerificationError, not a crash."""
+    events = _events(_mixed_lines())
+    typed = parquet_encode.typed_table(events).cast(parquet_encode.SCHEMA)
+    sink = io.BytesIO()
+    with pq.ParquetWriter(sink, parquet_encode.SCHEMA) as writer:
+        writer.write_table(typed.slice(0, 0))
+        writer.write_table(typed)
+    data = sink.getvalue()
+    assert pq.ParquetFile(io.BytesIO(data)).metadata.row_group(0).num_rows == 0
+    with pytest.raises(parquet_encode.VerificationError, match="first row group"):
+        parquet_encode.verify(data, events)
+
+
 @pytest.mark.parametrize("bad", [b"\xff", b"\xed\xa0\x80", b"\xc0\xaf"])
 def test_bytes_that_are_not_utf8_never_reach_the_encoder(bad: bytes) -> None:
     """Arrow's reader would pass such bytes through; the block parse declines and the per-line path sets the
