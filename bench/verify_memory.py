@@ -6,12 +6,15 @@ object of the default bound, in one row group) as the writer does, then alternat
 reading its first and last ``record_json`` back: ``read_row_group`` of the row groups (before) and
 ``parquet_encode.verify`` (batches of ``VERIFY_BATCH_ROWS``). For each it prints the fastest round, the
 most Arrow held at once during a round (its own proxy pool), and the minor page faults of a round (the
-fresh pages an allocation touches). Memory is set up as in the S3 writer (``native_memory``).
+fresh pages an allocation touches). Memory is set up as in the S3 writer (``native_memory``), and the
+rounds run on one thread started after it, as the writer's flushes do (jemalloc keeps a thread's freed
+pages differently on the main thread).
 """
 
 from __future__ import annotations
 
 import argparse
+from concurrent.futures import ThreadPoolExecutor
 import resource
 import sys
 import time
@@ -75,9 +78,10 @@ def main() -> None:
     ways = {"row groups whole (before)": lambda: whole_row_groups(data, day),
             "parquet_encode.verify": lambda: parquet_encode.verify(data, day)}
     results: dict[str, list[tuple[float, int, int]]] = {name: [] for name in ways}
-    for _ in range(args.rounds):
-        for name, step in ways.items():
-            results[name].append(one_round(step))
+    with ThreadPoolExecutor(1) as flush_thread:  # as the writer's flusher: its own thread, started after the pool
+        for _ in range(args.rounds):
+            for name, step in ways.items():
+                results[name].append(flush_thread.submit(one_round, step).result())
     print(f"{'read-back':28s} {'best ms':>8s} {'Arrow peak MiB':>15s} {'page faults':>12s}")
     for name, rounds in results.items():
         print(f"{name:28s} {min(r[0] for r in rounds) * 1e3:8.2f} {max(r[1] for r in rounds) / 2**20:15.1f} "

@@ -105,8 +105,8 @@ def _first_and_last_record(reader: pq.ParquetFile, row_groups: int) -> tuple[str
     """The first and the last ``record_json`` of an object with rows, its row groups decoded
     ``VERIFY_BATCH_ROWS`` rows at a time.
 
-    Reading a row group whole made one array of every event in it (16 MiB for a full S3 object, in fresh
-    pages): ``bench/verify_memory.py``.
+    Reading a row group whole made one array of every event in it (16 MiB for a full S3 object) at every
+    flush: ``bench/verify_memory.py``.
     """
     def batches(group: int) -> Iterator[pa.Array]:
         for batch in reader.iter_batches(batch_size=VERIFY_BATCH_ROWS, row_groups=[group], columns=["record_json"],
