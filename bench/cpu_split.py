@@ -25,13 +25,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 sys.path.insert(0, str(BENCH))
 
-from ingest_bench import cpu_seconds, service_under_wrk  # noqa: E402
-
-
-def machine_ticks() -> tuple[int, int, int]:
-    """All CPU ticks since boot, the idle and I/O-wait ticks, and the steal ticks (``/proc/stat``)."""
-    fields = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
-    return sum(fields), fields[3] + fields[4], fields[7]
+from ingest_bench import cpu_seconds, machine_ticks, service_under_wrk  # noqa: E402
 
 
 def ack_summary(url: str) -> tuple[float, float]:

@@ -12,6 +12,8 @@ offer 6-7 times the maximum on the reference machine; ``offered_times_max`` says
 also reports each process's CPU time per accepted event (``cpu_us_per_event``; the kernel's part and the
 minor page faults per event beside it) and the events the writer
 stored meanwhile (``flushed_events_per_second``; when its flushes lag, ``writer_backlog_events_after`` grows).
+Every wrk run (the floor's too) reports the share of the machine's CPU time that was idle and that the
+hypervisor took (``machine_idle_percent``, ``machine_steal_percent``): compare runs with like steal.
 Prints JSON.
 """
 
@@ -60,16 +62,28 @@ def wrk(url: str, template: Path, seconds: float, connections: int, delay_ms: in
     env = {**os.environ, "BENCH_TEMPLATE": str(template), "BENCH_DELAY_MS": str(delay_ms),
            "BENCH_OUT": str(out_path), "BENCH_SPREAD": "1" if spread else "0"}
     threads = min(2, connections)
+    ticks_before = machine_ticks()
     subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{int(seconds)}s", "--timeout", "10s",
                     "-s", str(LUA), f"{url}/v1/audit/events"], env=env, check=True, capture_output=True)
+    ticks = [after - before for after, before in zip(machine_ticks(), ticks_before)]
     result = json.loads(out_path.read_text())
     out_path.unlink()
+    # The share of the machine's CPU time that was idle (or waiting for I/O) and that the hypervisor took
+    # (steal) during the run: a run in a phase of heavy steal is not comparable with one without.
+    result["machine_idle_percent"] = round(100 * ticks[1] / max(ticks[0], 1), 1)
+    result["machine_steal_percent"] = round(100 * ticks[2] / max(ticks[0], 1), 1)
     seconds_run = result["duration_us"] / 1e6
     result["requests_per_second"] = round(result["requests"] / seconds_run, 1)
     result["accepted_per_second"] = round(result["statuses"].get("202", 0) / seconds_run, 1)
     result["p99_ms"] = round(result["p99_us"] / 1000, 2)
     result["p50_ms"] = round(result["p50_us"] / 1000, 2)
     return result
+
+
+def machine_ticks() -> tuple[int, int, int]:
+    """All CPU ticks since boot, the idle and I/O-wait ticks, and the steal ticks (``/proc/stat``)."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    return sum(fields), fields[3] + fields[4], fields[7]
 
 
 def service_under_wrk(prefix: str, events_per_body: int, connections: int, seconds: float
