@@ -174,26 +174,29 @@ class WriterLink:
         """Connect, forward and reconnect until stopped."""
         delay = RECONNECT_START_SECONDS
         while not self._stopping:
+            loop = asyncio.get_running_loop()
+            reader = asyncio.StreamReader()  # sees only the end of the stream: frames go to _on_frame
+            protocol = wire.FrameProtocol(reader, self._on_frame, self.max_frame_bytes)
             try:
-                reader, writer = await asyncio.open_unix_connection(
-                    str(self.socket_path), limit=self.max_frame_bytes + wire.HEADER_SIZE
-                )
+                transport, _ = await loop.create_unix_connection(lambda: protocol, str(self.socket_path))
             except OSError:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RECONNECT_MAX_SECONDS)
                 continue
             delay = RECONNECT_START_SECONDS
             log.info("connected to writer", extra={"socket": str(self.socket_path), "resend": len(self._inflight)})
-            await self._session(reader, writer)
+            await self._session(reader, asyncio.StreamWriter(transport, protocol, reader, loop), protocol)
             log.warning("writer connection lost", extra={"in_flight": len(self._inflight)})
 
-    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                       protocol: wire.FrameProtocol) -> None:
         self._stream = writer
         receiver = asyncio.create_task(self._receive(reader), name="writer-receive")
         sender = asyncio.create_task(self._send(writer), name="writer-send")
         try:
             await asyncio.wait([receiver, sender], return_when=asyncio.FIRST_COMPLETED)
         finally:
+            protocol.stop()  # a closing connection's late frames must not greet or settle anything
             self._stream = None
             self.hello = False
             self.typed_batches = False
@@ -205,12 +208,10 @@ class WriterLink:
                 await writer.wait_closed()
 
     async def _receive(self, reader: asyncio.StreamReader) -> None:
+        """Wait for the end of the writer's stream; its frames reach ``_on_frame`` as they arrive
+        (``wire.FrameProtocol``), in the I/O callback, one loop iteration sooner than a reader task."""
         try:
-            while True:
-                frame = await wire.read_frame(reader, self.max_frame_bytes)
-                if frame is None:
-                    return
-                self._on_frame(frame)
+            await reader.read()
         except (WireError, ConnectionError) as exc:
             log.error("bad data from writer; reconnecting", extra={"error": str(exc)})
 

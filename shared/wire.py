@@ -25,12 +25,13 @@ import asyncio
 import dataclasses
 import enum
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 from isal.isal_zlib import crc32  # zlib's CRC-32, 4x faster (ISA-L): the same values, old records verify
 
-from shared.errors import CorruptFrame, FrameTooLarge, TruncatedFrame, UnsupportedVersion
+from shared.errors import CorruptFrame, FrameTooLarge, TruncatedFrame, UnsupportedVersion, WireError
 
 MAGIC = b"AL"
 VERSION = 1
@@ -160,6 +161,80 @@ def decode(buffer: bytes, max_payload: int = DEFAULT_MAX_PAYLOAD_BYTES) -> tuple
     if len(buffer) < end:
         raise TruncatedFrame(f"frame needs {end} bytes, buffer holds {len(buffer)}")
     return _checked(kind, batch_id, bytes(buffer[HEADER_SIZE:end]), crc), end
+
+
+class FrameBuffer:
+    """Bytes received on a stream so far: ``feed`` takes every complete frame off the front, as the bytes
+    arrive (a protocol's ``data_received`` handles frames without waking a reader task)."""
+
+    def __init__(self, max_payload: int = DEFAULT_MAX_PAYLOAD_BYTES) -> None:
+        self.max_payload = max_payload
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[Frame]:
+        """The frames ``data`` completes, in order; raise WireError for a bad header or checksum (the
+        stream cannot be read further)."""
+        self._buffer += data
+        frames = []
+        while len(self._buffer) >= HEADER_SIZE:
+            kind, batch_id, length, crc = parse_header(bytes(self._buffer[:HEADER_SIZE]), self.max_payload)
+            end = HEADER_SIZE + length
+            if len(self._buffer) < end:
+                break
+            frames.append(_checked(kind, batch_id, bytes(self._buffer[HEADER_SIZE:end]), crc))
+            del self._buffer[:end]
+        return frames
+
+    @property
+    def partial(self) -> bool:
+        """True while the bytes received end inside a frame."""
+        return bool(self._buffer)
+
+
+class FrameProtocol(asyncio.StreamReaderProtocol):
+    """A stream protocol that hands each frame to ``on_frame`` from ``data_received``, as its last byte
+    arrives. The paired reader sees only the end of the stream: EOF, a connection error, or the WireError
+    that ended the framing (a bad frame, or EOF inside one), so ``await reader.read()`` returns or raises
+    when the stream is over. A reader task (``read_frame``) instead took each frame one event-loop
+    iteration after its bytes arrived."""
+
+    def __init__(self, reader: asyncio.StreamReader, on_frame: Callable[[Frame], None],
+                 max_payload: int = DEFAULT_MAX_PAYLOAD_BYTES) -> None:
+        super().__init__(reader)
+        self._end_reader = reader
+        self._frames = FrameBuffer(max_payload)
+        self._on_frame: Callable[[Frame], None] | None = on_frame
+        self._transport_of_frames: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport_of_frames = transport
+        super().connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._on_frame is None:
+            return
+        try:
+            for frame in self._frames.feed(data):
+                if self._on_frame is None:
+                    return
+                self._on_frame(frame)
+        except WireError as exc:
+            self._end(exc)
+
+    def eof_received(self) -> bool:
+        if self._on_frame is not None and self._frames.partial:
+            self._end(TruncatedFrame("stream ended inside a frame"))
+        return bool(super().eof_received())
+
+    def stop(self) -> None:
+        """Hand no more frames to ``on_frame`` (the connection is being given up)."""
+        self._on_frame = None
+
+    def _end(self, exc: WireError) -> None:
+        self._on_frame = None
+        self._end_reader.set_exception(exc)
+        if self._transport_of_frames is not None:
+            self._transport_of_frames.close()
 
 
 async def read_frame(reader: asyncio.StreamReader, max_payload: int = DEFAULT_MAX_PAYLOAD_BYTES) -> Frame | None:

@@ -9,7 +9,7 @@ import zlib
 import pytest
 
 from shared import wire
-from shared.errors import CorruptFrame, FrameTooLarge, TruncatedFrame, UnsupportedVersion
+from shared.errors import CorruptFrame, FrameTooLarge, TruncatedFrame, UnsupportedVersion, WireError
 
 
 def test_batch_round_trip_keeps_kind_id_and_payload() -> None:
@@ -124,3 +124,72 @@ def test_typed_batch_round_trip_splits_lines_and_columns() -> None:
 def test_a_typed_batch_whose_lines_length_does_not_fit_is_corrupt(payload: bytes) -> None:
     with pytest.raises(CorruptFrame):
         wire.typed_parts(payload)
+
+
+def test_frame_buffer_takes_frames_off_the_front_whatever_the_chunks() -> None:
+    """Fed one byte at a time or all at once, the same frames come out, each as its last byte arrives."""
+    stream = wire.batch(1, b"a\n") + wire.ack(1, 1) + wire.typed_batch(2, b"b\n", b"[1]")
+    whole = wire.FrameBuffer().feed(stream)
+    assert [(frame.kind, frame.batch_id) for frame in whole] == [
+        (wire.Kind.BATCH, 1), (wire.Kind.ACK, 1), (wire.Kind.TYPED_BATCH, 2)]
+    ends = {len(wire.batch(1, b"a\n")), len(wire.batch(1, b"a\n") + wire.ack(1, 1)), len(stream)}
+    frames = wire.FrameBuffer()
+    seen = []
+    for index in range(len(stream)):
+        got = frames.feed(stream[index:index + 1])
+        seen.extend(got)
+        assert bool(got) == (index + 1 in ends)  # a frame is handed out exactly when its last byte arrives
+        assert frames.partial == (index + 1 not in ends)
+    assert seen == whole
+
+
+@pytest.mark.parametrize("damage", ["magic", "checksum", "too_large"])
+def test_frame_buffer_refuses_a_bad_frame(damage: str) -> None:
+    frame = bytearray(wire.batch(7, b"abc\n"))
+    if damage == "magic":
+        frame[0:2] = b"XX"
+    elif damage == "checksum":
+        frame[-1] ^= 0xFF
+    frames = wire.FrameBuffer(max_payload=3 if damage == "too_large" else wire.DEFAULT_MAX_PAYLOAD_BYTES)
+    with pytest.raises(WireError):
+        frames.feed(bytes(frame))
+
+
+async def test_frame_protocol_hands_frames_over_in_the_io_callback() -> None:
+    """Each frame reaches on_frame inside data_received, before any loop iteration; the reader only
+    sees the end of the stream."""
+    received: list[wire.Frame] = []
+    reader = asyncio.StreamReader()
+    protocol = wire.FrameProtocol(reader, received.append)
+    ack = wire.ack(5, 100)
+    protocol.data_received(ack[:10])
+    assert received == []
+    protocol.data_received(ack[10:] + wire.ack(6, 1))
+    assert [frame.batch_id for frame in received] == [5, 6]
+    protocol.stop()
+    protocol.data_received(wire.ack(7, 1))
+    assert [frame.batch_id for frame in received] == [5, 6]
+    protocol.eof_received()
+    assert await reader.read() == b""
+
+
+async def test_frame_protocol_ends_the_reader_on_a_bad_frame_or_a_cut_one() -> None:
+    class Transport(asyncio.Transport):
+        closed = False
+
+        def close(self) -> None:
+            self.closed = True
+
+    for data, error in ((b"XX" + wire.ack(1, 1)[2:], CorruptFrame), (wire.ack(1, 1)[:-2], TruncatedFrame)):
+        received: list[wire.Frame] = []
+        reader = asyncio.StreamReader()
+        protocol = wire.FrameProtocol(reader, received.append)
+        transport = Transport()
+        protocol.connection_made(transport)
+        protocol.data_received(data)
+        if error is TruncatedFrame:
+            protocol.eof_received()
+        with pytest.raises(error):
+            await reader.read()
+        assert received == []
+        assert transport.closed
