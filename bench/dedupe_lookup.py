@@ -14,14 +14,13 @@ import argparse
 import random
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from flush_bench import best  # noqa: E402
 from writer.dedupe import DedupeWindow  # noqa: E402
 
 
@@ -32,16 +31,6 @@ def unsorted_seen(window: DedupeWindow, values: np.ndarray) -> set[int]:
         places = np.searchsorted(segment.ids, values)
         found |= segment.ids[np.minimum(places, len(segment.ids) - 1)] == values
     return set(values[found].tolist())
-
-
-def best_ms(step: Callable[[], object], rounds: int) -> float:
-    """The fastest of ``rounds`` runs, in ms."""
-    fastest = float("inf")
-    for _ in range(rounds):
-        started = time.perf_counter()
-        step()
-        fastest = min(fastest, time.perf_counter() - started)
-    return fastest * 1000
 
 
 def main() -> None:
@@ -64,8 +53,8 @@ def main() -> None:
                           + generator.sample(remembered, args.flush // 10), dtype=np.uint64)
         np.random.default_rng(7).shuffle(values)
         assert window.seen(values) == unsorted_seen(window, values)
-        sorted_ms = best_ms(lambda: window.seen(values), args.rounds)
-        unsorted_ms = best_ms(lambda: unsorted_seen(window, values), args.rounds)
+        sorted_ms = best(lambda: window.seen(values), args.rounds) * 1000
+        unsorted_ms = best(lambda: unsorted_seen(window, values), args.rounds) * 1000
     print(f"{len(window.segments)} segments, {window.size} ids; {args.flush} hashes looked up, best of {args.rounds}:")
     print(f"  seen (keys sorted): {sorted_ms:.2f} ms; keys in arrival order: {unsorted_ms:.2f} ms; "
           f"ratio {unsorted_ms / sorted_ms:.1f}")

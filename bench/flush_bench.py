@@ -48,6 +48,14 @@ def records(count: int) -> list[SpoolRecord]:
     return made
 
 
+def writer_memory(backend: str) -> None:
+    """Set this process's allocators up as the writer's on ``backend``: capped arenas and heap reuse
+    (``shared.event_loop.run``), Arrow on jemalloc keeping freed pages ``arrow_keep_freed_ms(backend)``."""
+    native_memory.limit_arenas()
+    native_memory.reuse_big_blocks()
+    native_memory.arrow_on_jemalloc(native_memory.arrow_keep_freed_ms(backend))
+
+
 def best(step: Callable[[], object], rounds: int) -> float:
     """The fastest of ``rounds`` runs, in seconds."""
     fastest = float("inf")
@@ -83,9 +91,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     args = parser.parse_args()
     sys.setswitchinterval(0.0005)  # as shared.event_loop sets it in both processes
-    native_memory.limit_arenas()  # and the writer's allocators: capped arenas, heap reuse, Arrow on jemalloc
-    native_memory.reuse_big_blocks()
-    native_memory.arrow_on_jemalloc(native_memory.arrow_keep_freed_ms("local"))
+    writer_memory("local")
     spooled = records(args.events)
     events = sum(record.event_count for record in spooled)
     batch = group_records(spooled)

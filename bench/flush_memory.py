@@ -29,7 +29,7 @@ sys.path.insert(0, str(BENCH))
 
 import pyarrow as pa  # noqa: E402
 
-from flush_bench import records  # noqa: E402
+from flush_bench import records, writer_memory  # noqa: E402
 from moto_process import start_moto, stop_moto  # noqa: E402
 from shared import native_memory, spool_format  # noqa: E402
 from shared.s3_client import make_s3_client  # noqa: E402
@@ -75,9 +75,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=28_000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    native_memory.limit_arenas()
-    native_memory.reuse_big_blocks()
-    native_memory.arrow_on_jemalloc(native_memory.arrow_keep_freed_ms("s3"))  # as the S3 writer
+    writer_memory("s3")
     os.environ.update(CREDENTIALS)
     moto, endpoint, _ = start_moto("flush-memory")
     directory = Path(tempfile.mkdtemp(prefix="auditlake-flushmem-"))

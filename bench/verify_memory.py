@@ -28,8 +28,7 @@ sys.path.insert(0, str(BENCH))
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from flush_bench import records  # noqa: E402
-from shared import native_memory  # noqa: E402
+from flush_bench import records, writer_memory  # noqa: E402
 from writer import parquet_encode  # noqa: E402
 from writer.batches import group_records  # noqa: E402
 
@@ -67,9 +66,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=28_000)
     parser.add_argument("--rounds", type=int, default=8)
     args = parser.parse_args()
-    native_memory.limit_arenas()
-    native_memory.reuse_big_blocks()
-    native_memory.arrow_on_jemalloc(native_memory.arrow_keep_freed_ms("s3"))
+    writer_memory("s3")
     day = max(group_records(records(args.events)).days.values(), key=lambda table: table.num_rows)
     data = parquet_encode.to_parquet(parquet_encode.typed_table(day))
     groups = pq.ParquetFile(pa.BufferReader(data)).metadata.num_row_groups
