@@ -58,3 +58,32 @@ async def test_a_writer_that_does_not_list_typed_batches_gets_plain_batches() ->
     _queue(link, [(b'{"a":1}\n', b"[1]")])
     frame, _ = wire.decode(link._next_batch().frame)
     assert (frame.kind, frame.payload) == (wire.Kind.BATCH, b'{"a":1}\n')
+
+
+async def test_an_ack_settles_its_requests_in_the_callback_that_reads_it(tmp_path: Path) -> None:
+    """Over a real Unix socket: the bytes of the writer's ACK settle the requests of its frame inside the
+    link's ``data_received``, not one loop iteration later in a reader task."""
+    frames: asyncio.Queue[wire.Frame] = asyncio.Queue()
+
+    async def writer_side(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(wire.encode_json(wire.Kind.HELLO, {"role": "writer", "accepts": ["TYPED_BATCH"]}))
+        while (frame := await wire.read_frame(reader)) is not None:
+            await frames.put(frame)
+
+    server = await asyncio.start_unix_server(writer_side, path=str(tmp_path / "w.sock"))
+    link = WriterLink(tmp_path / "w.sock", 1000, 1 << 20, 1 << 20)
+    running = asyncio.create_task(link.run())
+    try:
+        while not link.ready:
+            await asyncio.sleep(0.01)
+        submission = link.submit(b'{"a":1}\n', 1, b"[1]")
+        frame = await asyncio.wait_for(frames.get(), 5)
+        assert link._stream is not None
+        link._stream.transport.get_protocol().data_received(wire.ack(frame.batch_id, 1))
+        assert submission.future.done() and submission.future.result() is None
+        assert link.queued_events == 0
+    finally:
+        link.stop()
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        server.close()
