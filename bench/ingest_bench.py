@@ -3,17 +3,19 @@
 Usage: .venv/bin/python bench/ingest_bench.py [--backend local|s3] [--seconds 20] [--overload-seconds 60]
 Runs wrk (Debian package ``wrk``) with 16 connections on loopback: 100-event bodies (about 50 KB) and
 single-event bodies, first against ``bench/floor_server.py`` (reads the body, answers 202), then against
-the service with default settings (verbosity ``verbose`` so every event is stored). Then two paced runs at
-half the measured maximum for p99: every connection pausing the same time after each answer (they stay
+the service with default settings (verbosity ``verbose`` so every event is stored). Then two paced runs
+at half the measured maximum for p99: every connection pausing the same time after each answer (they stay
 in step, so 16 bodies arrive together), and pauses drawn at random with the same mean (independent
-producers, ``_spread``). Last an overload run (``--overload-connections``, 256 by default, no pause) sampling
-both processes' resident memory; wrk is a closed loop, so the offered rate grows with the connections (256
-offer 6-7 times the maximum on the reference machine; ``offered_times_max`` says how many). The maximum run
-also reports each process's CPU time per accepted event (``cpu_us_per_event``; the kernel's part and the
-minor page faults per event beside it) and the events the writer
-stored meanwhile (``flushed_events_per_second``; when its flushes lag, ``writer_backlog_events_after`` grows).
-Every wrk run (the floor's too) reports the share of the machine's CPU time that was idle and that the
-hypervisor took (``machine_idle_percent``, ``machine_steal_percent``): compare runs with like steal.
+producers, ``_spread``). Last an overload run (``--overload-connections``, 256 by default, no pause)
+sampling both processes' resident memory; wrk is a closed loop, so the offered rate grows with the
+connections (256 offer 6-7 times the maximum on the reference machine; ``offered_times_max`` says how
+many). The maximum run also reports each process's CPU time per accepted event (``cpu_us_per_event``; the
+kernel's part and the minor page faults per event beside it) and the events the writer stored meanwhile
+(``flushed_events_per_second``; when its flushes lag, ``writer_backlog_events_after`` grows). The
+single-event maximum reports each process's CPU per request, and the floor's runs its server's
+(``cpu_us_per_request``: what aiohttp alone costs a request). Every wrk run (the floor's too) reports the
+share of the machine's CPU time that was idle and that the hypervisor took (``machine_idle_percent``,
+``machine_steal_percent``): compare runs with like steal.
 Prints JSON.
 """
 
@@ -137,7 +139,14 @@ def floor(templates: dict[str, Path], seconds: float) -> dict:
                 break
             except OSError:
                 time.sleep(0.05)
-        return {name: wrk(f"http://127.0.0.1:{port}", path, seconds, 16) for name, path in templates.items()}
+        results = {}
+        for name, path in templates.items():
+            before = cpu_seconds(proc.pid)
+            results[name] = wrk(f"http://127.0.0.1:{port}", path, seconds, 16)
+            # What aiohttp alone costs a request: ingest runs on one event loop, so 1 / this is its ceiling.
+            results[name]["cpu_us_per_request"] = round((cpu_seconds(proc.pid) - before)
+                                                        / max(results[name]["requests"], 1) * 1e6, 1)
+        return results
     finally:
         proc.terminate()
         proc.wait()
@@ -193,7 +202,12 @@ def run(args: argparse.Namespace) -> dict:
         top["flushed_events_per_second"] = round((after["flushed_events"] - before["flushed_events"])
                                                  / (top["duration_us"] / 1e6))
         report["max_batch_100"] = top
-        report["max_single"] = wrk(service.url, templates["single"], args.seconds, 16)
+        single_before = {name: cpu_seconds(proc.pid) for name, proc in service.procs.items()}
+        single = wrk(service.url, templates["single"], args.seconds, 16)
+        single["cpu_us_per_request"] = {name: round((cpu_seconds(proc.pid) - single_before[name])
+                                                    / max(single["requests"], 1) * 1e6, 1)
+                                        for name, proc in service.procs.items()}
+        report["max_single"] = single
         half_rate = top["accepted_per_second"] / 2
         delay_ms = max(1, round(16 * 1000 / half_rate - top["p50_ms"]))
         flushes_before = service.writer_status()["flushes"]
