@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.auth_settings import TokenSpec, tokens_from_env
+from shared.cpu_pinning import AUTO, parse_cpus
 from shared.errors import ConfigError
 
 MAX_UNIX_SOCKET_PATH_BYTES = 100
@@ -143,6 +144,10 @@ class Settings:
     signing_key_file: Path | None = None
     s3_object_lock_mode: str | None = None
     s3_object_lock_days: int = 0
+    # The CPUs each process runs on (``shared.cpu_pinning``): ``auto`` pins ingest and the writer to one CPU
+    # each on a two-CPU machine and leaves them alone otherwise, ``all`` never pins, a list pins to it.
+    ingest_cpus: str | frozenset[int] = AUTO
+    writer_cpus: str | frozenset[int] = AUTO
 
     @property
     def resolved_spool_path(self) -> Path:
@@ -210,7 +215,7 @@ class Settings:
 
 
 _EMPTY_MEANS_UNSET = {"s3_bucket", "s3_endpoint_url", "socket_path", "spool_path", "fault_point", "signing_key_file",
-                      "s3_object_lock_mode"}
+                      "s3_object_lock_mode", "ingest_cpus", "writer_cpus"}
 
 _ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AUDIT_SERVICE_BACKEND": ("backend", _parse_choice("local", "s3")),
@@ -269,6 +274,8 @@ _ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AUDIT_SERVICE_S3_OBJECT_LOCK_MODE": ("s3_object_lock_mode",
                                           lambda raw: _parse_choice("governance", "compliance")(raw).upper()),
     "AUDIT_SERVICE_S3_OBJECT_LOCK_DAYS": ("s3_object_lock_days", _parse_int(1)),
+    "AUDIT_SERVICE_INGEST_CPUS": ("ingest_cpus", parse_cpus),
+    "AUDIT_SERVICE_WRITER_CPUS": ("writer_cpus", parse_cpus),
     "AUDIT_SERVICE_ACCESS_LOG": ("access_log_sample_rate", lambda raw: _parse_sample_rate(raw)),
     "AUDIT_SERVICE_LOG_LEVEL": ("log_level", lambda raw: _parse_choice("debug", "info", "warning", "error")(raw).upper()),
 }
