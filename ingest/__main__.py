@@ -9,7 +9,7 @@ import sys
 
 from aiohttp import web
 
-from shared import event_loop
+from shared import cpu_pinning, event_loop
 from shared.errors import ConfigError
 from shared.logs import configure_logging
 from shared.settings import Settings
@@ -19,7 +19,7 @@ EXIT_START_FAILED = 4
 log = logging.getLogger("auditlake.ingest")
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, pinning: cpu_pinning.Pinning) -> None:
     """Serve HTTP until SIGTERM/SIGINT, then stop listening and drain outstanding requests."""
     from ingest.app import create_app
 
@@ -29,7 +29,7 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     from ingest.body import handler_options
 
-    runner = web.AppRunner(create_app(settings), access_log=None, shutdown_timeout=settings.drain_seconds,
+    runner = web.AppRunner(create_app(settings, pinning=pinning), access_log=None, shutdown_timeout=settings.drain_seconds,
                            **handler_options(settings))
     await runner.setup()
     frozen = event_loop.freeze_started_objects()  # before the port opens: no request waits for it
@@ -37,7 +37,7 @@ async def serve(settings: Settings) -> None:
     await site.start()
     log.info("ingest started", extra={"host": settings.host, "port": settings.port,
                                      "socket": str(settings.resolved_socket_path), "verbosity": settings.verbosity,
-                                     "gc_frozen_objects": frozen})
+                                     "gc_frozen_objects": frozen, "cpus": pinning.describe()})
     await stop.wait()
     log.info("ingest draining")
     await runner.cleanup()
@@ -48,12 +48,14 @@ def main() -> None:
     """Read settings from the environment, then run the ingest process until SIGTERM."""
     try:
         settings = Settings.from_env()
+        # First, before any thread starts (every later thread inherits the CPUs).
+        pinning = cpu_pinning.pin_process("ingest", settings.ingest_cpus, "AUDIT_SERVICE_INGEST_CPUS")
     except ConfigError as exc:
         print(f"auditlake-ingest: configuration error: {exc}", file=sys.stderr)
         sys.exit(EXIT_CONFIG_ERROR)
     configure_logging("ingest", settings.log_level)
     try:
-        event_loop.run(serve(settings))
+        event_loop.run(serve(settings, pinning))
     except OSError as exc:
         log.error("ingest failed to start", extra={"error": repr(exc)})
         sys.exit(EXIT_START_FAILED)

@@ -74,6 +74,7 @@ def status_document(app: web.Application) -> dict[str, Any]:
         "spool_backlog_events": writer.get("spool_backlog_events"),
         "quarantined_segments": writer.get("quarantined_segments", []),
         "read_process": {"running": reads.running, "pid": reads.pid, "restarts": reads.restarts},
+        "cpus": {"ingest": app[keys.PINNING].describe(), "writer": writer.get("cpus")},
         "storage": storage,
     }
 

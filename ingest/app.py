@@ -18,21 +18,25 @@ from ingest.read_process import ReadProcess
 from ingest.tokens import TokenTable
 from ingest.turns import ParseTurns
 from ingest.verbosity import resolve
+from shared.cpu_pinning import Pinning
 from shared.settings import Settings
 
 log = logging.getLogger("auditlake.ingest")
 
 
 def create_app(settings: Settings, link: WriterLink | None = None,
-               storage: ReadProcess | None = None) -> web.Application:
-    """Build the ingest application; ``link`` and ``storage`` may be injected by tests."""
+               storage: ReadProcess | None = None, pinning: Pinning | None = None) -> web.Application:
+    """Build the ingest application; ``link`` and ``storage`` may be injected by tests. ``pinning`` is what
+    ``__main__`` did to this process's CPUs: the read process gets back the CPUs ingest had before."""
+    pinning = pinning or Pinning(None, None)
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[json_errors, auth.require_token])
     app[keys.SETTINGS] = settings
     app[keys.STATS] = IngestStats()
     app[keys.PRESET] = resolve(settings.verbosity)
     app[keys.LINK] = link or WriterLink(settings.resolved_socket_path, settings.queue_max_size,
                                         settings.queue_max_bytes, settings.max_frame_bytes)
-    app[keys.STORAGE] = storage or ReadProcess(settings)
+    app[keys.PINNING] = pinning
+    app[keys.STORAGE] = storage or ReadProcess(settings, pinning.allowed_before if pinning.cpus is not None else None)
     app[keys.TOKENS] = TokenTable(settings)
     app[keys.TRAIL] = AuditTrail(app[keys.LINK], settings)
     app[keys.TURNS] = ParseTurns()

@@ -11,6 +11,7 @@ from ingest.read_process import ReadProcess
 from ingest.tokens import TokenTable
 from ingest.turns import ParseTurns
 from ingest.verbosity import Preset
+from shared.cpu_pinning import Pinning
 from shared.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -21,3 +22,4 @@ STORAGE = web.AppKey("storage", ReadProcess)
 TOKENS = web.AppKey("tokens", TokenTable)
 TRAIL = web.AppKey("trail", AuditTrail)
 TURNS = web.AppKey("turns", ParseTurns)
+PINNING = web.AppKey("pinning", Pinning)

@@ -188,6 +188,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
 _STRING = {"type": "string"}
 _NULLABLE_STRING = {"type": ["string", "null"]}
 _INT = {"type": "integer"}
+_CPUS = {"type": ["array", "null"], "items": {"type": "integer"}}
 SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["detail"], "properties": {"detail": _STRING}},
     "Health": {"type": "object", "properties": {"status": {"const": "ok"}}},
@@ -217,7 +218,9 @@ SCHEMAS: dict[str, Any] = {
         "flush_interval_seconds": {"type": "number"}, "accepted_events": _INT, "rejected_events": _INT,
         "flushed_events": _INT, "failed_flushes": _INT, "last_received_at": _NULLABLE_STRING,
         "last_flush_at": _NULLABLE_STRING, "last_error": _NULLABLE_STRING, "writer_connected": {"type": "boolean"},
-        "quarantined_segments": {"type": "array", "items": _STRING}, "storage": _ref("StorageHealth")}},
+        "quarantined_segments": {"type": "array", "items": _STRING}, "storage": _ref("StorageHealth"),
+        "cpus": {"type": "object", "description": "CPUs each process is pinned to; null when not pinned.",
+                 "properties": {"ingest": _CPUS, "writer": _CPUS}}}},
     "Ready": {"allOf": [_ref("Status"), {"type": "object", "properties": {"status": {"const": "ready"}}}]},
     "Preset": {"type": "object", "properties": {
         "name": _STRING, "label": _STRING, "description": _STRING,

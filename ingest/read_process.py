@@ -19,6 +19,7 @@ from typing import Any
 from ingest import read_wire
 from ingest.read_plan import Plan
 from ingest.read_wire import READY, StorageUnavailable
+from shared import cpu_pinning
 from shared.settings import Settings
 
 log = logging.getLogger("auditlake.ingest.reads")
@@ -59,8 +60,9 @@ class ReadSlots:
 class ReadProcess:
     """Runs ``python -m ingest.read_worker`` and talks to it over a private socket pair."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, cpus: frozenset[int] | None = None) -> None:
         self.settings = settings
+        self.cpus = cpus  # where the read process may run when ingest itself was pinned (None: as ingest)
         self.slots = ReadSlots(settings.read_concurrency)
         self.restarts = 0
         self.pid: int | None = None
@@ -121,8 +123,10 @@ class ReadProcess:
     async def _run_once(self) -> None:
         ours, theirs = socket.socketpair()
         try:
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "ingest.read_worker", str(theirs.fileno())], pass_fds=(theirs.fileno(),),
+            arguments = [sys.executable, "-m", "ingest.read_worker", str(theirs.fileno())]
+            if self.cpus is not None:  # not squeezed onto ingest's CPU: reads run beside it at low priority
+                arguments.append(cpu_pinning.format_cpus(self.cpus))
+            self._process = subprocess.Popen(arguments, pass_fds=(theirs.fileno(),),
                 env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
                                                                              os.environ.get("PYTHONPATH")]))})
         finally:

@@ -1,7 +1,7 @@
 """The read process: answers ingest's searches, counts and storage reports at a lower CPU priority.
 
-Started by ingest (``ingest.read_process``) as ``python -m ingest.read_worker FD`` with one end of a
-private socket pair. Its CPU work (Arrow, decompression, botocore) never holds ingest's interpreter lock,
+Started by ingest (``ingest.read_process``) as ``python -m ingest.read_worker FD [CPUS]`` with one end of
+a private socket pair (and, when ingest pinned itself to a CPU, the CPUs ingest had before). Its CPU work (Arrow, decompression, botocore) never holds ingest's interpreter lock,
 and the kernel gives ingest and the writer the cores first when they are busy. It exits when ingest closes
 the socket, including when ingest dies.
 """
@@ -24,6 +24,7 @@ from ingest.read_plan import ReadCancelled
 from ingest.record_encoding import encode_records
 from ingest.read_wire import READY, RetentionError, StorageUnavailable
 from ingest.storage_view import StorageView, build_storage_view
+from shared import cpu_pinning
 from shared.logs import configure_logging
 
 log = logging.getLogger("auditlake.ingest.reads")
@@ -111,7 +112,13 @@ def lower_priority(priority: str) -> None:
 
 
 def main() -> None:
-    """Read the settings ingest sends first, lower the priority, serve until ingest goes away."""
+    """Read the settings ingest sends first, lower the priority, serve until ingest goes away.
+
+    ``argv``: the socket's descriptor, then (when ingest pinned itself) the CPUs the reads may use.
+    """
+    if len(sys.argv) > 2:
+        cpus = cpu_pinning.parse_cpus(sys.argv[2])
+        cpu_pinning.spread_to(cpus if isinstance(cpus, frozenset) else None)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is ingest's to handle
     sock = socket.socket(fileno=int(sys.argv[1]))
     settings = read_wire.receive(sock)

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from shared.cpu_pinning import Pinning
 from shared.settings import Settings
 from writer.dedupe import DedupeWindow
 from writer.evidence import TamperEvidence
@@ -43,8 +44,9 @@ def build_store(settings: Settings, faults: FaultPoints) -> Store:
 class WriterService:
     """Owns every part of the writer process and every background task it starts."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, pinning: Pinning | None = None) -> None:
         self.settings = settings
+        self.pinning = pinning or Pinning(None, None)
         self.stats = WriterStats()
         faults = FaultPoints(settings.fault_point)
         self.spool = Spool(settings.resolved_spool_path, settings.spool_segment_bytes, settings.spool_max_bytes,
@@ -74,6 +76,7 @@ class WriterService:
             "not_ready_reason": reason,
             "writer_id": self.settings.writer_id,
             "backend": self.settings.backend,
+            "cpus": self.pinning.describe(),
             **self.stats.snapshot(),
             "received_batches": self.spool.committed_batches,
             "received_events": self.spool.committed_events,
