@@ -5,9 +5,10 @@ Needs wrk. Starts the two processes with default settings (verbosity ``verbose``
 ``bench/ingest_wrk.lua`` for ``--seconds`` + 4 s, and over ``--seconds`` in the middle reads each process's
 CPU time (``/proc/<pid>/stat``) and the machine's (``/proc/stat``). Prints requests and events per second,
 each process's share of a core and CPU per request, the machine's busy, idle (with I/O wait) and steal
-shares (100 % is one CPU), and ingest's mean time from sending a frame to its ack with the requests per
-frame (from its metrics). Steal is time the hypervisor gave the vCPUs to someone else: compare runs only
-when it is low.
+shares (100 % is one CPU), the CPUs each may run on (``AUDIT_SERVICE_INGEST_CPUS`` / ``_WRITER_CPUS``; set
+both to ``all`` for an unpinned comparison), and ingest's mean time from sending a frame to its ack with the
+requests per frame (from its metrics). Steal is time the hypervisor gave the vCPUs to someone else: compare
+runs only when it is low.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def main() -> None:
         pids = {name: proc.pid for name, proc in service.procs.items()}
         pids["wrk"] = load.pid
         before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        cpus = {name: sorted(os.sched_getaffinity(pid)) for name, pid in pids.items()}
         ticks_before, acks_before, started = machine_ticks(), ack_summary(service.url), time.time()
         time.sleep(args.seconds)
         after = {name: cpu_seconds(pid) for name, pid in pids.items()}
@@ -62,7 +64,7 @@ def main() -> None:
           f"p50 {summary['p50_us'] / 1000:.1f} ms")
     for name in pids:
         used = (after[name] - before[name]) / elapsed
-        print(f"  {name:7s} {100 * used:4.0f} % of a core, {1e6 * used / rate:6.0f} µs per request")
+        print(f"  {name:7s} {100 * used:4.0f} % of a core, {1e6 * used / rate:6.0f} µs per request, on CPUs {cpus[name]}")
     tick = os.sysconf("SC_CLK_TCK") * elapsed
     total, idle, steal = (100 * (now - then) / tick for now, then in zip(ticks_after, ticks_before))
     print(f"  machine busy {total - idle - steal:.0f} %, idle and I/O wait {idle:.0f} %, steal {steal:.0f} % "
