@@ -64,7 +64,8 @@ def main() -> None:
           f"p50 {summary['p50_us'] / 1000:.1f} ms")
     for name in pids:
         used = (after[name] - before[name]) / elapsed
-        print(f"  {name:7s} {100 * used:4.0f} % of a core, {1e6 * used / rate:6.0f} µs per request, on CPUs {cpus[name]}")
+        print(f"  {name:7s} {100 * used:4.0f} % of a core, {1e6 * used / rate:6.0f} µs per request, "
+              f"on CPUs {cpus[name]}")
     tick = os.sysconf("SC_CLK_TCK") * elapsed
     total, idle, steal = (100 * (now - then) / tick for now, then in zip(ticks_after, ticks_before))
     print(f"  machine busy {total - idle - steal:.0f} %, idle and I/O wait {idle:.0f} %, steal {steal:.0f} % "

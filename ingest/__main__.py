@@ -29,8 +29,8 @@ async def serve(settings: Settings, pinning: cpu_pinning.Pinning) -> None:
         loop.add_signal_handler(sig, stop.set)
     from ingest.body import handler_options
 
-    runner = web.AppRunner(create_app(settings, pinning=pinning), access_log=None, shutdown_timeout=settings.drain_seconds,
-                           **handler_options(settings))
+    runner = web.AppRunner(create_app(settings, pinning=pinning), access_log=None,
+                           shutdown_timeout=settings.drain_seconds, **handler_options(settings))
     await runner.setup()
     frozen = event_loop.freeze_started_objects()  # before the port opens: no request waits for it
     site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)

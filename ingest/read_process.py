@@ -126,9 +126,9 @@ class ReadProcess:
             arguments = [sys.executable, "-m", "ingest.read_worker", str(theirs.fileno())]
             if self.cpus is not None:  # not squeezed onto ingest's CPU: reads run beside it at low priority
                 arguments.append(cpu_pinning.format_cpus(self.cpus))
+            path = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
             self._process = subprocess.Popen(arguments, pass_fds=(theirs.fileno(),),
-                env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
-                                                                             os.environ.get("PYTHONPATH")]))})
+                                             env={**os.environ, "PYTHONPATH": path})
         finally:
             theirs.close()
         reader, stream = await asyncio.open_unix_connection(sock=ours)

@@ -1,9 +1,10 @@
 """The read process: answers ingest's searches, counts and storage reports at a lower CPU priority.
 
 Started by ingest (``ingest.read_process``) as ``python -m ingest.read_worker FD [CPUS]`` with one end of
-a private socket pair (and, when ingest pinned itself to a CPU, the CPUs ingest had before). Its CPU work (Arrow, decompression, botocore) never holds ingest's interpreter lock,
-and the kernel gives ingest and the writer the cores first when they are busy. It exits when ingest closes
-the socket, including when ingest dies.
+a private socket pair (and, when ingest pinned itself to a CPU, the CPUs ingest had before). Its CPU work
+(Arrow, decompression, botocore) never holds ingest's interpreter lock, and the kernel gives ingest and the
+writer the cores first when they are busy. It exits when ingest closes the socket, including when ingest
+dies.
 """
 
 from __future__ import annotations

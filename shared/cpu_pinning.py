@@ -51,7 +51,8 @@ def parse_cpus(raw: str) -> str | frozenset[int]:
     return frozenset(cpus)
 
 
-def chosen_cpus(role: str, setting: str | frozenset[int], allowed: frozenset[int], variable: str) -> frozenset[int] | None:
+def chosen_cpus(role: str, setting: str | frozenset[int], allowed: frozenset[int],
+                variable: str) -> frozenset[int] | None:
     """The CPUs ``role`` (``ingest`` or ``writer``) should run on, given the ones it may use now; None to
     leave it as it is. A list that names a CPU outside ``allowed`` is a ConfigError naming ``variable``."""
     if role not in ROLES:

@@ -66,12 +66,14 @@ def _pinned_child(setting: str) -> list[str]:
         from shared.settings import Settings
         stop = threading.Event()
         early = threading.Thread(target=stop.wait); early.start()
-        pinning = cpu_pinning.pin_process("writer", Settings.from_env({{"AUDIT_SERVICE_WRITER_CPUS": {setting!r}}}).writer_cpus, "V")
+        setting = Settings.from_env({{"AUDIT_SERVICE_WRITER_CPUS": {setting!r}}}).writer_cpus
+        pinning = cpu_pinning.pin_process("writer", setting, "V")
         late = threading.Thread(target=stop.wait); late.start()
         for tid in sorted(os.listdir("/proc/self/task")):
             print(sorted(os.sched_getaffinity(int(tid))))
         stop.set()
-        code = "from shared import cpu_pinning; import os, sys; cpu_pinning.spread_to(cpu_pinning.parse_cpus(sys.argv[1])); print(sorted(os.sched_getaffinity(0)))"
+        code = ("from shared import cpu_pinning; import os, sys; "
+                "cpu_pinning.spread_to(cpu_pinning.parse_cpus(sys.argv[1])); print(sorted(os.sched_getaffinity(0)))")
         if pinning.cpus is not None:
             print(subprocess.run([sys.executable, "-c", code, cpu_pinning.format_cpus(pinning.allowed_before)],
                                  capture_output=True, text=True, check=True).stdout.strip())
