@@ -33,6 +33,13 @@ def human_bytes(size: float | None) -> str:
     return f"{size:.1f} TiB"
 
 
+def cpu_text(cpus: dict[str, Any] | None) -> str:
+    """``{"ingest": [0], "writer": [1]}`` → ``ingest on 0, writer on 1``; a process left unpinned is ``on any``."""
+    if not cpus:
+        return "?"
+    return ", ".join(f"{name} on {','.join(map(str, cpus.get(name) or [])) or 'any'}" for name in ("ingest", "writer"))
+
+
 def render(url: str, ready: bool, reason: str | None, status: dict[str, Any]) -> str:
     """The human-readable report."""
     storage = status.get("storage") or {}
@@ -53,6 +60,7 @@ def render(url: str, ready: bool, reason: str | None, status: dict[str, Any]) ->
         f"{storage.get('detail', '')}",
         f"last error: {status.get('last_error') or 'none'}",
         f"quarantined segments: {', '.join(quarantined) if quarantined else 'none'}",
+        f"cpus:       {cpu_text(status.get('cpus'))}",
     ]
     return "\n".join(lines)
 

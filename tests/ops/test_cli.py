@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from producer.cli import main
+from producer.commands.status import cpu_text
 from tests.ops.helpers import wait_for
 from tests.service import REPO, Service, free_port
 
@@ -71,6 +72,9 @@ def test_status_shows_readiness_queue_and_storage(ops_service: Service, capsys) 
     assert code == 0, err
     assert out.startswith(f"auditlake at {ops_service.url}: ready")
     assert "writer:     connected" in out and "storage:    local healthy" in out
+    assert f"cpus:       {cpu_text(ops_service.get('/v1/audit/status')[1]['cpus'])}" in out
+    assert cpu_text({"ingest": [0], "writer": [1, 2]}) == "ingest on 0, writer on 1,2"
+    assert cpu_text({"ingest": None, "writer": None}) == "ingest on any, writer on any"
     code, out, _ = run_cli(capsys, "status", "--url", ops_service.url, "--json")
     document = json.loads(out)
     assert code == 0 and document["ready"] is True and document["status"]["queue_max_size"] == 10000
