@@ -149,7 +149,7 @@ def _checked(kind: Kind, batch_id: int, payload: bytes, crc: int) -> Frame:
     return Frame(kind, batch_id, payload)
 
 
-def decode(buffer: bytes, max_payload: int = DEFAULT_MAX_PAYLOAD_BYTES) -> tuple[Frame, int]:
+def decode(buffer: bytes | bytearray, max_payload: int = DEFAULT_MAX_PAYLOAD_BYTES) -> tuple[Frame, int]:
     """Decode the first frame of ``buffer``; return it and the bytes consumed.
 
     Raises TruncatedFrame when the buffer ends before the frame does.
@@ -176,12 +176,12 @@ class FrameBuffer:
         stream cannot be read further)."""
         self._buffer += data
         frames = []
-        while len(self._buffer) >= HEADER_SIZE:
-            kind, batch_id, length, crc = parse_header(bytes(self._buffer[:HEADER_SIZE]), self.max_payload)
-            end = HEADER_SIZE + length
-            if len(self._buffer) < end:
+        while self._buffer:
+            try:
+                frame, end = decode(self._buffer, self.max_payload)
+            except TruncatedFrame:  # the rest of this frame has not arrived yet
                 break
-            frames.append(_checked(kind, batch_id, bytes(self._buffer[HEADER_SIZE:end]), crc))
+            frames.append(frame)
             del self._buffer[:end]
         return frames
 
