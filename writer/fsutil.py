@@ -15,7 +15,7 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+def write_atomic(path: Path, data: bytes | memoryview, mode: int = 0o600) -> None:
     """Write ``data`` to ``path`` through a temp file, fsync it, rename it into place, fsync the dir."""
     tmp = path.with_name(f".tmp-{path.name}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)

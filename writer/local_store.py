@@ -86,7 +86,7 @@ class LocalStore:
                 except FileNotFoundError:
                     pass
 
-    def _write_file(self, path: Path, body: bytes) -> None:
+    def _write_file(self, path: Path, body: bytes | memoryview) -> None:
         write_atomic(path, body, 0o640)
 
     def purge(self, now: float | None = None) -> tuple[int, int]:

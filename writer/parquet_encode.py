@@ -32,6 +32,11 @@ STATISTICS_COLUMNS = [name for name in SCHEMA.names if name != "record_json"]
 VIEW_SCHEMA = SCHEMA.set(SCHEMA.get_field_index("record_json"), SCHEMA.field("record_json").with_type(pa.string_view()))
 # Rows decoded at a time when the first and last events are read back: one batch of ~1 MiB of events.
 VERIFY_BATCH_ROWS = 2048
+# The last rows of an object go in a row group of their own, so that reading the last event back decodes
+# that small group rather than a whole one of up to ``ROW_GROUP_ROWS`` (every row of a local flush, which
+# has one group). On 14,000 events (bench/flush_bench.py's): the read-back 0.31 -> 0.02 us per event,
+# writing 1.38 -> 1.43 (within noise), the objects 0.25 % larger.
+LAST_GROUP_ROWS = 64
 STORED_SCHEMA = base64.b64encode(SCHEMA.serialize().to_pybytes())
 
 
@@ -39,24 +44,28 @@ class VerificationError(Exception):
     """A freshly written object does not read back as written."""
 
 
-def encode(events: pa.Table) -> bytes:
+def encode(events: pa.Table) -> memoryview:
     """Parquet bytes for a day's (or partition's) events, an ``event_table.SCHEMA`` table sorted by ``ts``:
-    typed columns plus the whole event as ``record_json``."""
+    typed columns plus the whole event as ``record_json``. A view of Arrow's buffer, not a copy in Python
+    ``bytes``."""
     data = to_parquet(typed_table(events))
     verify(data, events)
     return data
 
 
-def to_parquet(table: pa.Table) -> bytes:
+def to_parquet(table: pa.Table) -> memoryview:
     """The Parquet bytes of a table of ``SCHEMA`` or ``VIEW_SCHEMA`` (zstd, dictionary columns, row groups,
-    statistics of the typed columns); the file's Arrow schema is ``SCHEMA`` either way, so readers see ``record_json`` as a string."""
+    the last ``LAST_GROUP_ROWS`` rows in a group of their own, statistics of the typed columns); the file's Arrow schema is ``SCHEMA`` either way, so readers see ``record_json`` as a string."""
     sink = pa.BufferOutputStream()  # Arrow's own sink: a Python file object would take the GIL for every write
     with pq.ParquetWriter(sink, table.schema, compression="zstd", compression_level=ZSTD_LEVEL,
                           use_dictionary=DICTIONARY_COLUMNS, write_statistics=STATISTICS_COLUMNS, data_page_size=DATA_PAGE_BYTES,
                           write_batch_size=WRITE_BATCH_ROWS, store_schema=False) as writer:
-        writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+        split = max(0, table.num_rows - LAST_GROUP_ROWS)
+        if split:
+            writer.write_table(table.slice(0, split), row_group_size=ROW_GROUP_ROWS)
+        writer.write_table(table.slice(split), row_group_size=ROW_GROUP_ROWS)
         writer.add_key_value_metadata({b"ARROW:schema": STORED_SCHEMA})
-    return sink.getvalue().to_pybytes()
+    return event_table.byte_view(sink.getvalue())
 
 
 def typed_table(events: pa.Table) -> pa.Table:
@@ -79,11 +88,11 @@ def _timestamps(values: pa.ChunkedArray) -> pa.ChunkedArray:
         return pa.chunked_array([pa.nulls(len(values), UTC_MICROS)])
 
 
-def verify(data: bytes, events: pa.Table) -> None:
+def verify(data: bytes | memoryview, events: pa.Table) -> None:
     """Read the object back: row count, ``ts`` statistics, the first and last event from their row groups.
 
-    Only the first and last row groups' ``record_json`` are decompressed (the whole object's when it has
-    one row group); the rest is checked from the footer.
+    Only the first batch of the first row group and the last row group (``LAST_GROUP_ROWS``, as
+    ``to_parquet`` writes them) have their ``record_json`` decompressed; the rest is checked from the footer.
     """
     reader = pq.ParquetFile(pa.BufferReader(data))
     metadata = reader.metadata

@@ -97,7 +97,7 @@ class S3Store:
         """Encode, verify locally, then upload each object with a Content-MD5 the store checks."""
         published = []
         for key, (_, events) in zip(names, self._groups(batch)):
-            body = parquet_encode.encode(events)
+            body = bytes(parquet_encode.encode(events))  # botocore takes bytes or a file
             started = time.monotonic()
             try:
                 self.client.put_object(

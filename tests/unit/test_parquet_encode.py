@@ -225,6 +225,26 @@ def test_verify_reads_back_first_and_last_row_groups(monkeypatch: pytest.MonkeyP
         parquet_encode.verify(data, events.slice(0, len(lines) - 1))
 
 
+def test_the_last_rows_have_a_row_group_of_their_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last ``LAST_GROUP_ROWS`` rows form the last row group, so the read-back of the last event decodes
+    only them; the object holds the reference table's rows in order, and a changed last event still fails."""
+    monkeypatch.setattr(parquet_encode, "ROW_GROUP_ROWS", 100)
+    lines = [_line({"audit_event_id": f"a-{index}", "ts": _stamp(index), "type": "auth", "received_at": RECEIVED})
+             for index in range(250)]
+    data = _encode(lines)
+    metadata = pq.ParquetFile(io.BytesIO(data)).metadata
+    rows = [metadata.row_group(index).num_rows for index in range(metadata.num_row_groups)]
+    assert rows == [100, 86, parquet_encode.LAST_GROUP_ROWS]
+    assert pq.read_table(io.BytesIO(data)).equals(_reference(lines))
+    events = _events(lines)
+    index = events.schema.get_field_index("line")
+    texts = events.column("line").to_pylist()
+    with pytest.raises(parquet_encode.VerificationError):
+        parquet_encode.verify(data, events.set_column(index, "line", pa.array([*texts[:-1], "{}\n"], pa.string())))
+    few = lines[:parquet_encode.LAST_GROUP_ROWS]
+    assert pq.ParquetFile(io.BytesIO(_encode(few))).metadata.num_row_groups == 1
+
+
 @pytest.mark.parametrize("batch_rows", [1, 2, 3, 7])
 @pytest.mark.parametrize("row_group_rows", [3, 32_768])
 def test_verify_reads_back_across_its_batches(monkeypatch: pytest.MonkeyPatch, batch_rows: int,
@@ -289,6 +309,11 @@ def test_record_json_pages_are_small_so_a_read_decodes_little_per_record() -> No
     read_at = lambda offset, size: memoryview(data)[offset:offset + size]  # noqa: E731
     pages = locate_pages(read_at, chunk, column)
     limit = parquet_encode.DATA_PAGE_BYTES + parquet_encode.WRITE_BATCH_ROWS * 700
-    assert len(pages.pages) >= 3000 * 600 // limit
+    assert len(pages.pages) >= 3000 * 600 // limit - 1
     assert all(page.uncompressed_size <= limit for page in pages.pages)
-    assert read_rows(read_at, pages, [0, 1499, 2999]) == {row: lines[row][1].decode() for row in (0, 1499, 2999)}
+    last = metadata.row_group(0).num_rows - 1
+    assert last == 2999 - parquet_encode.LAST_GROUP_ROWS
+    assert read_rows(read_at, pages, [0, 1499, last]) == {row: lines[row][1].decode() for row in (0, 1499, last)}
+    tail = locate_pages(read_at, metadata.row_group(1).column(index), column)
+    assert read_rows(read_at, tail, [parquet_encode.LAST_GROUP_ROWS - 1]) == {
+        parquet_encode.LAST_GROUP_ROWS - 1: lines[2999][1].decode()}
