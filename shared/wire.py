@@ -107,14 +107,16 @@ def typed_batch_bytes(ndjson_bytes: int, columns_bytes: int) -> int:
     return _LINES_LENGTH.size + ndjson_bytes + columns_bytes
 
 
-def typed_parts(payload: bytes) -> tuple[bytes, bytes]:
-    """The NDJSON and the typed fields of a TYPED_BATCH payload; CorruptFrame when the length does not fit."""
+def typed_parts(payload: bytes | bytearray) -> tuple[memoryview, memoryview]:
+    """The NDJSON and the typed fields of a TYPED_BATCH payload, as views of it (no copies); CorruptFrame
+    when the length does not fit."""
     if len(payload) < _LINES_LENGTH.size:
         raise CorruptFrame("TYPED_BATCH payload is shorter than its length field")
     end = _LINES_LENGTH.size + _LINES_LENGTH.unpack_from(payload)[0]
     if end > len(payload):
         raise CorruptFrame(f"TYPED_BATCH announces {end - _LINES_LENGTH.size} bytes of lines in a {len(payload)}-byte payload")
-    return payload[_LINES_LENGTH.size:end], payload[end:]
+    view = memoryview(payload)
+    return view[_LINES_LENGTH.size:end], view[end:]
 
 
 def ack(batch_id: int, events: int) -> bytes:
@@ -143,7 +145,8 @@ def parse_header(header: bytes, max_payload: int) -> tuple[Kind, int, int, int]:
     return frame_kind, batch_id, length, crc
 
 
-def _checked(kind: Kind, batch_id: int, payload: bytes, crc: int) -> Frame:
+def checked(kind: Kind, batch_id: int, payload: bytes | bytearray, crc: int) -> Frame:
+    """The frame of a received header's fields and its payload; CorruptFrame when the checksum differs."""
     if crc32(payload) != crc:
         raise CorruptFrame(f"checksum mismatch in {kind.name} frame {batch_id}")
     return Frame(kind, batch_id, payload)
@@ -160,7 +163,7 @@ def decode(buffer: bytes | bytearray, max_payload: int = DEFAULT_MAX_PAYLOAD_BYT
     end = HEADER_SIZE + length
     if len(buffer) < end:
         raise TruncatedFrame(f"frame needs {end} bytes, buffer holds {len(buffer)}")
-    return _checked(kind, batch_id, bytes(buffer[HEADER_SIZE:end]), crc), end
+    return checked(kind, batch_id, bytes(buffer[HEADER_SIZE:end]), crc), end
 
 
 class FrameBuffer:
@@ -250,4 +253,4 @@ async def read_frame(reader: asyncio.StreamReader, max_payload: int = DEFAULT_MA
         payload = await reader.readexactly(length)
     except asyncio.IncompleteReadError:
         raise TruncatedFrame(f"stream ended inside the payload of {kind.name} frame {batch_id}") from None
-    return _checked(kind, batch_id, payload, crc)
+    return checked(kind, batch_id, payload, crc)

@@ -12,6 +12,7 @@ from typing import Any
 
 from shared import spool_format, wire
 from shared.errors import WireError
+from writer.frame_receiver import FrameReceiver
 from writer.spool import Spool, SpoolFull, SpoolWriteError
 from writer.stats import WriterStats
 
@@ -30,9 +31,8 @@ class SocketServer:
         self.max_frame_bytes = max_frame_bytes
         self.status = status
         self._server: asyncio.base_events.Server | None = None
-        self._connections: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._replies: dict[asyncio.StreamWriter, list[bytes]] = {}  # acks/nacks waiting for one write
+        self._connections: dict[asyncio.Transport, FrameReceiver] = {}
+        self._replies: dict[asyncio.Transport, list[bytes]] = {}  # acks/nacks waiting for one write
 
     async def start(self) -> None:
         """Bind the socket (removing a stale one) with a umask that keeps it owner-only."""
@@ -41,9 +41,8 @@ class SocketServer:
             self.path.unlink()
         old_umask = os.umask(0o077)
         try:
-            self._server = await asyncio.start_unix_server(
-                self._serve, path=str(self.path), limit=self.max_frame_bytes + wire.HEADER_SIZE
-            )
+            self._server = await asyncio.get_running_loop().create_unix_server(
+                lambda: FrameReceiver(self._connected, self._lost, self.max_frame_bytes), path=str(self.path))
         finally:
             os.umask(old_umask)
 
@@ -51,11 +50,9 @@ class SocketServer:
         """Stop accepting, let in-progress acks go out, close every connection."""
         if self._server is not None:
             self._server.close()
-        for writer in list(self._connections):
-            writer.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for receiver in list(self._connections.values()):
+            receiver.stop()
+        await asyncio.sleep(0)  # the transports' connection_lost callbacks run
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 
@@ -74,39 +71,39 @@ class SocketServer:
             await asyncio.sleep(STATUS_INTERVAL_SECONDS)
             self.broadcast_status()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        self._connections.add(writer)
+    def _connected(self, receiver: FrameReceiver) -> None:
+        """Greet a new ingest connection; its frames go to ``_on_frame`` as their last bytes arrive."""
+        writer = receiver.transport
+        assert writer is not None
+        self._connections[writer] = receiver
         log.info("ingest connected")
-        try:
-            writer.write(wire.encode_json(wire.Kind.HELLO, {"role": "writer", "pid": os.getpid(),
-                                                            "accepts": [wire.Kind.TYPED_BATCH.name]}))
-            writer.write(wire.encode_json(wire.Kind.STATUS, self.status()))
-            while True:
-                frame = await wire.read_frame(reader, self.max_frame_bytes)
-                if frame is None:
-                    break
-                if frame.kind is wire.Kind.TYPED_BATCH:
-                    self._on_batch(frame.batch_id, *wire.typed_parts(frame.payload), writer)
-                elif frame.kind is wire.Kind.BATCH:
-                    self._on_batch(frame.batch_id, frame.payload, None, writer)
-                elif frame.kind is wire.Kind.HELLO:
-                    continue
-                else:
-                    log.warning("unexpected frame from ingest", extra={"kind": frame.kind.name})
-        except WireError as exc:
-            log.error("closing ingest connection after a protocol error", extra={"error": str(exc)})
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            self._connections.discard(writer)
-            self._tasks.discard(task)
-            writer.close()
-            log.info("ingest disconnected")
+        writer.write(wire.encode_json(wire.Kind.HELLO, {"role": "writer", "pid": os.getpid(),
+                                                        "accepts": [wire.Kind.TYPED_BATCH.name]}))
+        writer.write(wire.encode_json(wire.Kind.STATUS, self.status()))
+        receiver.on_frame = lambda frame: self._on_frame(frame, writer)
 
-    def _on_batch(self, batch_id: int, lines: bytes, columns: bytes | None, writer: asyncio.StreamWriter) -> None:
+    def _lost(self, receiver: FrameReceiver, error: WireError | None) -> None:
+        if error is not None:
+            log.error("closing ingest connection after a protocol error", extra={"error": str(error)})
+        if receiver.transport is not None:
+            self._connections.pop(receiver.transport, None)
+            self._replies.pop(receiver.transport, None)
+        log.info("ingest disconnected")
+
+    def _on_frame(self, frame: wire.Frame, writer: asyncio.Transport) -> None:
+        """Spool a batch frame (in the I/O callback that received its last byte); ignore a HELLO."""
+        if frame.kind is wire.Kind.TYPED_BATCH:
+            lines, columns = wire.typed_parts(frame.payload)
+            # The lines are spooled from the frame's own buffer; the typed fields stay in memory until the
+            # flush, so they are copied out rather than keep the whole frame alive.
+            self._on_batch(frame.batch_id, lines, bytes(columns), writer)
+        elif frame.kind is wire.Kind.BATCH:
+            self._on_batch(frame.batch_id, frame.payload, None, writer)
+        elif frame.kind is not wire.Kind.HELLO:
+            log.warning("unexpected frame from ingest", extra={"kind": frame.kind.name})
+
+    def _on_batch(self, batch_id: int, lines: bytes | bytearray | memoryview, columns: bytes | None,
+                  writer: asyncio.Transport) -> None:
         events = spool_format.line_count(lines)
         if self.spool.knows_batch(batch_id):
             self.stats.duplicate_batches += 1
@@ -123,7 +120,7 @@ class SocketServer:
             self.stats.duplicate_batches += 1
         pending.add_done_callback(lambda done: self._answer(done, writer, batch_id, events))
 
-    def _answer(self, done: asyncio.Future[int], writer: asyncio.StreamWriter, batch_id: int, events: int) -> None:
+    def _answer(self, done: asyncio.Future[int], writer: asyncio.Transport, batch_id: int, events: int) -> None:
         if writer.is_closing():
             return
         if done.cancelled():
@@ -133,11 +130,11 @@ class SocketServer:
         else:
             self._reply(writer, wire.ack(batch_id, events))
 
-    def _nack(self, writer: asyncio.StreamWriter, batch_id: int, reason: str, retryable: bool) -> None:
+    def _nack(self, writer: asyncio.Transport, batch_id: int, reason: str, retryable: bool) -> None:
         self.stats.nacked_batches += 1
         self._reply(writer, wire.nack(batch_id, reason, retryable))
 
-    def _reply(self, writer: asyncio.StreamWriter, frame: bytes) -> None:
+    def _reply(self, writer: asyncio.Transport, frame: bytes) -> None:
         """Queue an answer; the answers of one group commit leave in one write, after this loop turn."""
         queued = self._replies.get(writer)
         if queued is not None:
@@ -146,7 +143,7 @@ class SocketServer:
         self._replies[writer] = [frame]
         asyncio.get_running_loop().call_soon(self._send_replies, writer)
 
-    def _send_replies(self, writer: asyncio.StreamWriter) -> None:
+    def _send_replies(self, writer: asyncio.Transport) -> None:
         frames = self._replies.pop(writer, [])
         if frames and not writer.is_closing():
             writer.write(b"".join(frames))
