@@ -198,7 +198,7 @@ class FrameProtocol(asyncio.StreamReaderProtocol):
     """A stream protocol that hands each frame to ``on_frame`` from ``data_received``, as its last byte
     arrives. The paired reader sees only the end of the stream: EOF, a connection error, or the WireError
     that ended the framing (a bad frame, or EOF inside one), so ``await reader.read()`` returns or raises
-    when the stream is over. A reader task (``read_frame``) instead took each frame one event-loop
+    when the stream is over. A reader task awaiting each frame got it one event-loop
     iteration after its bytes arrived."""
 
     def __init__(self, reader: asyncio.StreamReader, on_frame: Callable[[Frame], None],
@@ -238,19 +238,3 @@ class FrameProtocol(asyncio.StreamReaderProtocol):
         self._end_reader.set_exception(exc)
         if self._transport_of_frames is not None:
             self._transport_of_frames.close()
-
-
-async def read_frame(reader: asyncio.StreamReader, max_payload: int = DEFAULT_MAX_PAYLOAD_BYTES) -> Frame | None:
-    """Read one frame from a stream; None on a clean end of stream between frames."""
-    try:
-        header = await reader.readexactly(HEADER_SIZE)
-    except asyncio.IncompleteReadError as exc:
-        if not exc.partial:
-            return None
-        raise TruncatedFrame("stream ended inside a frame header") from None
-    kind, batch_id, length, crc = parse_header(header, max_payload)
-    try:
-        payload = await reader.readexactly(length)
-    except asyncio.IncompleteReadError:
-        raise TruncatedFrame(f"stream ended inside the payload of {kind.name} frame {batch_id}") from None
-    return checked(kind, batch_id, payload, crc)

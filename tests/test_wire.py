@@ -76,27 +76,6 @@ def test_header_layout_is_stable() -> None:
     assert (magic, version, kind, reserved, batch_id, length) == (b"AL", 1, 1, 0, 0x0102030405060708, 3)
 
 
-async def test_stream_reader_reads_consecutive_frames_and_clean_eof() -> None:
-    """read_frame reads frames back to back and returns None at a clean end of stream."""
-    reader = asyncio.StreamReader()
-    reader.feed_data(wire.batch(1, b"a\n") + wire.ack(1, 1))
-    reader.feed_eof()
-    first = await wire.read_frame(reader)
-    second = await wire.read_frame(reader)
-    assert first is not None and first.payload == b"a\n"
-    assert second is not None and second.kind is wire.Kind.ACK
-    assert await wire.read_frame(reader) is None
-
-
-async def test_stream_reader_reports_a_frame_cut_by_eof() -> None:
-    """A stream that ends in the middle of a payload raises TruncatedFrame, not a clean None."""
-    reader = asyncio.StreamReader()
-    reader.feed_data(wire.batch(1, b"abcdef\n")[:-3])
-    reader.feed_eof()
-    with pytest.raises(TruncatedFrame):
-        await wire.read_frame(reader)
-
-
 def test_checksum_is_zlibs_crc32_so_frames_of_earlier_builds_still_decode() -> None:
     """The CRC (computed with ISA-L) is zlib's CRC-32 of the payload: a frame built with zlib decodes."""
     payload = bytes(range(256)) * 1000

@@ -83,6 +83,7 @@ class SocketServer:
         receiver.on_frame = lambda frame: self._on_frame(frame, writer)
 
     def _lost(self, receiver: FrameReceiver, error: WireError | None) -> None:
+        """Forget a connection that ended, logging the protocol error that ended it, if one did."""
         if error is not None:
             log.error("closing ingest connection after a protocol error", extra={"error": str(error)})
         if receiver.transport is not None:

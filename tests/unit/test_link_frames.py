@@ -67,8 +67,10 @@ async def test_an_ack_settles_its_requests_in_the_callback_that_reads_it(tmp_pat
 
     async def writer_side(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(wire.encode_json(wire.Kind.HELLO, {"role": "writer", "accepts": ["TYPED_BATCH"]}))
-        while (frame := await wire.read_frame(reader)) is not None:
-            await frames.put(frame)
+        received = wire.FrameBuffer()
+        while data := await reader.read(65536):
+            for frame in received.feed(data):
+                await frames.put(frame)
 
     server = await asyncio.start_unix_server(writer_side, path=str(tmp_path / "w.sock"))
     link = WriterLink(tmp_path / "w.sock", 1000, 1 << 20, 1 << 20)
