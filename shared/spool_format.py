@@ -61,7 +61,7 @@ class SpoolRecord:
         return line_count(self.payload)
 
 
-def line_count(data: bytes | bytearray) -> int:
+def line_count(data: bytes | bytearray | memoryview) -> int:
     """The newlines in ``data`` (NDJSON events), counted in SIMD: ``bytes.count`` of one byte runs a byte
     at a time (5-6 instructions a byte), and a writer counts every frame it receives."""
     return int(np.count_nonzero(np.frombuffer(data, dtype=np.uint8) == _NEWLINE))
@@ -111,7 +111,7 @@ def encode_record(seq: int, batch_id: int, payload: bytes) -> bytes:
     return record_header(seq, batch_id, payload) + payload
 
 
-def record_header(seq: int, batch_id: int, payload: bytes) -> bytes:
+def record_header(seq: int, batch_id: int, payload: bytes | memoryview) -> bytes:
     """The header of the record of ``payload`` (the record is the header, then the payload)."""
     partial = struct.pack(">BBQQI", VERSION, 0, seq, batch_id, len(payload))
     return MAGIC + partial + struct.pack(">I", crc32(payload, crc32(partial)))

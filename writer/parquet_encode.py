@@ -55,7 +55,9 @@ def encode(events: pa.Table) -> memoryview:
 
 def to_parquet(table: pa.Table) -> memoryview:
     """The Parquet bytes of a table of ``SCHEMA`` or ``VIEW_SCHEMA`` (zstd, dictionary columns, row groups,
-    the last ``LAST_GROUP_ROWS`` rows in a group of their own, statistics of the typed columns); the file's Arrow schema is ``SCHEMA`` either way, so readers see ``record_json`` as a string."""
+    the last ``LAST_GROUP_ROWS`` rows in a group of their own, statistics of the typed columns), viewed in
+    Arrow's buffer; the file's Arrow schema is ``SCHEMA`` either way, so readers see ``record_json`` as a
+    string."""
     sink = pa.BufferOutputStream()  # Arrow's own sink: a Python file object would take the GIL for every write
     with pq.ParquetWriter(sink, table.schema, compression="zstd", compression_level=ZSTD_LEVEL,
                           use_dictionary=DICTIONARY_COLUMNS, write_statistics=STATISTICS_COLUMNS, data_page_size=DATA_PAGE_BYTES,

@@ -103,7 +103,7 @@ class SocketServer:
         elif frame.kind is not wire.Kind.HELLO:
             log.warning("unexpected frame from ingest", extra={"kind": frame.kind.name})
 
-    def _on_batch(self, batch_id: int, lines: bytes | bytearray | memoryview, columns: bytes | None,
+    def _on_batch(self, batch_id: int, lines: bytes | memoryview, columns: bytes | None,
                   writer: asyncio.Transport) -> None:
         events = spool_format.line_count(lines)
         if self.spool.knows_batch(batch_id):

@@ -66,7 +66,7 @@ class _Pending:
     seq: int
     batch_id: int
     header: bytes
-    payload: bytes
+    payload: bytes | memoryview  # a view of the received frame's buffer (``writer.frame_receiver``)
     payload_length: int
     events: int
     columns: bytes | None
@@ -235,7 +235,8 @@ class Spool:
 
     # -- appends and group commit ------------------------------------------------------------------
 
-    def append(self, batch_id: int, payload: bytes, events: int, columns: bytes | None = None) -> asyncio.Future[int]:
+    def append(self, batch_id: int, payload: bytes | memoryview, events: int,
+               columns: bytes | None = None) -> asyncio.Future[int]:
         """Queue a batch of ``events`` lines (the server has counted them) for the next group commit; the
         future resolves to its seq once fsync'd. ``columns``, the lines' typed fields, are kept in memory
         for the flush while they fit ``max_columns_bytes``; they are never written to the spool."""

@@ -34,7 +34,8 @@ class _Connection:
         receiver.on_frame = self.frames.append
 
     def receive(self, data: bytes, most: int) -> None:
-        """Hand ``data`` over as the socket would: into the buffers the receiver offers, at most ``most`` bytes a read."""
+        """Hand ``data`` over as the socket would: into the buffers the receiver offers, ``most`` bytes a read
+        at most."""
         while data:
             target = self.receiver.get_buffer(-1)
             assert len(target) > 0
