@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import random
 
+import numpy as np
 import orjson
 import pyarrow.parquet as pq
 import pytest
@@ -201,6 +202,22 @@ def test_line_views_point_into_the_parsed_bytes() -> None:
     assert again.to_pylist() == [lines[0].decode(), lines[3].decode()]
     short = pa.array(["{}\n", "{\"a\":\"bcdefghijk\"}\n", "{\"a\":1}\n"], pa.string())
     assert event_table.line_views(short, [2, 0, 1], trim=1).to_pylist() == ['{"a":1}', "{}", '{"a":"bcdefghijk"}']
+
+
+def test_a_days_file_and_its_parquet_are_views_of_arrows_buffers() -> None:
+    """The NDJSON of a day (sorted string views, or plain strings) and its Parquet bytes come back as views of
+    Arrow's buffers, with the same bytes a copy would hold: the flush copies neither into Python ``bytes``."""
+    lines = [line + b"\n" for _, line in _mixed_lines()]
+    table, _, _ = event_table.parse_lines([b"".join(lines)])
+    plain = event_table.one_array(table.column("line"))
+    body = event_table.concatenated(plain)
+    assert bytes(body) == b"".join(lines) and body.format == "B"
+    assert np.frombuffer(body, dtype=np.uint8).ctypes.data == plain.buffers()[2].address
+    order = [3, 0, 6, 1]
+    sorted_body = event_table.concatenated(event_table.line_views(plain, order))
+    assert bytes(sorted_body) == b"".join(lines[index] for index in order)
+    assert isinstance(parquet_encode.encode(_events(_mixed_lines())), memoryview)
+    assert bytes(event_table.concatenated(plain.slice(0, 0))) == b""
 
 
 def test_an_empty_partition_encodes_as_before() -> None:
