@@ -47,7 +47,7 @@ def main() -> None:
         for _ in range(0, args.ids, window.segment_ids):
             batch = [generator.getrandbits(64) for _ in range(window.segment_ids)]
             window.remember(batch)
-            remembered += generator.sample(batch, 100)
+            remembered += generator.sample(batch, min(len(batch), max(100, args.flush // 10)))  # enough to draw a tenth of any --flush from
         fresh = args.flush - args.flush // 10
         values = np.array([generator.getrandbits(64) for _ in range(fresh)]
                           + generator.sample(remembered, args.flush // 10), dtype=np.uint64)

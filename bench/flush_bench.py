@@ -2,7 +2,10 @@
 
 Usage: .venv/bin/python bench/flush_bench.py [--events 14000] [--rounds 8]
 Builds spool records of ``--events`` bench events (``read_bench.make_event``, 100 per record, as ingest
-stores them), then times each step (best of ``--rounds``) in µs per event. The second column runs the same
+stores them) with the typed fields ingest sends beside them, then times each step (best of ``--rounds``)
+in µs per event: grouping from the typed fields (what a flush does), grouping by parsing the lines (a
+range without them, from an older ingest or a mismatch), the day's NDJSON gathered in ``ts`` order, its
+gzip, the Parquet sidecar. No dedupe window is searched (``bench/dedupe_lookup.py`` times that). The second column runs the same
 step while another thread spins Python code, as the writer's event loop does during a flush: a step
 that takes the GIL often (a Python file object as a sink, per-line Python work) slows down there.
 Last it prints the bytes stored per event (the Parquet objects of the days, the gzip file). Run it at two commits to compare them (``git stash`` or a worktree); the figures are in docs/benchmarks.md.
@@ -27,25 +30,28 @@ from isal import igzip  # noqa: E402
 
 from ingest.compact_batch import canonical_events, prepare  # noqa: E402
 from read_bench import make_event  # noqa: E402
-from shared import native_memory  # noqa: E402
-from shared.spool_format import SpoolRecord  # noqa: E402
-from writer import parquet_encode  # noqa: E402
-from writer.batches import group_records  # noqa: E402
+from shared import native_memory, typed_columns  # noqa: E402
+from shared.spool_format import SpoolRange, SpoolRecord  # noqa: E402
+from writer import event_table, parquet_encode  # noqa: E402
+from writer.batches import group_range  # noqa: E402
 from writer.local_store import GZIP_LEVEL  # noqa: E402
 
 RECEIVED_AT = "2026-11-29T12:00:00.000000Z"
 
 
-def records(count: int) -> list[SpoolRecord]:
-    """Spool records of ``count`` events, 100 a record, lines as ingest's fast path writes them."""
+def records(count: int) -> tuple[list[SpoolRecord], list[bytes]]:
+    """Spool records of ``count`` events, 100 a record, lines as ingest's fast path writes them, and each
+    record's typed fields as its frame carries them (``typed_columns.frame_section`` of one request)."""
     now = datetime.now(timezone.utc)
-    made = []
+    made, columns = [], []
     for seq in range(1, count // 100 + 1):
         events = [make_event(now - timedelta(seconds=index), index) for index in range(100)]
         body = orjson.dumps({"events": events})
-        payload = prepare(events, canonical_events(body, {"events": events}), body, RECEIVED_AT, None, 65536)[0]
-        made.append(SpoolRecord(seq, seq, payload))
-    return made
+        prepared = prepare(events, canonical_events(body, {"events": events}), body, RECEIVED_AT, None, 65536)
+        assert prepared is not None and prepared[1] is not None, "the bench events take the fast path"
+        made.append(SpoolRecord(seq, seq, prepared[0]))
+        columns.append(typed_columns.frame_section([prepared[1]]))
+    return made, columns
 
 
 def writer_memory(backend: str) -> None:
@@ -92,15 +98,20 @@ def main() -> None:
     args = parser.parse_args()
     sys.setswitchinterval(0.0005)  # as shared.event_loop sets it in both processes
     writer_memory("local")
-    spooled = records(args.events)
+    spooled, columns = records(args.events)
+    span = SpoolRange.of(spooled)
     events = sum(record.event_count for record in spooled)
-    batch = group_records(spooled)
+    batch = group_range(span, None, columns)
+    assert not batch.parsed, "the typed fields were refused"
     days = list(batch.days.values())
-    body = b"".join(record.payload for record in spooled)
+    body = b"".join(bytes(event_table.concatenated(event_table.one_array(day.column("line")))) for day in days)
     steps: dict[str, Callable[[], object]] = {
-        "group_records (parse, dedupe, sort, days)": lambda: group_records(spooled),
-        "Parquet encode (typed table, write, verify)": lambda: [parquet_encode.encode(day) for day in days],
+        "group_range, typed fields (ids, sort, days)": lambda: group_range(span, None, columns),
+        "group_range, lines parsed (no typed fields)": lambda: group_range(span),
+        "NDJSON of the days, gathered in ts order": lambda: [
+            event_table.concatenated(event_table.one_array(day.column("line"))) for day in days],
         f"gzip (ISA-L level {GZIP_LEVEL})": lambda: igzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0),
+        "Parquet encode (typed table, write, verify)": lambda: [parquet_encode.encode(day) for day in days],
     }
     print(f"{events} events, {len(body) / events:.0f} bytes each; µs per event (best of {args.rounds})")
     print(f"{'step':46s} {'alone':>8s} {'beside a busy thread':>22s}")
@@ -108,9 +119,10 @@ def main() -> None:
     for name, step in steps.items():
         alone = best(step, args.rounds) / events * 1e6
         busy = beside_busy_thread(step, args.rounds) / events * 1e6
-        total = [total[0] + alone, total[1] + busy]
+        if "lines parsed" not in name:  # the alternative to the typed grouping, not a step of the same flush
+            total = [total[0] + alone, total[1] + busy]
         print(f"{name:46s} {alone:8.2f} {busy:22.2f}")
-    print(f"{'total':46s} {total[0]:8.2f} {total[1]:22.2f}")
+    print(f"{'total of a flush (typed grouping)':46s} {total[0]:8.2f} {total[1]:22.2f}")
     parquet_bytes = sum(len(parquet_encode.encode(day)) for day in days)
     gzip_bytes = len(igzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0))
     print(f"stored bytes per event: Parquet {parquet_bytes / events:.1f}, gzip {gzip_bytes / events:.1f}")
