@@ -21,6 +21,14 @@ log = logging.getLogger("auditlake.writer.flush")
 # Spooled bytes one flush takes at most. 8 MiB (was 32): the same throughput under overload
 # (bench/ingest_bench.py, 37,450 vs 36,110 events/s) and a quarter of the batch held in memory at once.
 MAX_FLUSH_BYTES = 8 * 1024 * 1024
+# What one flush takes at most while the writer is behind: when the spool holds two full flushes or more,
+# the next flush takes up to this much, so that each flush's fixed cost (about nine fsyncs, two files and
+# their directory, the journal, the checkpoint) is paid for twice the events. Measured at the maximum with
+# 100-event bodies (docs/benchmarks.md, fourteenth session): 8 MiB flushes stored 118,000-136,000 events/s
+# while 140,000-149,000 were accepted, the backlog growing; 16 MiB kept up with 141,000-146,000, the
+# writer's peak 225-238 MB (32 MiB: the same rate at 285-291 MB). Flushing 16 MiB every time also
+# raised the p99 at half the maximum (15-19 -> 19-21 ms), so a writer that keeps up stays at 8 MiB.
+CATCH_UP_FLUSH_BYTES = 16 * 1024 * 1024
 # Above this resident size a flush hands free memory back to the system: glibc's heap and the pages Arrow's
 # jemalloc keeps for the next flush (both keep them for reuse otherwise, which spares the page faults of
 # fresh memory; see shared.native_memory).
@@ -43,7 +51,7 @@ class Flusher:
     def __init__(self, spool: Spool, store: Store, stats: WriterStats, batch_size: int,
                  interval_seconds: float, retention_interval_seconds: float,
                  window: DedupeWindow | None = None, max_flush_bytes: int = MAX_FLUSH_BYTES,
-                 min_gap_seconds: float = MIN_FLUSH_GAP_SECONDS) -> None:
+                 min_gap_seconds: float = MIN_FLUSH_GAP_SECONDS, catch_up_bytes: int | None = None) -> None:
         self.spool = spool
         self.window = window
         self.store = store
@@ -53,6 +61,8 @@ class Flusher:
         self.retention_interval_seconds = retention_interval_seconds
         self.max_events = max(batch_size * 100, 50_000)
         self.max_flush_bytes = max_flush_bytes
+        # a flush's bytes while the spool holds two full flushes or more (at least ``max_flush_bytes``)
+        self.catch_up_bytes = max(max_flush_bytes, CATCH_UP_FLUSH_BYTES if catch_up_bytes is None else catch_up_bytes)
         self.min_gap_seconds = min_gap_seconds
         self._stopping = False
         self._last_started = -float("inf")  # monotonic start of the latest flush
@@ -109,12 +119,14 @@ class Flusher:
         return now - self._oldest_unflushed_at >= self.interval_seconds
 
     def _plan(self) -> list:
-        """The next range: up to ``max_events`` and ``max_flush_bytes``, and only records that all have their
-        typed fields or all lack them (a range is parsed whole or not at all)."""
+        """The next range: up to ``max_events`` and ``max_flush_bytes`` (``catch_up_bytes`` while the spool
+        holds two full flushes or more), and only records that all have their typed fields or all lack them
+        (a range is parsed whole or not at all)."""
+        limit = self.catch_up_bytes if self.spool.bytes >= 2 * self.max_flush_bytes else self.max_flush_bytes
         entries = []
         events = size = 0
         for entry in self.spool.index:
-            if entries and (events + entry.events > self.max_events or size + entry.length > self.max_flush_bytes
+            if entries and (events + entry.events > self.max_events or size + entry.length > limit
                             or (entry.columns is None) != (entries[0].columns is None)):
                 break
             entries.append(entry)

@@ -56,7 +56,8 @@ class WriterService:
                                    settings.dedupe_max_ids)
         if settings.backend == "s3":
             self.flusher = Flusher(self.spool, self.store, self.stats, 2**62, settings.s3_upload_interval_seconds,
-                                   settings.retention_interval_seconds, self.window, settings.s3_max_object_bytes)
+                                   settings.retention_interval_seconds, self.window, settings.s3_max_object_bytes,
+                                   catch_up_bytes=settings.s3_max_object_bytes)  # objects never exceed the setting
         else:
             self.flusher = Flusher(self.spool, self.store, self.stats, settings.flush_batch_size,
                                    settings.flush_interval_seconds, settings.retention_interval_seconds, self.window)

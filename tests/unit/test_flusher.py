@@ -195,6 +195,29 @@ async def test_a_full_flush_of_bytes_and_the_age_bound_do_not_wait_for_the_gap(t
     await _finish(spool, flusher, task)
 
 
+async def test_a_writer_behind_by_two_flushes_takes_a_catch_up_flush(tmp_path: Path) -> None:
+    """A flush takes ``max_flush_bytes`` while the spool holds less than two of them, and up to
+    ``catch_up_bytes`` once it holds two or more (the writer is behind); never more than that."""
+    spool = Spool(tmp_path / "spool", 1 << 20, 1 << 30)
+    spool.open()
+    committer = asyncio.create_task(spool.run_committer())
+    flusher = Flusher(spool, LocalStore(tmp_path / "store", True, 0, 90, 95), WriterStats(), 1, 0.0, 3600,
+                      max_flush_bytes=10_000, catch_up_bytes=20_000)
+    for batch in range(1, 4):  # three records of about 6 KB: 18 KB, under two flushes
+        await _append_events(spool, batch, 80)
+    record_bytes = spool.index[0].length
+    assert 5_000 < record_bytes < 8_000 and spool.bytes < 20_000
+    assert [entry.seq for entry in flusher._plan()] == [1]  # a second record would pass 10 KB
+    await _append_events(spool, 4, 80)  # four records: more than two flushes behind
+    assert spool.bytes >= 20_000
+    assert [entry.seq for entry in flusher._plan()] == [1, 2, 3]  # a fourth would pass 20 KB
+    await _flush_until_empty(flusher, spool)
+    spool.close()
+    await committer
+    assert sorted(sum(_stored(tmp_path / "store").values(), [])) == sorted(
+        f"e{batch}-{index}" for batch in range(1, 5) for index in range(80))
+
+
 class ThreadRecordingStore(LocalStore):
     """A local store noting the thread each publish runs on."""
 
