@@ -95,14 +95,18 @@ def canonical_ts(value: Any) -> str:
     raise EventError("field 'ts' must be an ISO-8601 string or epoch seconds")
 
 
-_CANONICAL = re.compile(r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{6}Z")
+# ASCII digits only: ``\d`` alone takes any Unicode digit, and a stamp such as "٢٠٢٦-01-01T…Z" (Arabic-Indic
+# digits) passed as canonical, was stored as posted and failed every flush after it (Arrow cannot read it
+# as a timestamp), so one event stopped the writer from storing anything. Year 0000 is no date either
+# (Python's datetime starts at year 1): its file's name broke every later /v1/audit/verify.
+_CANONICAL = re.compile(r"(?!0000)\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{6}Z", re.ASCII)
 
 
 _DAYS_IN_MONTH = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 # Canonical stamps back to back, on days every year has (February 29th goes through ``_looks_canonical``).
 _CANONICAL_RUN = re.compile(
-    r"(?:\d{4}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)"
-    r"T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{6}Z)+")
+    r"(?:(?!0000)\d{4}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)"
+    r"T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{6}Z)+", re.ASCII)
 
 
 def _looks_canonical(value: str) -> bool:

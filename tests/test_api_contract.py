@@ -183,6 +183,29 @@ def test_non_object_events_are_400_and_nothing_is_stored(shared_service: Service
     assert [record["probe"] for record in found["records"]] == ["sentinel"]
 
 
+@pytest.mark.parametrize("stamp", ["\u0662\u0660\u0662\u0666-01-01T00:00:00.000000Z",  # Arabic-Indic digits
+                                   "\uff12\uff10\uff12\uff16-01-01T00:00:00.000000Z",  # fullwidth digits
+                                   "0000-01-01T00:00:00.000000Z"])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_a_ts_that_only_looks_canonical_is_400_and_the_writer_goes_on_storing(shared_service: Service, stamp: str,
+                                                                               batch: int) -> None:
+    """A ``ts`` in the canonical shape with other than ASCII digits, or in year 0000, is 400 (one event, or
+    among others in a batch), never stored: such a stamp once passed as canonical, and every flush after it
+    failed (Arrow cannot read it), or its file's name broke /v1/audit/verify. Events posted next are stored."""
+    tenant = marker()
+    events = [{"type": "auth", "tenant_id": tenant, "ts": "2026-01-01T00:00:00.000000Z", "n": n} for n in range(batch)]
+    events[-1]["ts"] = stamp
+    before = status_of(shared_service)["accepted_events"]
+    response = shared_service.post({"events": events})
+    assert response[0] == 400, response
+    assert "ts" in assert_error(response)["detail"]
+    assert status_of(shared_service)["accepted_events"] == before
+    post_ok(shared_service, {"type": "auth", "tenant_id": tenant, "probe": "sentinel"})
+    found = wait_records(shared_service, 1, tenant_id=tenant)
+    assert [record.get("probe") for record in found["records"]] == ["sentinel"]
+    assert http("GET", f"{shared_service.url}/v1/audit/verify")[0] == 200
+
+
 @pytest.mark.parametrize("raw", [b'{"type": "auth",', b"", b'{"type": "auth",}', b"\xff\xfe{}", b"[{}, {}",
                                  b"{'type': 'auth'}"])
 def test_malformed_json_is_400(shared_service: Service, raw: bytes) -> None:

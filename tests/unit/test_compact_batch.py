@@ -252,3 +252,20 @@ def test_canonical_stamps_checks_a_canonical_run_at_once_and_the_rest_one_by_one
         RECEIVED, "2028-02-29T00:00:00.000000Z", "1970-01-01T00:00:00.000000Z"]
     with pytest.raises(EventError):
         canonical_stamps(["2026-02-29T00:00:00.000000Z"], RECEIVED)
+
+
+@pytest.mark.parametrize("value", ["\u0662\u0660\u0662\u0666-01-01T00:00:00.000000Z", "2026-\u0660\u0661-01T00:00:00.000000Z",
+                                   "2026-01-01T00:00:00.00000\u0669Z", "0000-01-01T00:00:00.000000Z"])
+def test_only_ascii_digits_and_a_real_year_are_canonical(value: str) -> None:
+    """``\\d`` takes any Unicode digit: such stamps (and year 0000) are refused by both checks, the run
+    check of a batch's stamps and the one-by-one check, and the fast path leaves the batch to the general
+    path, which refuses it too."""
+    with pytest.raises(EventError):
+        canonical_ts(value)
+    with pytest.raises(EventError):
+        canonical_stamps(["2026-01-01T00:00:00.000000Z", value], RECEIVED)
+    posted = [event(ts="2026-01-01T00:00:00.000000Z"), event(ts=value)]
+    assert fast(posted, None) is None
+    with pytest.raises(EventError):
+        general(posted, None)
+    assert canonical_ts("0001-01-01T00:00:00.000000Z") == "0001-01-01T00:00:00.000000Z"
