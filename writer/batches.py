@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from itertools import compress
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from shared.s3_layout import UTC_MICROS
 from shared.spool_format import SpoolRange, SpoolRecord
 from writer import event_table
 from writer.dedupe import DedupeWindow, id_hashes
 
 log = logging.getLogger("auditlake.writer.batches")
 DayKey = tuple[str, str, str]
+# 0001-01-01T00:00:00Z in microseconds since the epoch: a stamp before it (year 0000, which Arrow reads) names
+# no day Python's datetime knows, and its file's name broke the readers' listings and /v1/audit/verify.
+_FIRST_MICROS = -62_135_596_800_000_000
 
 
 @dataclasses.dataclass
@@ -62,6 +67,15 @@ def group_range(span: SpoolRange, window: DedupeWindow | None = None,
         unparsable: list[bytes] = []
     else:
         table, ids, unparsable = event_table.parse_lines(span.payloads())
+    unreadable = unreadable_stamps(table.column("ts"))
+    if len(unreadable):
+        log.error("events whose ts cannot be read as a timestamp are kept in quarantine, not stored",
+                  extra={"first_seq": span.first_seq, "last_seq": span.last_seq, "events": len(unreadable)})
+        lines = table.column("line").take(pa.array(unreadable)).to_pylist()
+        unparsable = [*unparsable, *(line.encode("utf-8").removesuffix(b"\n") for line in lines)]
+        readable = np.ones(table.num_rows, dtype=bool)
+        readable[unreadable] = False
+        table, ids = table.filter(pa.array(readable)), list(compress(ids, readable))
     hashes = np.array(id_hashes(ids), dtype=np.uint64)
     keep = np.zeros(len(hashes), dtype=bool)
     keep[np.unique(hashes, return_index=True)[1]] = True  # the first of each id in the range
@@ -72,6 +86,30 @@ def group_range(span: SpoolRange, window: DedupeWindow | None = None,
     kept = int(keep.sum())
     return FlushBatch(span.first_seq, span.last_seq, _days(table, np.flatnonzero(keep)), kept, len(hashes) - kept,
                       unparsable, hashes[keep].tolist(), parsed, refused)
+
+
+def unreadable_stamps(stamps: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """The rows whose ``ts`` Arrow cannot read as a timestamp from year 1 on (none, at the cost of one cast,
+    when every row's can).
+
+    Ingest stores only canonical stamps, but a range holding one that Arrow cannot read (an ingest bug, a
+    build that let one through) would fail every flush of its range, and the writer would store nothing
+    more: such rows are set aside with the unparsable lines (quarantined) and the rest is stored.
+    """
+    try:
+        micros = stamps.cast(UTC_MICROS).cast(pa.int64())
+        if not len(micros) or pc.min(micros).as_py() >= _FIRST_MICROS:
+            return np.empty(0, dtype=np.int64)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    return np.flatnonzero([not _readable_stamp(value) for value in stamps.to_pylist()])
+
+
+def _readable_stamp(value: str) -> bool:
+    try:
+        return pa.scalar(value, pa.string()).cast(UTC_MICROS).cast(pa.int64()).as_py() >= _FIRST_MICROS
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return False
 
 
 def _days(table: pa.Table, kept: np.ndarray) -> dict[DayKey, pa.Table]:

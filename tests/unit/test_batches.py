@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 import orjson
+import pyarrow as pa
 import pytest
 
 from shared.spool_format import SpoolRecord
@@ -22,6 +23,7 @@ def _reference(records: list[SpoolRecord], window: DedupeWindow | None = None) -
     parsed = []
     duplicates = events = 0
     unparsable = []
+    unreadable = []
     for record in records:
         for line in record.payload.split(b"\n"):
             if not line:
@@ -36,7 +38,11 @@ def _reference(records: list[SpoolRecord], window: DedupeWindow | None = None) -
             if type(ts) is not str:
                 unparsable.append(line)
                 continue
+            if not _arrow_reads(ts):  # set aside after the lines that do not parse
+                unreadable.append(line)
+                continue
             parsed.append((id_hash(str(event_id)), ts, line))
+    unparsable += unreadable
     earlier = window.seen(item[0] for item in parsed) if window is not None else set()
     kept: set[int] = set()
     for hashed, ts, line in parsed:
@@ -54,6 +60,17 @@ def _reference(records: list[SpoolRecord], window: DedupeWindow | None = None) -
     first = records[0].seq if records else 0
     last = records[-1].seq if records else 0
     return FlushBatch(first, last, dict(days), events, duplicates, unparsable, list(kept))
+
+
+def _arrow_reads(stamp: str) -> bool:
+    """True when Arrow reads ``stamp`` as a UTC timestamp from year 1 on (what a flush can store)."""
+    if stamp.startswith("0000"):  # Arrow reads year 0000; Python's datetime, the readers and a flush start at 1
+        return False
+    try:
+        pa.array([stamp]).cast(pa.timestamp("us", tz="UTC"))
+    except pa.ArrowInvalid:
+        return False
+    return True
 
 
 def _as_lists(batch: FlushBatch) -> dict:
@@ -178,3 +195,32 @@ def test_id_hashes_equal_id_hash() -> None:
     assert id_hashes(ids) == [id_hash(event_id) for event_id in ids]
     assert id_hashes(["a"]) == [0x40F89E395B66422F]  # hashlib.blake2b(b"a", digest_size=8), as stored on disk
     assert id_hashes([]) == []
+
+
+@pytest.mark.parametrize("typed", [True, False])
+@pytest.mark.parametrize("stamp", ["\u0662\u0660\u0662\u0666-11-29T00:00:00.000000Z", "0000-11-29T00:00:00.000000Z",
+                                   "not a time"])
+def test_rows_whose_ts_cannot_be_read_are_set_aside_and_the_rest_grouped(typed: bool, stamp: str) -> None:
+    """From the typed fields ingest sends or from the lines: a row whose ``ts`` Arrow cannot read as a
+    timestamp from year 1 on joins the unparsable lines (its line, no newline) and is neither stored, counted
+    a duplicate nor remembered; the others are grouped as without it."""
+    from shared import typed_columns
+    from shared.spool_format import SpoolRange
+    from writer.batches import group_range
+
+    events = [{"audit_event_id": f"e{index}", "ts": f"2026-11-29T0{index}:00:00.000000Z", "type": "auth"}
+              for index in range(4)]
+    events[2]["ts"] = stamp
+    lines = [orjson.dumps({**event, "received_at": RECEIVED_AT}) for event in events]
+    span = SpoolRange.of([SpoolRecord(1, 1, b"".join(line + b"\n" for line in lines))])
+    columns = [typed_columns.frame_section([typed_columns.encode(events, RECEIVED_AT)])] if typed else None
+    batch = group_range(span, None, columns)
+    assert batch.parsed is not typed
+    assert batch.unparsable == [lines[2]]
+    assert (batch.events, batch.duplicates) == (3, 0)
+    assert sorted(batch.id_hashes) == sorted(id_hashes(["e0", "e1", "e3"]))
+    assert list(batch.days) == [("2026", "11", "29")]
+    assert batch.days[("2026", "11", "29")].column(event_table.ID).to_pylist() == ["e0", "e1", "e3"]
+
+
+RECEIVED_AT = "2026-11-29T12:00:00.000000Z"
