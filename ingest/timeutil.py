@@ -25,5 +25,5 @@ def canonical_micros(ts: str) -> int:
 def iso_from_micros(value: int) -> str:
     """µs since the epoch as the canonical ISO-8601 UTC form."""
     seconds, rest = divmod(value, 1_000_000)
-    moment = datetime.fromtimestamp(seconds, tz=timezone.utc).replace(microsecond=rest)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    moment = datetime.fromtimestamp(seconds, tz=timezone.utc).replace(microsecond=rest, tzinfo=None)
+    return moment.isoformat(timespec="microseconds") + "Z"  # a four-digit year, as ``%Y`` does not write it

@@ -33,7 +33,6 @@ NAMED_FIELDS: tuple[str, ...] = (
 RECEIVED_AT = "received_at"
 # Types only the service itself writes (reads of audit data, its own start and stop); never accepted over HTTP.
 SERVICE_EVENT_TYPES: frozenset[str] = frozenset({"audit_read", "service_start", "service_stop"})
-TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 TS_LENGTH = len("2026-01-01T00:00:00.000000Z")
 
 
@@ -60,8 +59,12 @@ class AuditEvent(BaseModel):
 
 
 def format_ts(moment: datetime) -> str:
-    """Render an aware datetime as the canonical ISO-8601 UTC form with microseconds and ``Z``."""
-    return moment.astimezone(timezone.utc).strftime(TS_FORMAT)
+    """Render an aware datetime as the canonical ISO-8601 UTC form with microseconds and ``Z``.
+
+    ``isoformat``, not ``strftime``: the C library's ``%Y`` writes year 1 as ``1``, and a stamp such as
+    ``1-01-01T00:00:00.000000Z`` (from ``0001-01-01T00:00:00Z`` or epoch -62135596800) was stored in a
+    shape no reader or flush takes."""
+    return moment.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_iso(text: str) -> datetime:

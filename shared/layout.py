@@ -61,6 +61,15 @@ def _parse_compact(text: str) -> datetime:
     return datetime.strptime(text, COMPACT_TS).replace(tzinfo=timezone.utc)
 
 
+def _second_after(moment: datetime) -> datetime:
+    """The end of the second that starts at ``moment``; datetime's last instant for 9999-12-31T23:59:59 (a
+    file of that second's events made every listing of the store, /v1/audit/verify among them, fail)."""
+    try:
+        return moment + timedelta(seconds=1)
+    except OverflowError:
+        return datetime.max.replace(tzinfo=timezone.utc)
+
+
 def describe(path: Path) -> StoredFile | None:
     """Read a published file's name; None when it is not an audit file (temp files, strays)."""
     match = _NAME.match(path.name)
@@ -68,7 +77,7 @@ def describe(path: Path) -> StoredFile | None:
         return StoredFile(
             path,
             _parse_compact(match["min"]),
-            _parse_compact(match["max"]) + timedelta(seconds=1),
+            _second_after(_parse_compact(match["max"])),
             int(match["first"]),
             int(match["last"]),
         )

@@ -206,6 +206,31 @@ def test_a_ts_that_only_looks_canonical_is_400_and_the_writer_goes_on_storing(sh
     assert http("GET", f"{shared_service.url}/v1/audit/verify")[0] == 200
 
 
+def test_the_first_and_last_representable_stamps_are_stored_and_listed(shared_service: Service) -> None:
+    """Year 1 (as ISO-8601 or epoch seconds) is stored as ``0001-…`` (the C library's ``%Y`` once wrote it
+    ``1-…``, a shape no flush could take), and the last microsecond of year 9999 is stored and its file
+    listed (its end, one second later, overflowed and failed /v1/audit/verify and /v1/audit/storage); the
+    writer sets nothing aside and no flush fails."""
+    tenant = marker()
+    before = shared_service.writer_status()
+    posted = {"iso year 1": "0001-01-01T00:00:00Z", "epoch year 1": -62135596800,
+              "last instant": "9999-12-31T23:59:59.999999Z"}
+    post_ok(shared_service, [{"type": "auth", "tenant_id": tenant, "case": case, "ts": stamp}
+                             for case, stamp in posted.items()])
+    deadline = time.monotonic() + VISIBLE_SECONDS + 10
+    while True:
+        stored = {event["case"]: event["ts"] for event in shared_service.stored_events() if event.get("tenant_id") == tenant}
+        if len(stored) == 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert stored == {"iso year 1": "0001-01-01T00:00:00.000000Z", "epoch year 1": "0001-01-01T00:00:00.000000Z",
+                      "last instant": "9999-12-31T23:59:59.999999Z"}
+    after = shared_service.writer_status()
+    assert (after["failed_flushes"], after["unparsable_lines"]) == (before["failed_flushes"], before["unparsable_lines"])
+    assert http("GET", f"{shared_service.url}/v1/audit/verify")[0] == 200
+    assert http("GET", f"{shared_service.url}/v1/audit/storage")[0] == 200
+
+
 @pytest.mark.parametrize("raw", [b'{"type": "auth",', b"", b'{"type": "auth",}', b"\xff\xfe{}", b"[{}, {}",
                                  b"{'type': 'auth'}"])
 def test_malformed_json_is_400(shared_service: Service, raw: bytes) -> None:

@@ -269,3 +269,22 @@ def test_only_ascii_digits_and_a_real_year_are_canonical(value: str) -> None:
     with pytest.raises(EventError):
         general(posted, None)
     assert canonical_ts("0001-01-01T00:00:00.000000Z") == "0001-01-01T00:00:00.000000Z"
+
+
+def test_stamps_before_year_1000_keep_four_digits_and_the_last_second_is_listed() -> None:
+    """``format_ts`` and ``iso_from_micros`` write a four-digit year (``%Y`` writes year 1 as ``1``), and a
+    file of 9999-12-31T23:59:59's events is described, its end at datetime's last instant."""
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    from ingest.timeutil import iso_from_micros
+    from shared import layout
+    from shared.events import format_ts
+
+    assert format_ts(datetime(1, 1, 1, tzinfo=timezone.utc)) == "0001-01-01T00:00:00.000000Z"
+    assert format_ts(datetime(999, 12, 31, 23, 59, 59, 5, tzinfo=timezone.utc)) == "0999-12-31T23:59:59.000005Z"
+    assert canonical_ts(-62135596800) == canonical_ts("0001-01-01T00:00:00Z") == "0001-01-01T00:00:00.000000Z"
+    assert iso_from_micros(-62135596800000000) == "0001-01-01T00:00:00.000000Z"
+    name = "audit-99991231T235959Z-000000000001-000000000002-99991231T235959Z.ndjson.gz"
+    info = layout.describe(Path(name))
+    assert info is not None and info.max_ts == datetime.max.replace(tzinfo=timezone.utc)
