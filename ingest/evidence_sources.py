@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 
 from shared import digests as d
 from shared import layout, s3_layout
-from shared.events import format_ts, parse_iso
+from shared.events import format_ts, parse_iso, shifted
 from shared.evidence_check import Evidence, Listed, check
 
 log = logging.getLogger("auditlake.ingest.evidence")
@@ -144,7 +144,7 @@ def gather(source: Source, since: str | None = None) -> Evidence:
     """Read what verification needs: digests ending after ``since`` − 1 day (all without ``since``), plus the
     one before them to check the link, every writer's pointer and public key, and the object listing."""
     objects, names = source.scan()
-    cutoff = d.compact(format_ts(parse_iso(since) - DIGEST_SLACK)) if since else None
+    cutoff = d.compact(format_ts(shifted(parse_iso(since), -DIGEST_SLACK))) if since else None
     by_writer: dict[str, list[tuple[int, str, str]]] = {}
     pointers: dict[str, bytes | None] = {}
     public_keys: dict[str, bytes | None] = {}

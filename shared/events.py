@@ -6,7 +6,7 @@ import calendar
 import math
 import re
 import uuid
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -65,6 +65,32 @@ def format_ts(moment: datetime) -> str:
     ``1-01-01T00:00:00.000000Z`` (from ``0001-01-01T00:00:00Z`` or epoch -62135596800) was stored in a
     shape no reader or flush takes."""
     return moment.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def shifted(moment: datetime, delta: timedelta) -> datetime:
+    """``moment + delta``, held at datetime's first or last instant (UTC) instead of overflowing: a query,
+    a listing or a file's end at year 1 or 9999 once failed with OverflowError (a 500)."""
+    try:
+        return moment + delta
+    except OverflowError:
+        return (datetime.min if delta < timedelta(0) else datetime.max).replace(tzinfo=timezone.utc)
+
+
+def days_back(newest: date, oldest: date) -> list[date]:
+    """The days from ``newest`` back to ``oldest`` (both included), newest first; none when oldest is later."""
+    days = []
+    day = newest
+    while day >= oldest:
+        days.append(day)
+        if day == oldest:  # date.min has no day before it
+            break
+        day -= timedelta(days=1)
+    return days
+
+
+def day_path(day: date, separator: str) -> str:
+    """``YYYY<sep>MM<sep>DD`` with a four-digit year (``strftime``'s ``%Y`` writes year 1 as ``1``)."""
+    return f"{day.year:04d}{separator}{day.month:02d}{separator}{day.day:02d}"
 
 
 def parse_iso(text: str) -> datetime:

@@ -7,6 +7,8 @@ import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from shared.events import days_back, shifted
+
 COMPACT_TS = "%Y%m%dT%H%M%SZ"
 _NAME = re.compile(
     r"^audit-(?P<min>\d{8}T\d{6}Z)-(?P<first>\d{12,20})-(?P<last>\d{12,20})-(?P<max>\d{8}T\d{6}Z)\.ndjson(?:\.gz)?$"
@@ -61,15 +63,6 @@ def _parse_compact(text: str) -> datetime:
     return datetime.strptime(text, COMPACT_TS).replace(tzinfo=timezone.utc)
 
 
-def _second_after(moment: datetime) -> datetime:
-    """The end of the second that starts at ``moment``; datetime's last instant for 9999-12-31T23:59:59 (a
-    file of that second's events made every listing of the store, /v1/audit/verify among them, fail)."""
-    try:
-        return moment + timedelta(seconds=1)
-    except OverflowError:
-        return datetime.max.replace(tzinfo=timezone.utc)
-
-
 def describe(path: Path) -> StoredFile | None:
     """Read a published file's name; None when it is not an audit file (temp files, strays)."""
     match = _NAME.match(path.name)
@@ -77,7 +70,7 @@ def describe(path: Path) -> StoredFile | None:
         return StoredFile(
             path,
             _parse_compact(match["min"]),
-            _second_after(_parse_compact(match["max"])),
+            shifted(_parse_compact(match["max"]), timedelta(seconds=1)),  # 9999-12-31T23:59:59 ends at the last instant
             int(match["first"]),
             int(match["last"]),
         )
@@ -94,13 +87,10 @@ def day_dir(root: Path, year: str, month: str, day: str) -> Path:
 def day_dirs_between(root: Path, since: datetime, until: datetime) -> list[Path]:
     """Existing day directories from ``since``'s day to ``until``'s day, newest first."""
     found = []
-    day = until.date()
-    first = since.date()
-    while day >= first:
+    for day in days_back(until.date(), since.date()):
         path = root / f"{day.year:04d}" / f"{day.month:02d}" / f"{day.day:02d}"
         if path.is_dir():
             found.append(path)
-        day -= timedelta(days=1)
     return found
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import pyarrow as pa
 
-from shared.events import NAMED_FIELDS
+from shared.events import NAMED_FIELDS, day_path, days_back, shifted
 
 PARTITIONS = ("day", "hour", "minute")
 RETENTION_RULE_ID = "caipe-audit-retention"
@@ -88,11 +88,11 @@ def describe_key(prefix: str, key: str) -> ObjectInfo | None:
             span = timedelta(minutes=1)
         partition = rest.rsplit("/", 1)[0]
         return ObjectInfo(key, False, partition, match["writer"], int(match["first"]), int(match["last"]),
-                          start, start + span)
+                          start, shifted(start, span))
     match = _LEGACY_KEY.match(rest)
     if match:
         newest = datetime.strptime(match["ts"], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
-        return ObjectInfo(key, True, None, None, None, None, None, newest + timedelta(seconds=1))
+        return ObjectInfo(key, True, None, None, None, None, None, shifted(newest, timedelta(seconds=1)))
     return None
 
 
@@ -104,13 +104,12 @@ def day_prefixes(prefix: str, since: datetime, until: datetime) -> list[str]:
     """
     head = base(prefix)
     prefixes = []
-    day = until.date()
-    legacy_day = day + timedelta(days=1)
-    prefixes.append(f"{head}{legacy_day:%Y/%m/%d}/")
-    while day >= since.date():
-        prefixes.append(f"{head}dt={day:%Y-%m-%d}/")
-        prefixes.append(f"{head}{day:%Y/%m/%d}/")
-        day -= timedelta(days=1)
+    newest = until.date()
+    if newest < date.max:
+        prefixes.append(f"{head}{day_path(newest + timedelta(days=1), '/')}/")
+    for day in days_back(newest, since.date()):
+        prefixes.append(f"{head}dt={day_path(day, '-')}/")
+        prefixes.append(f"{head}{day_path(day, '/')}/")
     return prefixes
 
 

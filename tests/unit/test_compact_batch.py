@@ -288,3 +288,28 @@ def test_stamps_before_year_1000_keep_four_digits_and_the_last_second_is_listed(
     name = "audit-99991231T235959Z-000000000001-000000000002-99991231T235959Z.ndjson.gz"
     info = layout.describe(Path(name))
     assert info is not None and info.max_ts == datetime.max.replace(tzinfo=timezone.utc)
+
+
+def test_day_arithmetic_holds_at_year_1_and_9999(tmp_path) -> None:
+    """Listing days, S3 day prefixes and a key's end at the calendar's two ends: no OverflowError, and
+    four-digit years in every name (``%Y`` writes year 1 as ``1``)."""
+    from datetime import date, datetime, timedelta, timezone
+
+    from shared import layout, s3_layout
+    from shared.events import days_back, shifted
+
+    first = datetime(1, 1, 1, tzinfo=timezone.utc)
+    last = datetime.max.replace(tzinfo=timezone.utc)
+    assert days_back(date(1, 1, 2), date.min) == [date(1, 1, 2), date.min]
+    assert days_back(date.max, date(9999, 12, 31)) == [date.max]
+    assert days_back(date(2026, 1, 1), date(2026, 1, 2)) == []
+    assert shifted(first, -timedelta(days=1)) == first and shifted(last, timedelta(seconds=1)) == last
+    (tmp_path / "0001" / "01" / "01").mkdir(parents=True)
+    assert layout.day_dirs_between(tmp_path, first, first + timedelta(hours=30)) == [tmp_path / "0001" / "01" / "01"]
+    assert s3_layout.day_prefixes("audit/", first, first + timedelta(hours=1)) == [
+        "audit/0001/01/02/", "audit/dt=0001-01-01/", "audit/0001/01/01/"]
+    assert s3_layout.day_prefixes("audit/", last - timedelta(hours=1), last) == [
+        "audit/dt=9999-12-31/", "audit/9999/12/31/"]
+    key = "audit/dt=9999-12-31/hour=23/minute=59/w1-000000000001-000000000002.parquet"
+    info = s3_layout.describe_key("audit/", key)
+    assert info is not None and info.end == last
