@@ -37,6 +37,38 @@ async def test_concurrent_appends_share_fsyncs(tmp_path: Path, monkeypatch: pyte
     assert len(calls) < 20
 
 
+async def test_a_small_group_is_committed_on_the_loop_and_a_large_one_on_a_worker(tmp_path: Path) -> None:
+    """Group commits up to ``INLINE_GROUP_BYTES`` are written and fsync'd on the event loop's thread (the
+    hand-over to a worker cost more than the fsync); larger ones on a worker thread, so the loop goes on
+    receiving frames meanwhile. Both are durable and indexed the same way."""
+    import threading
+
+    from writer import spool as spool_module
+
+    spool = Spool(tmp_path, 1 << 24, 1 << 30)
+    spool.open()
+    threads: list[str] = []
+    write_group = spool._write_group
+
+    def recording(records):  # type: ignore[no-untyped-def]
+        threads.append(threading.current_thread().name)
+        return write_group(records)
+
+    spool._write_group = recording  # type: ignore[method-assign]
+    committer = asyncio.create_task(spool.run_committer())
+    small = b'{"a":1}\n' * 100
+    large = b'{"a":1}\n' * (spool_module.INLINE_GROUP_BYTES // 8 + 1)
+    assert len(small) < spool_module.INLINE_GROUP_BYTES < len(large)
+    await spool.append(1, small, 100)
+    await spool.append(2, large, large.count(b"\n"))
+    spool.close()
+    await committer
+    assert threads[0] == threading.current_thread().name and threads[1] != threads[0], threads
+    assert [entry.seq for entry in spool.index] == [1, 2]
+    assert list(spool.read_range(list(spool.index)).payloads()) == [small, large]
+    spool.release()
+
+
 async def test_reopen_indexes_unflushed_records_and_remembers_batches(tmp_path: Path) -> None:
     """After a restart the spool indexes every record, continues the seq and knows the batch ids."""
     await _spool_with(tmp_path, [b'{"a":1}\n{"b":2}\n', b'{"c":3}\n'])
