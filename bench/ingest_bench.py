@@ -11,7 +11,8 @@ sampling both processes' resident memory; wrk is a closed loop, so the offered r
 connections (256 offer 6-7 times the maximum on the reference machine; ``offered_times_max`` says how
 many). The maximum run also reports each process's CPU time per accepted event (``cpu_us_per_event``; the
 kernel's part and the minor page faults per event beside it) and the events the writer stored meanwhile
-(``flushed_events_per_second``; when its flushes lag, ``writer_backlog_events_after`` grows). The
+(``flushed_events_per_second``; when its flushes lag, ``writer_backlog_events_after`` grows, and the next run
+waits until the writer has stored it: ``backlog_drain_seconds``). The
 single-event maximum reports each process's CPU per request, and the floor's runs its server's
 (``cpu_us_per_request``: what aiohttp alone costs a request). Every wrk run (the floor's too) reports the
 share of the machine's CPU time that was idle and that the hypervisor took (``machine_idle_percent``,
@@ -108,6 +109,14 @@ def service_under_wrk(prefix: str, events_per_body: int, connections: int, secon
     return work, service, load
 
 
+def drain_backlog(service: Service, timeout: float = 120.0) -> float:
+    """Wait (at most ``timeout``) until the writer's spool holds no unflushed event; the seconds it took."""
+    started = time.monotonic()
+    while service.writer_status()["spool_backlog_events"] and time.monotonic() - started < timeout:
+        time.sleep(0.2)
+    return round(time.monotonic() - started, 1)
+
+
 def rss_mb(pid: int) -> float:
     """Resident memory of a process in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -201,6 +210,9 @@ def run(args: argparse.Namespace) -> dict:
         # spool absorbs for a while, not one it sustains).
         top["flushed_events_per_second"] = round((after["flushed_events"] - before["flushed_events"])
                                                  / (top["duration_us"] / 1e6))
+        # The writer stores what the spool holds before the next run, so that the single-event run measures
+        # single events rather than the maximum run's backlog being flushed beside them.
+        top["backlog_drain_seconds"] = drain_backlog(service)
         report["max_batch_100"] = top
         single_before = {name: cpu_seconds(proc.pid) for name, proc in service.procs.items()}
         single = wrk(service.url, templates["single"], args.seconds, 16)
