@@ -6,9 +6,10 @@ Needs wrk. Starts the two processes with default settings (verbosity ``verbose``
 CPU time (``/proc/<pid>/stat``) and the machine's (``/proc/stat``). Prints requests and events per second,
 each process's share of a core and CPU per request, the machine's busy, idle (with I/O wait) and steal
 shares (100 % is one CPU), the CPUs each may run on (``AUDIT_SERVICE_INGEST_CPUS`` / ``_WRITER_CPUS``; set
-both to ``all`` for an unpinned comparison), and ingest's mean time from sending a frame to its ack with the
-requests per frame (from its metrics). Steal is time the hypervisor gave the vCPUs to someone else: compare
-runs only when it is low.
+both to ``all`` for an unpinned comparison), ingest's mean time from sending a frame to its ack with the
+requests per frame (from its metrics), and the events the writer stored meanwhile with the spool's backlog
+at the end (a writer that falls behind stores fewer than are accepted, and its backlog grows). Steal is
+time the hypervisor gave the vCPUs to someone else: compare runs only when it is low.
 """
 
 from __future__ import annotations
@@ -52,9 +53,11 @@ def main() -> None:
         before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         cpus = {name: sorted(os.sched_getaffinity(pid)) for name, pid in pids.items()}
         ticks_before, acks_before, started = machine_ticks(), ack_summary(service.url), time.time()
+        stored_before = service.writer_status()["flushed_events"]
         time.sleep(args.seconds)
         after = {name: cpu_seconds(pid) for name, pid in pids.items()}
         ticks_after, acks_after, elapsed = machine_ticks(), ack_summary(service.url), time.time() - started
+        writer_after = service.writer_status()
         load.wait()
         summary = json.loads((work / "wrk.json").read_text())
     finally:
@@ -62,6 +65,8 @@ def main() -> None:
     rate = summary["requests"] / (summary["duration_us"] / 1e6)
     print(f"{rate:.0f} requests/s, {rate * args.events_per_body:.0f} events/s, statuses {summary['statuses']}, "
           f"p50 {summary['p50_us'] / 1000:.1f} ms")
+    print(f"  stored by the writer meanwhile {(writer_after['flushed_events'] - stored_before) / elapsed:.0f} events/s, "
+          f"{writer_after['spool_backlog_events']} events waiting in the spool at the end")
     for name in pids:
         used = (after[name] - before[name]) / elapsed
         print(f"  {name:7s} {100 * used:4.0f} % of a core, {1e6 * used / rate:6.0f} µs per request, "

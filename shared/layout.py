@@ -7,7 +7,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from shared.events import days_back, shifted
+from shared.events import day_path, days_back, shifted
 
 COMPACT_TS = "%Y%m%dT%H%M%SZ"
 _NAME = re.compile(
@@ -88,7 +88,7 @@ def day_dirs_between(root: Path, since: datetime, until: datetime) -> list[Path]
     """Existing day directories from ``since``'s day to ``until``'s day, newest first."""
     found = []
     for day in days_back(until.date(), since.date()):
-        path = root / f"{day.year:04d}" / f"{day.month:02d}" / f"{day.day:02d}"
+        path = root / day_path(day, "/")
         if path.is_dir():
             found.append(path)
     return found

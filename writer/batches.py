@@ -89,27 +89,25 @@ def group_range(span: SpoolRange, window: DedupeWindow | None = None,
 
 
 def unreadable_stamps(stamps: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """The rows whose ``ts`` Arrow cannot read as a timestamp from year 1 on (none, at the cost of one cast,
-    when every row's can).
+    """The rows whose ``ts`` Arrow cannot read as a timestamp from year 1 on, or that have none (one cast of
+    the column when every row's can; row by row only when some cannot).
 
     Ingest stores only canonical stamps, but a range holding one that Arrow cannot read (an ingest bug, a
     build that let one through) would fail every flush of its range, and the writer would store nothing
     more: such rows are set aside with the unparsable lines (quarantined) and the rest is stored.
     """
+    if _all_readable(stamps):
+        return np.empty(0, dtype=np.int64)
+    return np.flatnonzero([not _all_readable(pa.array([value], pa.string())) for value in stamps.to_pylist()])
+
+
+def _all_readable(stamps: pa.ChunkedArray | pa.Array) -> bool:
+    """True when Arrow reads every stamp as a timestamp from year 1 on (and none is missing)."""
     try:
         micros = stamps.cast(UTC_MICROS).cast(pa.int64())
-        if not len(micros) or pc.min(micros).as_py() >= _FIRST_MICROS:
-            return np.empty(0, dtype=np.int64)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
-    return np.flatnonzero([not _readable_stamp(value) for value in stamps.to_pylist()])
-
-
-def _readable_stamp(value: str) -> bool:
-    try:
-        return pa.scalar(value, pa.string()).cast(UTC_MICROS).cast(pa.int64()).as_py() >= _FIRST_MICROS
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return False
+    return micros.null_count == 0 and (not len(micros) or pc.min(micros).as_py() >= _FIRST_MICROS)
 
 
 def _days(table: pa.Table, kept: np.ndarray) -> dict[DayKey, pa.Table]:

@@ -22,8 +22,9 @@ from writer.fsutil import fsync_dir, write_atomic
 # A group commit this small (single events: a dozen requests of ~0.5 KB) is written and fsync'd on the event
 # loop's thread: the hand-over to a worker thread and back (two wake-ups, the GIL taken twice) cost more than
 # the fsync itself (0.36-0.39 ms a commit against 0.14 for the fsync). Single-event bodies, alternated
-# rounds: the writer's CPU per request 43-56 -> 28-40 us, 7,869 / 6,704 / 6,457 / 6,662 -> 8,748 / 7,100 /
-# 7,064 / 6,630 requests/s. A 100-event request alone is ~53 KB, so larger batches keep the worker thread
+# rounds (bench/cpu_split.py --events-per-body 1): the writer's CPU per request 43-73 -> 28-49 us in every
+# round; requests/s rose in one phase of the machine (7,869 / 6,704 / 6,457 / 6,662 -> 8,748 / 7,100 /
+# 7,064 / 6,630) and not in a slower one. A 100-event request alone is ~53 KB, so larger batches keep the worker thread
 # (the loop receives the next frames during their fsync; at 64 KiB the half-max p99 rose by about 1 ms).
 INLINE_GROUP_BYTES = 16 * 1024
 log = logging.getLogger("auditlake.writer.spool")
