@@ -4,7 +4,7 @@ Usage: .venv/bin/python bench/cpu_split.py [--events-per-body 100] [--seconds 10
 Needs wrk. Starts the two processes with default settings (verbosity ``verbose``), runs wrk with
 ``bench/ingest_wrk.lua`` for ``--seconds`` + 4 s, and over ``--seconds`` in the middle reads each process's
 CPU time (``/proc/<pid>/stat``) and the machine's (``/proc/stat``). Prints requests and events per second,
-each process's share of a core and CPU per request, the machine's busy, idle (with I/O wait) and steal
+each process's share of a core and CPU per request (with its kernel part and minor page faults), the machine's busy, idle (with I/O wait) and steal
 shares (100 % is one CPU), the CPUs each may run on (``AUDIT_SERVICE_INGEST_CPUS`` / ``_WRITER_CPUS``; set
 both to ``all`` for an unpinned comparison), ingest's mean time from sending a frame to its ack with the
 requests per frame (from its metrics), and the events the writer stored meanwhile with the spool's backlog
@@ -27,7 +27,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 sys.path.insert(0, str(BENCH))
 
-from ingest_bench import cpu_seconds, machine_ticks, service_under_wrk  # noqa: E402
+from ingest_bench import machine_ticks, process_counters, service_under_wrk  # noqa: E402
 
 
 def ack_summary(url: str) -> tuple[float, float]:
@@ -50,12 +50,12 @@ def main() -> None:
         time.sleep(2)
         pids = {name: proc.pid for name, proc in service.procs.items()}
         pids["wrk"] = load.pid
-        before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        before = {name: process_counters(pid) for name, pid in pids.items()}
         cpus = {name: sorted(os.sched_getaffinity(pid)) for name, pid in pids.items()}
         ticks_before, acks_before, started = machine_ticks(), ack_summary(service.url), time.time()
         stored_before = service.writer_status()["flushed_events"]
         time.sleep(args.seconds)
-        after = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        after = {name: process_counters(pid) for name, pid in pids.items()}
         ticks_after, acks_after, elapsed = machine_ticks(), ack_summary(service.url), time.time() - started
         writer_after = service.writer_status()
         load.wait()
@@ -68,9 +68,11 @@ def main() -> None:
     print(f"  stored by the writer meanwhile {(writer_after['flushed_events'] - stored_before) / elapsed:.0f} events/s, "
           f"{writer_after['spool_backlog_events']} events waiting in the spool at the end")
     for name in pids:
-        used = (after[name] - before[name]) / elapsed
-        print(f"  {name:7s} {100 * used:4.0f} % of a core, {1e6 * used / rate:6.0f} µs per request, "
-              f"on CPUs {cpus[name]}")
+        used = (after[name][0] - before[name][0]) / elapsed
+        kernel = (after[name][1] - before[name][1]) / elapsed
+        faults = (after[name][2] - before[name][2]) / elapsed
+        print(f"  {name:7s} {100 * used:4.0f} % of a core, {1e6 * used / rate:6.0f} µs per request "
+              f"({1e6 * kernel / rate:.0f} in the kernel, {faults / rate:.1f} page faults), on CPUs {cpus[name]}")
     tick = os.sysconf("SC_CLK_TCK") * elapsed
     total, idle, steal = (100 * (now - then) / tick for now, then in zip(ticks_after, ticks_before))
     print(f"  machine busy {total - idle - steal:.0f} %, idle and I/O wait {idle:.0f} %, steal {steal:.0f} % "
