@@ -270,17 +270,11 @@ def ts_bounds(events: pa.Table) -> tuple[str, str]:
 def concatenated(lines: pa.Array) -> memoryview:
     """The bytes of a string or string-view array's values back to back, viewed in Arrow's buffer: string
     views are gathered once, and no Python ``bytes`` copy of a day's file is made (that copy of ~8 MB per
-    local flush, into fresh pages, was ~3 % of the writer's CPU in ``perf``).
-
-    The views are gathered into the C library's heap, not Arrow's pool: the writer hands Arrow's free pages
-    back after each flush at the maximum (above 192 MiB resident), so the gather faulted in ~8 MB of fresh
-    pages every time (7.6 % of the writer in ``perf``), while the heap keeps them for the next flush (see
-    ``writer.flusher.LOCAL_HEAP_TRIM_ABOVE_BYTES``). Three alternated rounds (bench/cpu_split.py): page
-    faults per 100-event request 17.3-17.9 -> 1.4-4.4, the writer's kernel time 170-183 -> 134-149 us."""
+    local flush, into fresh pages, was ~3 % of the writer's CPU in ``perf``)."""
     if not len(lines):
         return memoryview(b"")
     if pa.types.is_string_view(lines.type):
-        lines = lines.cast(pa.string(), memory_pool=pa.system_memory_pool())
+        lines = lines.cast(pa.string())
     _, offsets, data = lines.buffers()
     bounds = np.frombuffer(offsets, dtype=np.int32)[[lines.offset, lines.offset + len(lines)]]
     return byte_view(data.slice(int(bounds[0]), int(bounds[1]) - int(bounds[0])))

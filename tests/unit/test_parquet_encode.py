@@ -220,20 +220,6 @@ def test_a_days_file_and_its_parquet_are_views_of_arrows_buffers() -> None:
     assert bytes(event_table.concatenated(plain.slice(0, 0))) == b""
 
 
-def test_sorted_lines_are_gathered_into_the_c_librarys_heap() -> None:
-    """A day's sorted lines are gathered outside Arrow's default pool (whose free pages the writer hands back
-    after every flush at the maximum), into the C library's heap, which keeps them for the next flush."""
-    lines = [line + b"\n" for _, line in _mixed_lines()] * 200
-    table, _, _ = event_table.parse_lines([b"".join(lines)])
-    views = event_table.line_views(event_table.one_array(table.column("line")), np.arange(len(lines))[::-1])
-    heap, default = pa.system_memory_pool(), pa.default_memory_pool()
-    heap_before, default_before = heap.bytes_allocated(), default.bytes_allocated()
-    body = event_table.concatenated(views)
-    assert bytes(body) == b"".join(reversed(lines))
-    assert heap.bytes_allocated() - heap_before >= len(body) > 50_000
-    assert default.bytes_allocated() - default_before < len(body) or default is heap
-
-
 def test_an_empty_partition_encodes_as_before() -> None:
     """No lines: an empty object of the schema."""
     assert pq.read_table(io.BytesIO(_encode([]))).num_rows == 0
