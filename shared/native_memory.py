@@ -91,14 +91,13 @@ def arrow_on_jemalloc(keep_freed_ms: int) -> str:
     return pool.backend_name
 
 
-def hand_back_free_memory(trim_heap: bool = True) -> None:
-    """Return the pages Arrow's pool keeps (jemalloc's purge of every arena) and, with ``trim_heap``, what
-    glibc's heap holds free (``trim``)."""
+def hand_back_free_memory() -> None:
+    """Return what both allocators hold free: glibc's heap (``trim``) and the pages Arrow's pool keeps
+    (jemalloc's purge of every arena)."""
     import pyarrow
 
     pyarrow.default_memory_pool().release_unused()
-    if trim_heap:
-        trim()
+    trim()
 
 
 def resident_bytes() -> int:

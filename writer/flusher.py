@@ -29,19 +29,10 @@ MAX_FLUSH_BYTES = 8 * 1024 * 1024
 # writer's peak 225-238 MB (32 MiB: the same rate at 285-291 MB). Flushing 16 MiB every time also
 # raised the p99 at half the maximum (15-19 -> 19-21 ms), so a writer that keeps up stays at 8 MiB.
 CATCH_UP_FLUSH_BYTES = 16 * 1024 * 1024
-# Above this resident size a flush hands free memory back to the system: the pages Arrow's jemalloc keeps
-# for the next flush, and glibc's heap above ``heap_trim_above_bytes`` (both keep them for reuse otherwise,
-# which spares the page faults of fresh memory; see shared.native_memory).
+# Above this resident size a flush hands free memory back to the system: glibc's heap and the pages Arrow's
+# jemalloc keeps for the next flush (both keep them for reuse otherwise, which spares the page faults of
+# fresh memory; see shared.native_memory).
 TRIM_ABOVE_BYTES = 192 * 1024 * 1024
-# glibc's heap is trimmed only above this on the local backend. At the maximum the writer sits at 190-230 MB,
-# so trimming at 192 MiB handed every flush's range buffer, newline masks and frames back, and the next
-# flush faulted them in again. Three rounds alternated with the trim at 192 MiB (bench/cpu_split.py): page
-# faults per 100-event request 26.7 / 30.0 / 28.6 -> 17.2 / 19.9 / 17.9, the writer's kernel time 175-200 ->
-# 159-178 us per request; its total CPU and the throughput moved within the machine's noise. Under 6x
-# overload, never trimming the heap took the writer's peak from 216 to 234 MB. An S3 flush is 16 MiB every
-# time and its upload holds the object too: never trimming took that writer to 279 MB (265 with the trim),
-# too near the 300 MB bound, so S3 keeps trimming at ``TRIM_ABOVE_BYTES``.
-LOCAL_HEAP_TRIM_ABOVE_BYTES = 256 * 1024 * 1024
 # A flush that the event count alone triggers starts at least this long after the previous one started.
 # Each flush pays about nine fsyncs (marker, two files and their directory, journal, checkpoint), and the
 # spool's group commits wait behind them on the same disk; back to back, 500-event flushes ran 12-25 times
@@ -60,8 +51,7 @@ class Flusher:
     def __init__(self, spool: Spool, store: Store, stats: WriterStats, batch_size: int,
                  interval_seconds: float, retention_interval_seconds: float,
                  window: DedupeWindow | None = None, max_flush_bytes: int = MAX_FLUSH_BYTES,
-                 min_gap_seconds: float = MIN_FLUSH_GAP_SECONDS, catch_up_bytes: int | None = None,
-                 heap_trim_above_bytes: int = TRIM_ABOVE_BYTES) -> None:
+                 min_gap_seconds: float = MIN_FLUSH_GAP_SECONDS, catch_up_bytes: int | None = None) -> None:
         self.spool = spool
         self.window = window
         self.store = store
@@ -74,7 +64,6 @@ class Flusher:
         # a flush's bytes while the spool holds two full flushes or more (at least ``max_flush_bytes``)
         self.catch_up_bytes = max(max_flush_bytes, CATCH_UP_FLUSH_BYTES if catch_up_bytes is None else catch_up_bytes)
         self.min_gap_seconds = min_gap_seconds
-        self.heap_trim_above_bytes = heap_trim_above_bytes  # resident size above which glibc's heap is trimmed
         self._stopping = False
         self._last_started = -float("inf")  # monotonic start of the latest flush
         self._oldest_unflushed_at: float | None = None
@@ -202,9 +191,8 @@ class Flusher:
         self.stats.failing_since = None
         self._oldest_unflushed_at = None
         await self._in_flush_thread(_unlink_all, dead)
-        resident = native_memory.resident_bytes()
-        if resident > TRIM_ABOVE_BYTES:
-            await self._in_flush_thread(native_memory.hand_back_free_memory, resident > self.heap_trim_above_bytes)
+        if native_memory.resident_bytes() > TRIM_ABOVE_BYTES:
+            await self._in_flush_thread(native_memory.hand_back_free_memory)
         if batch.unparsable:
             log.error("unparsable spooled lines kept in quarantine", extra={"lines": len(batch.unparsable)})
         log.info("flush", extra={

@@ -15,7 +15,7 @@ from shared.settings import Settings
 from writer.dedupe import DedupeWindow
 from writer.evidence import TamperEvidence
 from writer.faults import FaultPoints
-from writer.flusher import LOCAL_HEAP_TRIM_ABOVE_BYTES, Flusher
+from writer.flusher import Flusher
 from writer.health import create_health_app
 from writer.metrics import WriterMetrics
 from shared.s3_client import make_s3_client
@@ -60,8 +60,7 @@ class WriterService:
                                    catch_up_bytes=settings.s3_max_object_bytes)  # objects never exceed the setting
         else:
             self.flusher = Flusher(self.spool, self.store, self.stats, settings.flush_batch_size,
-                                   settings.flush_interval_seconds, settings.retention_interval_seconds, self.window,
-                                   heap_trim_above_bytes=LOCAL_HEAP_TRIM_ABOVE_BYTES)
+                                   settings.flush_interval_seconds, settings.retention_interval_seconds, self.window)
         self.server = SocketServer(settings.resolved_socket_path, self.spool, self.stats,
                                    settings.max_frame_bytes, self.status)
         self._stop = asyncio.Event()

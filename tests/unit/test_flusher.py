@@ -10,8 +10,7 @@ from pathlib import Path
 
 import orjson
 
-from shared import native_memory
-from writer.flusher import LOCAL_HEAP_TRIM_ABOVE_BYTES, TRIM_ABOVE_BYTES, Flusher
+from writer.flusher import Flusher
 from writer.local_store import LocalStore
 from writer.spool import Spool
 from writer.stats import WriterStats
@@ -244,40 +243,3 @@ async def test_every_flush_runs_on_the_flushers_one_thread(tmp_path: Path) -> No
     await _finish(spool, flusher, task)
     assert len(store.threads) == 3
     assert len(set(store.threads)) == 1 and store.threads[0].startswith("flush"), store.threads
-
-
-async def test_glibc_heap_is_trimmed_only_above_its_own_bound(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """Above ``TRIM_ABOVE_BYTES`` resident a flush returns Arrow's kept pages; glibc's heap is trimmed as
-    well only above ``heap_trim_above_bytes`` (the local backend's is higher: its next flush reuses them)."""
-    handed_back: list[bool] = []
-    resident = [0]
-    monkeypatch.setattr(native_memory, "resident_bytes", lambda: resident[0])
-    monkeypatch.setattr(native_memory, "hand_back_free_memory", handed_back.append)
-    spool = Spool(tmp_path / "spool", 1 << 20, 1 << 30)
-    spool.open()
-    committer = asyncio.create_task(spool.run_committer())
-    flusher = Flusher(spool, LocalStore(tmp_path / "store", True, 0, 90, 95), WriterStats(), 1, 0.0, 3600,
-                      heap_trim_above_bytes=LOCAL_HEAP_TRIM_ABOVE_BYTES)
-    for batch, size in enumerate([TRIM_ABOVE_BYTES - 1, TRIM_ABOVE_BYTES + 1, LOCAL_HEAP_TRIM_ABOVE_BYTES + 1], 1):
-        resident[0] = size
-        await _append_events(spool, batch, 10)
-        assert await flusher._flush_once(None)
-    assert handed_back == [False, True]  # nothing below the first bound, Arrow's pages only, then both
-    spool.close()
-    await committer
-    assert LOCAL_HEAP_TRIM_ABOVE_BYTES > TRIM_ABOVE_BYTES
-    assert Flusher(spool, flusher.store, WriterStats(), 1, 0.0, 3600).heap_trim_above_bytes == TRIM_ABOVE_BYTES
-
-
-def test_the_local_writer_trims_its_heap_above_the_higher_bound_and_the_s3_writer_at_the_first(tmp_path: Path) -> None:
-    """The service gives a local flusher ``LOCAL_HEAP_TRIM_ABOVE_BYTES``; an S3 flusher (larger flushes,
-    nearer the memory bound) trims its heap with Arrow's pages."""
-    from shared.settings import Settings
-    from writer.service import WriterService
-
-    local = Settings.from_env({"AUDIT_SERVICE_SPOOL_PATH": str(tmp_path / "a"), "AUDIT_SERVICE_LOCAL_PATH": str(tmp_path / "l")})
-    s3 = Settings.from_env({"AUDIT_SERVICE_SPOOL_PATH": str(tmp_path / "b"), "AUDIT_SERVICE_BACKEND": "s3",
-                            "AUDIT_SERVICE_S3_BUCKET": "bucket", "AWS_ACCESS_KEY_ID": "key",
-                            "AWS_SECRET_ACCESS_KEY": "secret", "AWS_DEFAULT_REGION": "us-east-1"})
-    assert WriterService(local).flusher.heap_trim_above_bytes == LOCAL_HEAP_TRIM_ABOVE_BYTES
-    assert WriterService(s3).flusher.heap_trim_above_bytes == TRIM_ABOVE_BYTES
