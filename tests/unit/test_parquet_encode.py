@@ -220,6 +220,28 @@ def test_a_days_file_and_its_parquet_are_views_of_arrows_buffers() -> None:
     assert bytes(event_table.concatenated(plain.slice(0, 0))) == b""
 
 
+def test_a_days_sorted_lines_are_gathered_outside_the_default_pool() -> None:
+    """With the writer's default pool (jemalloc, whose free pages are handed back after every flush at the
+    maximum), a day's lines are gathered in mimalloc's pool, which keeps its pages for the next flush."""
+    pool = event_table.gather_pool()
+    assert pool is not None and pool.backend_name == "mimalloc"  # the pyarrow wheels this project installs have it
+    lines = [line + b"\n" for _, line in _mixed_lines()] * 200
+    table, _, _ = event_table.parse_lines([b"".join(lines)])
+    views = event_table.line_views(event_table.one_array(table.column("line")), np.arange(len(lines))[::-1])
+    previous = pa.default_memory_pool()
+    writers = pa.jemalloc_memory_pool()
+    pa.set_memory_pool(writers)  # as writer.__main__ sets it (native_memory.arrow_on_jemalloc)
+    try:
+        gathered_before, default_before = pool.bytes_allocated(), writers.bytes_allocated()
+        body = event_table.concatenated(views)
+        assert bytes(body) == b"".join(reversed(lines)) and len(body) > 50_000
+        assert pool.bytes_allocated() - gathered_before >= len(body)
+        assert writers.bytes_allocated() - default_before < len(body)
+        del body
+    finally:
+        pa.set_memory_pool(previous)
+
+
 def test_an_empty_partition_encodes_as_before() -> None:
     """No lines: an empty object of the schema."""
     assert pq.read_table(io.BytesIO(_encode([]))).num_rows == 0
