@@ -73,7 +73,7 @@ class SpoolRange:
 
     first_seq: int
     last_seq: int
-    data: bytes | bytearray
+    data: bytes | bytearray | memoryview
     ends: list[int]
 
     @classmethod

@@ -41,13 +41,15 @@ _MAX_STRING_BYTES = 2**31 - 1
 _MAX_SAMPLED_RECORDS = 64
 
 
-def parse_block(data: bytes | bytearray) -> pa.Table | None:
+def parse_block(data: bytes | bytearray | memoryview) -> pa.Table | None:
     """The table of NDJSON ``data`` (every line ending in a newline), or None when the per-line path must decide.
 
     None for: an empty or blank line, a line that is not one JSON object, a missing or non-string ``ts`` or
     id, a typed field that is not a string (the per-line path stores it as null), a repeated field, bytes
     that are not UTF-8, NaN or Infinity as a value, more bytes than a string column's 32-bit offsets hold.
     """
+    if isinstance(data, memoryview):
+        data = bytes(data)  # a range without typed fields (rare): one copy buys ``bytes.find`` for the scan below
     if _has_non_json_literal(data):
         return None
     found = _line_array(data)
@@ -67,7 +69,7 @@ def parse_block(data: bytes | bytearray) -> pa.Table | None:
     return pa.Table.from_arrays([*parsed.columns, line], schema=SCHEMA)
 
 
-def from_columns(data: bytes | bytearray, ends: list[int], sections: list[bytes]) -> pa.Table | None:
+def from_columns(data: bytes | bytearray | memoryview, ends: list[int], sections: list[bytes]) -> pa.Table | None:
     """The table of NDJSON ``data`` from the typed fields ingest sent with it (``shared.typed_columns``), one
     section per record (``ends``: where each record's lines end), or None when they do not check out.
 
@@ -120,11 +122,11 @@ def _rows_match_lines(table: pa.Table, rows: list[int]) -> bool:
     return True
 
 
-def _line_array(data: bytes | bytearray) -> tuple[pa.StringArray, np.ndarray] | None:
+def _line_array(data: bytes | bytearray | memoryview) -> tuple[pa.StringArray, np.ndarray] | None:
     """``line`` over NDJSON ``data`` (each line with its newline, no copy) and the newlines' offsets; None
     for no data, a last line without a newline, an empty line, bytes that are not UTF-8, or more bytes than
     32-bit offsets hold."""
-    if not data or not data.endswith(b"\n") or len(data) > _MAX_STRING_BYTES:
+    if not len(data) or data[-1] != 0x0A or len(data) > _MAX_STRING_BYTES:
         return None
     newlines = _newline_positions(data)
     if newlines[0] == 0 or (np.diff(newlines) == 1).any():
@@ -133,7 +135,7 @@ def _line_array(data: bytes | bytearray) -> tuple[pa.StringArray, np.ndarray] | 
     offsets[0] = 0
     offsets[1:] = newlines + 1
     line = pa.StringArray.from_buffers(len(newlines), pa.py_buffer(offsets), pa.py_buffer(data))
-    if not data.isascii():
+    if not _is_ascii(data):
         try:
             line.validate(full=True)  # UTF-8 checked in place (``decode`` would build a str of the whole range)
         except pa.ArrowInvalid:
@@ -141,7 +143,14 @@ def _line_array(data: bytes | bytearray) -> tuple[pa.StringArray, np.ndarray] | 
     return line, newlines
 
 
-def _newline_positions(data: bytes | bytearray) -> np.ndarray:
+def _is_ascii(data: bytes | bytearray | memoryview) -> bool:
+    """True when every byte is below 0x80 (``bytes.isascii``; a view is judged by numpy)."""
+    if isinstance(data, (bytes, bytearray)):
+        return data.isascii()
+    return int(np.frombuffer(data, dtype=np.uint8).max(initial=0)) < 0x80
+
+
+def _newline_positions(data: bytes | bytearray | memoryview) -> np.ndarray:
     """The offsets of the newlines in ``data``, found a piece at a time: comparing the whole range at once
     would allocate a mask as large as the range (64 MiB for a full S3 object)."""
     values = np.frombuffer(data, dtype=np.uint8)

@@ -330,8 +330,33 @@ def test_bytes_that_are_not_utf8_never_reach_the_encoder(bad: bytes) -> None:
     lines[1] = (lines[1][0], lines[1][1][:-1] + b',"note":"' + bad + b'"}')
     data = b"".join(line + b"\n" for _, line in lines)
     assert event_table.parse_block(data) is None
+    assert event_table.parse_block(_uninitialized_copy(data)) is None  # a flush's range is such a view
+    assert event_table._line_array(_uninitialized_copy(data)) is None
     table, _, unparsable = event_table.parse_lines([data])
     assert unparsable == [lines[1][1]] and table.num_rows == len(lines) - 1
+
+
+def _uninitialized_copy(data: bytes) -> memoryview:
+    """``data`` in a view of numpy memory, as ``Spool.read_range`` returns a range."""
+    view = memoryview(np.empty(len(data), dtype=np.uint8))
+    view[:] = data
+    return view
+
+
+def test_a_range_read_into_a_view_reads_as_its_bytes_would() -> None:
+    """The lines of a range held in a memoryview (not zero-filled first) parse as the same bytes do,
+    non-ASCII UTF-8 included; a last line without its newline is still declined."""
+    lines = [line + b"\n" for _, line in _mixed_lines()]
+    lines[2] = lines[2][:-2] + ',"note":"grüß 東京"}\n'.encode()
+    data = b"".join(lines)
+    assert not data.isascii()
+    expected = event_table.parse_block(data)
+    assert expected is not None
+    assert event_table.parse_block(_uninitialized_copy(data)).equals(expected)
+    found = event_table._line_array(_uninitialized_copy(data))
+    assert found is not None and found[0].to_pylist() == [line.decode() for line in lines]
+    assert event_table._line_array(_uninitialized_copy(data[:-1])) is None
+    assert event_table._line_array(memoryview(np.empty(0, dtype=np.uint8))) is None
 
 
 def test_record_json_pages_are_small_so_a_read_decodes_little_per_record() -> None:
