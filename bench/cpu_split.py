@@ -4,8 +4,8 @@ Usage: .venv/bin/python bench/cpu_split.py [--events-per-body 100] [--seconds 10
 Needs wrk. Starts the two processes with default settings (verbosity ``verbose``), runs wrk with
 ``bench/ingest_wrk.lua`` for ``--seconds`` + 4 s, and over ``--seconds`` in the middle reads each process's
 CPU time (``/proc/<pid>/stat``) and the machine's (``/proc/stat``). Prints requests and events per second,
-each process's share of a core and CPU per request (with its kernel part and minor page faults), the machine's busy, idle (with I/O wait) and steal
-shares (100 % is one CPU), the CPUs each may run on (``AUDIT_SERVICE_INGEST_CPUS`` / ``_WRITER_CPUS``; set
+each process's share of a core and CPU per request (with its kernel part and minor page faults), the
+machine's busy, idle (with I/O wait) and steal shares (100 % is one CPU), the CPUs each may run on (``AUDIT_SERVICE_INGEST_CPUS`` / ``_WRITER_CPUS``; set
 both to ``all`` for an unpinned comparison), ingest's mean time from sending a frame to its ack with the
 requests per frame (from its metrics), and the events the writer stored meanwhile with the spool's backlog
 at the end (a writer that falls behind stores fewer than are accepted, and its backlog grows). Steal is

@@ -302,7 +302,7 @@ def gather_pool() -> pa.MemoryPool | None:
     trim of a heap holding them stalled the writer for 100-360 ms.) Six alternated rounds
     (bench/cpu_split.py --seconds 10): page faults per 100-event request 23.8-33.5 -> 12.8-17.1, the writer's
     kernel time 173-212 -> 140-180 us per request, stored events/s 144,600 -> 148,800 (means; accepted the
-    same within noise); the writer's peak under 6x overload 216 -> 218 MB.
+    same within noise); the writer's peak under 6x overload 216 -> 212 / 220 MB (two runs).
     """
     try:
         return pa.mimalloc_memory_pool()

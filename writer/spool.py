@@ -392,19 +392,18 @@ class Spool:
         ends, position = [], 0
         handles: dict[Path, Any] = {}
         try:
-            with memoryview(data) as view:
-                for entry in entries:
-                    handle = handles.get(entry.path)
-                    if handle is None:
-                        handle = handles[entry.path] = open(entry.path, "rb")
-                    payload = view[position:position + entry.length - spool_format.HEADER_SIZE]
-                    # Straight into the range's buffer: no copy of the record beside it (in this thread's heap).
-                    if os.preadv(handle.fileno(), [header, payload], entry.offset) != entry.length or \
-                            spool_format.check_record(header, payload, entry.path, entry.offset) != entry.seq:
-                        raise SpoolCorrupt(entry.path, entry.offset, "record changed on disk")
-                    position += len(payload)
-                    ends.append(position)
-                    payload.release()
+            for entry in entries:
+                handle = handles.get(entry.path)
+                if handle is None:
+                    handle = handles[entry.path] = open(entry.path, "rb")
+                payload = data[position:position + entry.length - spool_format.HEADER_SIZE]
+                # Straight into the range's buffer: no copy of the record beside it (in this thread's heap).
+                if os.preadv(handle.fileno(), [header, payload], entry.offset) != entry.length or \
+                        spool_format.check_record(header, payload, entry.path, entry.offset) != entry.seq:
+                    raise SpoolCorrupt(entry.path, entry.offset, "record changed on disk")
+                position += len(payload)
+                ends.append(position)
+                payload.release()
         finally:
             for handle in handles.values():
                 handle.close()
