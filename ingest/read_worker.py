@@ -25,7 +25,7 @@ from ingest.read_plan import ReadCancelled
 from ingest.record_encoding import encode_records
 from ingest.read_wire import READY, RetentionError, StorageUnavailable
 from ingest.storage_view import StorageView, build_storage_view
-from shared import cpu_pinning
+from shared import cpu_pinning, sched_slice
 from shared.logs import configure_logging
 
 log = logging.getLogger("auditlake.ingest.reads")
@@ -100,6 +100,7 @@ def lower_priority(priority: str) -> None:
     Measured on two cores with 4 clients querying in a loop (docs/benchmarks.md): ingest kept 75-84 % of
     its throughput with the read process at nice 10 and 84-97 % with SCHED_IDLE, whose reads still ran.
     """
+    sched_slice.restore_default()  # inherited from ingest's event loop; reads are bulk work
     if priority == "normal":
         return
     with contextlib.suppress(OSError):

@@ -1,4 +1,4 @@
-"""Running a process's main coroutine: uvloop, a short GIL switch interval, and garbage collection tuned for throughput."""
+"""Running a process's main coroutine: uvloop, a short GIL switch interval and scheduler slice, and garbage collection tuned for throughput."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from collections.abc import Coroutine
 from typing import Any
 
-from shared import native_memory
+from shared import native_memory, sched_slice
 
 # Python hands the GIL to a waiting thread only every switch interval (5 ms by default). A flush or read
 # thread running Python code would make the event loop (acks, HTTP answers) wait up to that long for every
@@ -36,8 +36,10 @@ def freeze_started_objects() -> int:
 
 
 def run(main: Coroutine[Any, Any, Any]) -> Any:
-    """Run ``main`` to completion on uvloop (asyncio's loop where uvloop is missing)."""
+    """Run ``main`` to completion on uvloop (asyncio's loop where uvloop is missing), on a thread with the
+    scheduler's shortest slice (``shared.sched_slice``)."""
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
+    sched_slice.shorten_for_event_loop()
     native_memory.limit_arenas()
     native_memory.reuse_big_blocks()
     gc.collect()
