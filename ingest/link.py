@@ -272,12 +272,13 @@ class WriterLink:
             budget -= size
         batch_id = self._next_batch_id
         self._next_batch_id += 1
-        lines = b"".join(item.payload for item in taken)
-        columns = typed_columns.frame_section([item.columns for item in taken])
-        if self.typed_batches and wire.typed_batch_bytes(len(lines), len(columns)) <= self.max_frame_bytes:
-            frame = wire.typed_batch(batch_id, lines, columns, self.max_frame_bytes)
+        lines = [item.payload for item in taken]
+        columns = typed_columns.section_pieces([item.columns for item in taken])
+        if (self.typed_batches and wire.typed_batch_bytes(sum(map(len, lines)), sum(map(len, columns)))
+                <= self.max_frame_bytes):
+            frame = wire.typed_batch_of(batch_id, lines, columns, self.max_frame_bytes)
         else:
-            frame = wire.batch(batch_id, lines, self.max_frame_bytes)
+            frame = wire.batch_of(batch_id, lines, self.max_frame_bytes)
         return _InFlight(batch_id, frame, taken, time.monotonic())
 
     # -- shutdown ----------------------------------------------------------------------------------

@@ -107,7 +107,17 @@ def separator_free(body: bytes) -> bool:
 
 def frame_section(parts: Sequence[bytes]) -> bytes:
     """The columns of a frame: the requests' ``encode`` results, in the frame's order."""
-    return b"[" + b",".join(parts) + b"]"
+    return b"".join(section_pieces(parts))
+
+
+def section_pieces(parts: Sequence[bytes]) -> list[bytes]:
+    """``frame_section`` as pieces to write back to back (a frame joins them once with its other pieces)."""
+    if not parts:
+        return [b"[]"]
+    pieces = [b","] * (2 * len(parts) + 1)
+    pieces[0], pieces[-1] = b"[", b"]"
+    pieces[1:-1:2] = parts
+    return pieces
 
 
 def decode(sections: Sequence[bytes]) -> tuple[list[pa.Array], list[int]]:

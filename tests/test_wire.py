@@ -99,6 +99,21 @@ def test_typed_batch_round_trip_splits_lines_and_columns() -> None:
         wire.typed_batch(1, b"x" * 1000, b"y" * 30, max_payload=1024)
 
 
+def test_frames_of_pieces_are_the_frames_of_the_joined_pieces() -> None:
+    """Ingest hands a frame its requests' lines and columns as pieces (one copy into the frame): the bytes,
+    lengths and checksum are those of the joined payload, and the size bound counts every piece."""
+    lines = [b'{"a":1}\n', b'{"a":2}\n{"a":3}\n']
+    columns = [b"[", b"[1]", b",", b"[2]", b"]"]
+    assert wire.typed_batch_of(5, lines, columns) == wire.typed_batch(5, b"".join(lines), b"".join(columns))
+    frame, _ = wire.decode(wire.typed_batch_of(5, lines, columns))
+    assert wire.typed_parts(frame.payload) == (b"".join(lines), b"[[1],[2]]")
+    assert wire.batch_of(6, lines) == wire.batch(6, b"".join(lines))
+    with pytest.raises(FrameTooLarge):
+        wire.typed_batch_of(1, [b"x" * 600, b"x" * 400], [b"y" * 30], max_payload=1024)
+    with pytest.raises(FrameTooLarge):
+        wire.batch_of(1, [b"x" * 600, b"x" * 425], max_payload=1024)
+
+
 @pytest.mark.parametrize("payload", [b"", b"\x00\x00", b"\x00\x00\x00\x09abc"])
 def test_a_typed_batch_whose_lines_length_does_not_fit_is_corrupt(payload: bytes) -> None:
     with pytest.raises(CorruptFrame):

@@ -200,3 +200,9 @@ def test_a_wrong_row_at_the_end_of_a_middle_record_is_caught() -> None:
     assert event_table.from_columns(span.data, span.ends, sections) is not None
     sections[1] = sections[1].replace(b"r1e2", b"r1eX")
     assert event_table.from_columns(span.data, span.ends, sections) is None
+
+
+@pytest.mark.parametrize("parts", [[], [b"[1]"], [b"[1]", b'[2,"x"]', b"[3]"]])
+def test_section_pieces_join_to_the_frame_section(parts: list[bytes]) -> None:
+    assert b"".join(typed_columns.section_pieces(parts)) == typed_columns.frame_section(parts)
+    assert typed_columns.frame_section(parts) == b"[" + b",".join(parts) + b"]"
