@@ -23,6 +23,7 @@ import functools
 import os
 import platform
 import struct
+from typing import Any
 
 LOOP_SLICE_NS = 100_000  # the shortest slice the kernel allows
 # struct sched_attr (include/uapi/linux/sched/types.h): size, policy, flags, nice, priority, runtime,
@@ -45,7 +46,7 @@ def _libc() -> ctypes.CDLL | None:
         return None
 
 
-def _syscall() -> tuple[object, int, int] | None:
+def _syscall() -> tuple[Any, int, int] | None:
     """libc's ``syscall`` and the two call numbers, or None where this platform has neither."""
     numbers = _SYSCALLS.get(platform.machine())
     libc = _libc()
@@ -61,13 +62,21 @@ def _set_slice(nanoseconds: int) -> bool:
         return False
     call, set_number, get_number = found
     buffer = ctypes.create_string_buffer(_SCHED_ATTR.size)
-    if call(get_number, 0, buffer, _SCHED_ATTR.size, 0) != 0:
+    if _get_attr(call, get_number, buffer) != 0:
         return False
     size, policy, flags, nice, priority, _, deadline, period, low, high = _SCHED_ATTR.unpack(buffer.raw)
     if policy not in (_SCHED_OTHER, _SCHED_BATCH):
         return False  # real-time or idle threads have no fair slice to change
     attr = _SCHED_ATTR.pack(_SCHED_ATTR.size, policy, flags, nice, priority, nanoseconds, deadline, period, low, high)
-    return call(set_number, 0, ctypes.create_string_buffer(attr, _SCHED_ATTR.size), 0) == 0
+    # syscall(2) is variadic: every argument goes as a full machine word (pid 0: the calling thread).
+    return call(ctypes.c_long(set_number), ctypes.c_long(0), ctypes.create_string_buffer(attr, _SCHED_ATTR.size),
+                ctypes.c_ulong(0)) == 0
+
+
+def _get_attr(call: Any, get_number: int, buffer: ctypes.Array[ctypes.c_char]) -> int:
+    """``sched_getattr`` of the calling thread into ``buffer``; 0 on success."""
+    return call(ctypes.c_long(get_number), ctypes.c_long(0), buffer, ctypes.c_ulong(_SCHED_ATTR.size),
+                ctypes.c_ulong(0))
 
 
 def shorten_for_event_loop() -> bool:
@@ -87,7 +96,7 @@ def current_slice_ns() -> int | None:
         return None
     call, _, get_number = found
     buffer = ctypes.create_string_buffer(_SCHED_ATTR.size)
-    if call(get_number, 0, buffer, _SCHED_ATTR.size, 0) != 0:
+    if _get_attr(call, get_number, buffer) != 0:
         return None
     return _SCHED_ATTR.unpack(buffer.raw)[5]
 
@@ -98,4 +107,5 @@ def name_thread(name: str) -> bool:
     encoded = name.encode()
     if libc is None or len(encoded) > MAX_NAME_BYTES:
         return False
-    return libc.prctl(_PR_SET_NAME, ctypes.c_char_p(encoded), 0, 0, 0) == 0
+    zero = ctypes.c_ulong(0)
+    return libc.prctl(ctypes.c_int(_PR_SET_NAME), ctypes.c_char_p(encoded), zero, zero, zero) == 0
