@@ -55,28 +55,32 @@ def _syscall() -> tuple[Any, int, int] | None:
     return libc.syscall, *numbers
 
 
-def _set_slice(nanoseconds: int) -> bool:
-    """Set the calling thread's slice, keeping its policy, nice value and flags; True when the kernel took it."""
+def _thread_attr() -> tuple[int, ...] | None:
+    """The calling thread's ``sched_attr`` fields (``sched_getattr``), or None where they cannot be read."""
     found = _syscall()
     if found is None:
-        return False
-    call, set_number, get_number = found
+        return None
+    call, _, get_number = found
     buffer = ctypes.create_string_buffer(_SCHED_ATTR.size)
-    if _get_attr(call, get_number, buffer) != 0:
+    # syscall(2) is variadic: every argument goes as a full machine word (pid 0: the calling thread).
+    if call(ctypes.c_long(get_number), ctypes.c_long(0), buffer, ctypes.c_ulong(_SCHED_ATTR.size),
+            ctypes.c_ulong(0)) != 0:
+        return None
+    return _SCHED_ATTR.unpack(buffer.raw)
+
+
+def _set_slice(nanoseconds: int) -> bool:
+    """Set the calling thread's slice, keeping its policy, nice value and flags; True when the kernel took it."""
+    attr = _thread_attr()
+    if attr is None:
         return False
-    size, policy, flags, nice, priority, _, deadline, period, low, high = _SCHED_ATTR.unpack(buffer.raw)
+    _, policy, flags, nice, priority, _, deadline, period, low, high = attr
     if policy not in (_SCHED_OTHER, _SCHED_BATCH):
         return False  # real-time or idle threads have no fair slice to change
-    attr = _SCHED_ATTR.pack(_SCHED_ATTR.size, policy, flags, nice, priority, nanoseconds, deadline, period, low, high)
-    # syscall(2) is variadic: every argument goes as a full machine word (pid 0: the calling thread).
-    return call(ctypes.c_long(set_number), ctypes.c_long(0), ctypes.create_string_buffer(attr, _SCHED_ATTR.size),
+    call, set_number, _ = _syscall()  # found, or the attributes could not have been read
+    packed = _SCHED_ATTR.pack(_SCHED_ATTR.size, policy, flags, nice, priority, nanoseconds, deadline, period, low, high)
+    return call(ctypes.c_long(set_number), ctypes.c_long(0), ctypes.create_string_buffer(packed, _SCHED_ATTR.size),
                 ctypes.c_ulong(0)) == 0
-
-
-def _get_attr(call: Any, get_number: int, buffer: ctypes.Array[ctypes.c_char]) -> int:
-    """``sched_getattr`` of the calling thread into ``buffer``; 0 on success."""
-    return call(ctypes.c_long(get_number), ctypes.c_long(0), buffer, ctypes.c_ulong(_SCHED_ATTR.size),
-                ctypes.c_ulong(0))
 
 
 def shorten_for_event_loop() -> bool:
@@ -91,14 +95,8 @@ def restore_default() -> bool:
 
 def current_slice_ns() -> int | None:
     """The calling thread's slice in nanoseconds, or None where it cannot be read."""
-    found = _syscall()
-    if found is None:
-        return None
-    call, _, get_number = found
-    buffer = ctypes.create_string_buffer(_SCHED_ATTR.size)
-    if _get_attr(call, get_number, buffer) != 0:
-        return None
-    return _SCHED_ATTR.unpack(buffer.raw)[5]
+    attr = _thread_attr()
+    return None if attr is None else attr[5]
 
 
 def name_thread(name: str) -> bool:

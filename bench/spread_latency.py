@@ -1,0 +1,75 @@
+"""Latency with independent producers at about half the maximum: wrk's p50 / p99 and how often an ack was slow.
+
+Usage: .venv/bin/python bench/spread_latency.py [--mean-pause-ms 19] [--seconds 20] [--events-per-body 100]
+Needs wrk. Starts the two processes (local backend, default settings, verbosity ``verbose``), runs 5 s at
+the maximum so the writer has flushed and its dedupe window holds ids, waits for the spool to drain, then
+runs 16 connections whose pauses are exponential with ``--mean-pause-ms`` (about 700 requests/s of
+100-event bodies, half the maximum on the machine of docs/benchmarks.md). Prints the rate, wrk's p50 /
+p99 / max, and the share of ingest's requests and of its frames' acks (send to ack, from its metrics)
+slower than 1, 2.5, 5 and 10 ms. Shorter than a full ``ingest_bench.py`` run, for alternated pairs of two
+versions of the code (run it in each tree in turn).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent))
+sys.path.insert(0, str(BENCH))
+
+from ingest_bench import drain_backlog, write_template, wrk  # noqa: E402
+from tests.service import Service  # noqa: E402
+
+HISTOGRAMS = {"requests": "auditlake_ingest_http_request_duration_seconds",
+              "acks": "auditlake_ingest_ack_latency_seconds"}
+BOUNDS = ("0.001", "0.0025", "0.005", "0.01")
+
+
+def buckets(url: str, name: str) -> dict[str, float]:
+    """The cumulative bucket counts of histogram ``name`` (summed over its labels) from ingest's metrics."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    found: dict[str, float] = {}
+    for bound, value in re.findall(rf'^{name}_bucket{{[^}}]*le="([^"]+)"[^}}]*}} (\S+)$', text, re.M):
+        found[bound] = found.get(bound, 0.0) + float(value)
+    return found
+
+
+def main() -> None:
+    """Warm up at the maximum, then measure the paced run."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mean-pause-ms", type=int, default=19)
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--events-per-body", type=int, default=100)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="auditlake-spread-"))
+    (work / "service").mkdir()
+    template = work / "body.json"
+    write_template(template, args.events_per_body)
+    service = Service(work / "service", AUDIT_LOG_VERBOSITY="verbose")
+    service.start_all()
+    try:
+        wrk(service.url, template, 5, 16)
+        drain_backlog(service)
+        before = {key: buckets(service.url, name) for key, name in HISTOGRAMS.items()}
+        run = wrk(service.url, template, args.seconds, 16, args.mean_pause_ms, spread=True)
+        after = {key: buckets(service.url, name) for key, name in HISTOGRAMS.items()}
+    finally:
+        service.stop()
+    print(f"{run['accepted_per_second']:.0f} requests/s accepted, p50 {run['p50_ms']} ms, p99 {run['p99_ms']} ms, "
+          f"max {run['max_us'] / 1000:.1f} ms, steal {run['machine_steal_percent']} %")
+    for key in HISTOGRAMS:
+        total = after[key]["+Inf"] - before[key]["+Inf"]
+        slower = {bound: 1 - (after[key][bound] - before[key][bound]) / max(total, 1) for bound in BOUNDS}
+        shares = ", ".join(f">{float(bound) * 1000:g} ms {100 * share:.1f} %" for bound, share in slower.items())
+        print(f"  {key}: {total:.0f}, slower than {shares}")
+
+
+if __name__ == "__main__":
+    main()
