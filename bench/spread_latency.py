@@ -6,8 +6,9 @@ the maximum so the writer has flushed and its dedupe window holds ids, waits for
 runs 16 connections whose pauses are exponential with ``--mean-pause-ms`` (about 700 requests/s of
 100-event bodies, half the maximum on the machine of docs/benchmarks.md). Prints the rate, wrk's p50 /
 p99 / max, and the share of ingest's requests and of its frames' acks (send to ack, from its metrics)
-slower than 1, 2.5, 5 and 10 ms. Shorter than a full ``ingest_bench.py`` run, for alternated pairs of two
-versions of the code (run it in each tree in turn).
+slower than 1, 2.5, 5 and 10 ms; the same for the writer's group commits (a frame's arrival to durable)
+and for their write and fsync of the spool (the disk's share of a commit). Shorter than a full
+``ingest_bench.py`` run, for alternated pairs of two versions of the code (run it in each tree in turn).
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from tests.service import Service  # noqa: E402
 
 HISTOGRAMS = {"requests": "auditlake_ingest_http_request_duration_seconds",
               "acks": "auditlake_ingest_ack_latency_seconds"}
+# The writer's share of an ack (a group commit, frame arrival to durable) and the disk's share of that.
+WRITER_HISTOGRAMS = {"commits": "auditlake_writer_commit_latency_seconds",
+                     "syncs": "auditlake_writer_spool_sync_seconds"}
 BOUNDS = ("0.001", "0.0025", "0.005", "0.01")
 
 
@@ -39,6 +43,12 @@ def buckets(url: str, name: str) -> dict[str, float]:
     for bound, value in re.findall(rf'^{name}_bucket{{[^}}]*le="([^"]+)"[^}}]*}} (\S+)$', text, re.M):
         found[bound] = found.get(bound, 0.0) + float(value)
     return found
+
+
+def scrape(service: Service, into: dict[str, dict[str, float]]) -> None:
+    """Both processes' latency histograms, by the keys of ``HISTOGRAMS`` and ``WRITER_HISTOGRAMS``."""
+    into.update({key: buckets(service.url, name) for key, name in HISTOGRAMS.items()})
+    into.update({key: buckets(service.writer_url, name) for key, name in WRITER_HISTOGRAMS.items()})
 
 
 def main() -> None:
@@ -57,14 +67,15 @@ def main() -> None:
     try:
         wrk(service.url, template, 5, 16)
         drain_backlog(service)
-        before = {key: buckets(service.url, name) for key, name in HISTOGRAMS.items()}
+        before, after = {}, {}
+        scrape(service, before)
         run = wrk(service.url, template, args.seconds, 16, args.mean_pause_ms, spread=True)
-        after = {key: buckets(service.url, name) for key, name in HISTOGRAMS.items()}
+        scrape(service, after)
     finally:
         service.stop()
     print(f"{run['accepted_per_second']:.0f} requests/s accepted, p50 {run['p50_ms']} ms, p99 {run['p99_ms']} ms, "
           f"max {run['max_us'] / 1000:.1f} ms, steal {run['machine_steal_percent']} %")
-    for key in HISTOGRAMS:
+    for key in [*HISTOGRAMS, *WRITER_HISTOGRAMS]:
         total = after[key]["+Inf"] - before[key]["+Inf"]
         slower = {bound: 1 - (after[key][bound] - before[key][bound]) / max(total, 1) for bound in BOUNDS}
         shares = ", ".join(f">{float(bound) * 1000:g} ms {100 * share:.1f} %" for bound, share in slower.items())

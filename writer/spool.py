@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,7 @@ class _Pending:
     events: int
     columns: bytes | None
     future: asyncio.Future[int]
+    arrived: float  # time.monotonic() when the frame was handed to ``append``
 
 
 class Spool:
@@ -113,6 +115,10 @@ class Spool:
         self._pending_by_batch: dict[int, asyncio.Future[int]] = {}
         self._wakeup = asyncio.Event()
         self._closing = False
+        self._sync_seconds = 0.0  # the last group commit's write and fsync (set in whichever thread ran it)
+        # metrics hook, once per durable group commit: its oldest frame's arrival to durable, and the write
+        # and fsync within that (the disk's share; the rest is the wait for the loop and the thread hand-off)
+        self.observe_commit: Callable[[float, float], None] = lambda durable_seconds, sync_seconds: None
 
     # -- startup -----------------------------------------------------------------------------------
 
@@ -256,7 +262,7 @@ class Spool:
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         header = spool_format.record_header(seq, batch_id, payload)  # written beside the payload, not joined
         self._pending.append(_Pending(seq, batch_id, header, payload, len(payload), events,
-                                      self._held_columns(columns), future))
+                                      self._held_columns(columns), future, time.monotonic()))
         self._pending_bytes += len(header) + len(payload)
         self._pending_by_batch[batch_id] = future
         self._wakeup.set()
@@ -289,6 +295,7 @@ class Spool:
                         item.future.set_exception(SpoolWriteError(self.last_write_error))
                 continue
             self.last_write_error = None
+            self.observe_commit(time.monotonic() - group[0].arrived, self._sync_seconds)
             path = self._active
             assert path is not None
             for item, offset in zip(group, offsets):
@@ -316,6 +323,7 @@ class Spool:
             offsets.append(position)
             position += len(header) + len(payload)
         pieces = [piece for record in records for piece in record]
+        started = time.monotonic()
         try:
             if self.faults.armed_for_mid_append:
                 data = b"".join(pieces)
@@ -325,6 +333,7 @@ class Spool:
                 pieces = [data[cut:]]
             self._write_pieces(pieces)
             os.fsync(self._fd)
+            self._sync_seconds = time.monotonic() - started
             self.faults.reach("after_fsync_before_ack")
         except OSError:
             self._roll_back(start)

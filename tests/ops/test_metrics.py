@@ -96,7 +96,7 @@ def test_ingest_counts_requests_by_canonical_route_and_events_by_outcome(service
 
 
 def test_writer_counts_flushes_bytes_and_spool(service: Service) -> None:
-    """After a post, the writer's flush counters, bytes written per backend and flush histogram move."""
+    """After a post, the writer's flush counters, bytes written per backend, flush and commit histograms move."""
     before = writer_scrape(service)
     assert service.post({"events": make_events(7, "metrics-writer")})[0] == 202
     after = wait_for(lambda: (lambda s: s if s.value("auditlake_writer_flushed_events_total")
@@ -107,6 +107,11 @@ def test_writer_counts_flushes_bytes_and_spool(service: Service) -> None:
     assert after.value("auditlake_writer_written_bytes_total", backend="local") > \
         before.value("auditlake_writer_written_bytes_total", backend="local")
     assert after.value("auditlake_writer_flush_duration_seconds_count", outcome="ok") >= 1
+    for name in ("auditlake_writer_commit_latency_seconds", "auditlake_writer_spool_sync_seconds"):
+        assert after.value(f"{name}_count") > before.value(f"{name}_count"), name
+    # the disk's share of a commit is within the commit's latency
+    assert 0 < after.value("auditlake_writer_spool_sync_seconds_sum") <= \
+        after.value("auditlake_writer_commit_latency_seconds_sum")
     assert after.value("auditlake_writer_flush_failures_total") == 0
     assert after.value("auditlake_writer_flush_failing_seconds") == 0
     assert after.value("auditlake_writer_spool_max_bytes") == 1024 ** 3

@@ -69,6 +69,36 @@ async def test_a_small_group_is_committed_on_the_loop_and_a_large_one_on_a_worke
     spool.release()
 
 
+async def test_each_group_commit_reports_its_latency_and_its_write_and_fsync(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commit hook gets, per group, the time from its oldest frame's arrival to durable and the time of
+    the write and fsync within it; a slow fsync shows in both, a frame that waited for the loop in the first."""
+    import time
+
+    from writer import spool as spool_module
+
+    spool = Spool(tmp_path, 1 << 24, 1 << 30)
+    spool.open()
+    seen: list[tuple[float, float]] = []
+    spool.observe_commit = lambda durable, sync: seen.append((durable, sync))
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (time.sleep(0.05), real_fsync(fd))[1])
+    small = b'{"a":1}\n' * 10
+    large = b'{"a":1}\n' * (spool_module.INLINE_GROUP_BYTES // 8 + 1)
+    first = spool.append(1, small, 10)  # waits 0.03 s for the committer: counted in the latency, not the sync
+    await asyncio.sleep(0.03)
+    committer = asyncio.create_task(spool.run_committer())
+    await first
+    await spool.append(2, large, large.count(b"\n"))
+    spool.close()
+    await committer
+    spool.release()
+    assert len(seen) == 2, seen
+    for durable, sync in seen:
+        assert 0.05 <= sync <= durable
+    assert seen[0][0] >= 0.08  # the 0.03 s before the committer ran, then the 0.05 s fsync
+
+
 async def test_reopen_indexes_unflushed_records_and_remembers_batches(tmp_path: Path) -> None:
     """After a restart the spool indexes every record, continues the seq and knows the batch ids."""
     await _spool_with(tmp_path, [b'{"a":1}\n{"b":2}\n', b'{"c":3}\n'])
