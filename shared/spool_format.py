@@ -32,6 +32,8 @@ HEADER = struct.Struct(">2sBBQQII")
 HEADER_SIZE = HEADER.size
 SEGMENT_PREFIX = "seg-"
 SEGMENT_SUFFIX = ".log"
+# A flushed segment being removed a few MiB at a time (writer.segment_reaper): never read, deleted at start.
+REMOVING_SUFFIX = ".removing"
 CHECKPOINT_NAME = "checkpoint.json"
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from shared import native_memory, sched_slice
 from writer.batches import group_range
 from writer.dedupe import DedupeWindow
+from writer.segment_reaper import SegmentReaper
 from writer.store import Store
 from writer.spool import FlushMarker, Spool
 from writer.stats import WriterStats, utc_now_iso
@@ -52,8 +53,10 @@ class Flusher:
     def __init__(self, spool: Spool, store: Store, stats: WriterStats, batch_size: int,
                  interval_seconds: float, retention_interval_seconds: float,
                  window: DedupeWindow | None = None, max_flush_bytes: int = MAX_FLUSH_BYTES,
-                 min_gap_seconds: float = MIN_FLUSH_GAP_SECONDS, catch_up_bytes: int | None = None) -> None:
+                 min_gap_seconds: float = MIN_FLUSH_GAP_SECONDS, catch_up_bytes: int | None = None,
+                 reaper: SegmentReaper | None = None) -> None:
         self.spool = spool
+        self.reaper = reaper or SegmentReaper()  # removes the segments a flush leaves without live records
         self.window = window
         self.store = store
         self.stats = stats
@@ -192,7 +195,7 @@ class Flusher:
         self.stats.last_error = None
         self.stats.failing_since = None
         self._oldest_unflushed_at = None
-        await self._in_flush_thread(_unlink_all, dead)
+        self.reaper.remove(dead)
         if native_memory.resident_bytes() > TRIM_ABOVE_BYTES:
             await self._in_flush_thread(native_memory.hand_back_free_memory)
         if batch.unparsable:
@@ -224,11 +227,3 @@ def _start_flush_thread() -> None:
     inherits; it is named ``FLUSH_THREAD_NAME`` for ``top -H`` and ``/proc``."""
     sched_slice.restore_default()
     sched_slice.name_thread(FLUSH_THREAD_NAME)
-
-
-def _unlink_all(paths: list) -> None:
-    for path in paths:
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass

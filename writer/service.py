@@ -171,6 +171,7 @@ class WriterService:
         except asyncio.TimeoutError:
             log.warning("drain deadline reached; the spool keeps the rest for the next start",
                         extra={"backlog_events": self.spool.backlog_events})
+        await asyncio.get_running_loop().run_in_executor(None, self.flusher.reaper.close)
         await self.evidence.close()
         for task in self._tasks:
             task.cancel()

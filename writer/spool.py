@@ -134,6 +134,8 @@ class Spool:
         for batch_id in checkpoint.get("recent_batch_ids", []):
             self._remember(int(batch_id), 0)
         self.next_seq = self.flushed_seq + 1
+        for leftover in self.directory.glob(f"*{spool_format.REMOVING_SUFFIX}"):
+            leftover.unlink()  # a flushed segment whose removal a stop interrupted
         segments = spool_format.list_segments(self.directory)
         if not checkpoint and not segments:
             self.next_seq = self.fresh_start_seq

@@ -99,6 +99,19 @@ async def test_each_group_commit_reports_its_latency_and_its_write_and_fsync(tmp
     assert seen[0][0] >= 0.08  # the 0.03 s before the committer ran, then the 0.05 s fsync
 
 
+async def test_open_deletes_a_segment_whose_removal_was_interrupted(tmp_path: Path) -> None:
+    """A flushed segment cut short by a stop (``*.removing``) is deleted at start and never indexed."""
+    await _spool_with(tmp_path, [b'{"a":1}\n'])
+    leftover = tmp_path / (spool_format.segment_name(50) + spool_format.REMOVING_SUFFIX)
+    leftover.write_bytes(b"half a record")
+    reopened = Spool(tmp_path, 1 << 20, 1 << 30)
+    reopened.open()
+    assert not leftover.exists()
+    assert [entry.seq for entry in reopened.index] == [1]
+    assert reopened.quarantined == []
+    reopened.release()
+
+
 async def test_reopen_indexes_unflushed_records_and_remembers_batches(tmp_path: Path) -> None:
     """After a restart the spool indexes every record, continues the seq and knows the batch ids."""
     await _spool_with(tmp_path, [b'{"a":1}\n{"b":2}\n', b'{"c":3}\n'])
