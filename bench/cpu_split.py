@@ -48,7 +48,7 @@ def main() -> None:
     work, service, load = service_under_wrk("auditlake-cpu-split-", args.events_per_body, args.connections, args.seconds + 4)
     try:
         time.sleep(2)
-        pids = {name: proc.pid for name, proc in service.procs.items()}
+        pids = service.process_pids()  # ingest, writer and the writer's encoder child
         pids["wrk"] = load.pid
         before = {name: process_counters(pid) for name, pid in pids.items()}
         cpus = {name: sorted(os.sched_getaffinity(pid)) for name, pid in pids.items()}

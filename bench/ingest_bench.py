@@ -191,11 +191,12 @@ def run(args: argparse.Namespace) -> dict:
     try:
         wrk(service.url, templates["batch_100"], 3, 16)  # warm up
         before = service.writer_status()
-        counters_before = {name: process_counters(proc.pid) for name, proc in service.procs.items()}
+        pids = service.process_pids()  # ingest, writer and the writer's encoder child
+        counters_before = {name: process_counters(pid) for name, pid in pids.items()}
         top = wrk(service.url, templates["batch_100"], args.seconds, 16)
         top["events_per_second"] = round(top["accepted_per_second"] * 100)
         accepted = max(top["statuses"].get("202", 0) * 100, 1)
-        counters_after = {name: process_counters(proc.pid) for name, proc in service.procs.items()}
+        counters_after = {name: process_counters(pid) for name, pid in pids.items()}
         # CPU per event, the kernel's share of it, and the page faults behind much of that (~3 us each here).
         deltas = {name: [end - start for end, start in zip(counters_after[name], counters_before[name])]
                      for name in counters_after}
@@ -214,11 +215,12 @@ def run(args: argparse.Namespace) -> dict:
         # single events rather than the maximum run's backlog being flushed beside them.
         top["backlog_drain_seconds"] = drain_backlog(service)
         report["max_batch_100"] = top
-        single_before = {name: cpu_seconds(proc.pid) for name, proc in service.procs.items()}
+        pids = service.process_pids()
+        single_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         single = wrk(service.url, templates["single"], args.seconds, 16)
-        single["cpu_us_per_request"] = {name: round((cpu_seconds(proc.pid) - single_before[name])
+        single["cpu_us_per_request"] = {name: round((cpu_seconds(pid) - single_before[name])
                                                     / max(single["requests"], 1) * 1e6, 1)
-                                        for name, proc in service.procs.items()}
+                                        for name, pid in pids.items()}
         report["max_single"] = single
         half_rate = top["accepted_per_second"] / 2
         delay_ms = max(1, round(16 * 1000 / half_rate - top["p50_ms"]))
@@ -252,8 +254,8 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def overload(service: Service, template: Path, seconds: float, connections: int) -> dict:
-    """``connections`` with no pause for ``seconds``; resident memory of both processes every second."""
-    pids = {name: proc.pid for name, proc in service.procs.items()}
+    """``connections`` with no pause for ``seconds``; resident memory of each process every second."""
+    pids = service.process_pids()
     env = {**os.environ}
     samples: dict[str, list[float]] = {name: [] for name in pids}
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:

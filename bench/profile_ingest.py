@@ -56,15 +56,16 @@ def main() -> None:
     work, service, load = service_under_wrk("auditlake-profile-", args.events_per_body, args.connections, args.seconds + 6)
     try:
         time.sleep(3)
-        before = {name: cpu_seconds(proc.pid) for name, proc in service.procs.items()}
-        spies = {name: subprocess.Popen([spy, "record", "-p", str(proc.pid), "-d", str(args.seconds), "-r", "100",
+        pids = service.process_pids()  # ingest, writer and the writer's encoder child
+        before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        spies = {name: subprocess.Popen([spy, "record", "-p", str(pid), "-d", str(args.seconds), "-r", "100",
                                          "-f", "raw", "-o", str(work / f"{name}.txt")],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                 for name, proc in service.procs.items()}
+                 for name, pid in pids.items()}
         for spied in spies.values():
             spied.wait()
-        for name, proc in service.procs.items():
-            share = (cpu_seconds(proc.pid) - before[name]) / args.seconds
+        for name, pid in pids.items():
+            share = (cpu_seconds(pid) - before[name]) / args.seconds
             print(f"{name}: {100 * share:.0f}% of a core")
             print("\n".join(summarize(work / f"{name}.txt", args.top)))
         load.wait()

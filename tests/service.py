@@ -121,6 +121,32 @@ class Service:
             time.sleep(0.05)
         raise TimeoutError(f"ingest not ready: {last}\n{self.tail()}")
 
+    def encoder_pids(self) -> list[int]:
+        """The writer's encoder child processes (``writer.flush_encoder``): one while the writer runs."""
+        from writer.flush_encoder import ENCODER_THREAD_NAME
+
+        writer = self.procs["writer"].pid
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:  # the process ended meanwhile
+                continue
+            name, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+            if name == ENCODER_THREAD_NAME and int(rest[1]) == writer and rest[0] != "Z":
+                found.append(int(entry))
+        return found
+
+    def process_pids(self) -> dict[str, int]:
+        """Each running process of the service by name: ingest, writer, and the writer's encoder child."""
+        pids = {name: proc.pid for name, proc in self.procs.items()}
+        encoders = self.encoder_pids() if "writer" in pids else []
+        if encoders:
+            pids["encoder"] = encoders[0]
+        return pids
+
     def writer_status(self) -> dict[str, Any]:
         """The writer's own status document."""
         return http("GET", f"{self.writer_url}/status", timeout=5)[1]

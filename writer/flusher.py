@@ -11,8 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from shared import native_memory, sched_slice
-from writer.batches import group_range
-from writer.dedupe import DedupeWindow
+from writer.flush_encoder import TRIM_ABOVE_BYTES, EncoderConfig, EncoderFailed, FlushEncoder
 from writer.segment_reaper import SegmentReaper
 from writer.store import Store
 from writer.spool import FlushMarker, Spool
@@ -30,10 +29,6 @@ MAX_FLUSH_BYTES = 8 * 1024 * 1024
 # writer's peak 225-238 MB (32 MiB: the same rate at 285-291 MB). Flushing 16 MiB every time also
 # raised the p99 at half the maximum (15-19 -> 19-21 ms), so a writer that keeps up stays at 8 MiB.
 CATCH_UP_FLUSH_BYTES = 16 * 1024 * 1024
-# Above this resident size a flush hands free memory back to the system: glibc's heap and the pages Arrow's
-# jemalloc keeps for the next flush (both keep them for reuse otherwise, which spares the page faults of
-# fresh memory; see shared.native_memory).
-TRIM_ABOVE_BYTES = 192 * 1024 * 1024
 # A flush that the event count alone triggers starts at least this long after the previous one started.
 # Each flush pays about nine fsyncs (marker, two files and their directory, journal, checkpoint), and the
 # spool's group commits wait behind them on the same disk; back to back, 500-event flushes ran 12-25 times
@@ -52,12 +47,13 @@ class Flusher:
 
     def __init__(self, spool: Spool, store: Store, stats: WriterStats, batch_size: int,
                  interval_seconds: float, retention_interval_seconds: float,
-                 window: DedupeWindow | None = None, max_flush_bytes: int = MAX_FLUSH_BYTES,
+                 encoder: FlushEncoder | None = None, max_flush_bytes: int = MAX_FLUSH_BYTES,
                  min_gap_seconds: float = MIN_FLUSH_GAP_SECONDS, catch_up_bytes: int | None = None,
                  reaper: SegmentReaper | None = None) -> None:
         self.spool = spool
         self.reaper = reaper or SegmentReaper()  # removes the segments a flush leaves without live records
-        self.window = window
+        # reads, dedupes and encodes each range in a child process (no dedupe window unless one is given)
+        self.encoder = encoder or FlushEncoder(EncoderConfig(store.encoder()))
         self.store = store
         self.stats = stats
         self.batch_size = batch_size
@@ -87,6 +83,10 @@ class Flusher:
         """Flush until stopped and the spool is empty (or a failure persists while stopping)."""
         backoff = BACKOFF_START_SECONDS
         redo = self.spool.read_flush_marker()
+        try:
+            await self._in_flush_thread(self.encoder.start)  # before the first flush is due (it loads the window)
+        except EncoderFailed as exc:  # the first flush starts it again, and fails and retries if it must
+            log.error("encoder process did not start", extra={"error": str(exc)})
         while True:
             if time.monotonic() >= self._next_retention:
                 await self._retention()
@@ -154,26 +154,23 @@ class Flusher:
         first, last = entries[0].seq, entries[-1].seq
         started = self._last_started = time.monotonic()
         try:
-            span = await self._in_flush_thread(self.spool.read_range, entries)
-            batch = await self._in_flush_thread(group_range, span, self.window,
-                                               [entry.columns for entry in entries])
-            del span  # the batch holds what it needs (its lines point into the range's buffer)
-            names = self.store.plan(batch)
+            batch = await self._in_flush_thread(self.encoder.prepare, entries)
+            names = [item.name for item in batch.files]
             if redo is not None:
                 stale = [name for name in redo.names if name not in names]
                 if self.journal is not None and stale:
                     await self._in_flush_thread(self.journal.record_removed, stale)
                 await self._in_flush_thread(self.store.remove, stale)
             await self._in_flush_thread(self.spool.write_flush_marker, first, last, names)
-            result = await self._in_flush_thread(self.store.publish, batch, names)
+            result = await self._in_flush_thread(self.store.write, batch.files)
+            batch.files = []  # written: their bytes need not wait for the rest of the flush
             if self.journal is not None:  # manifest entries are durable before the checkpoint
                 await self._in_flush_thread(self.journal.record_published, batch, result)
             if batch.unparsable:
                 await self._in_flush_thread(self.spool.quarantine_lines, first, last, batch.unparsable)
             await self._in_flush_thread(self.spool.checkpoint, last)
             self.spool.faults.reach("after_checkpoint")
-            if self.window is not None:
-                await self._in_flush_thread(self.window.remember, batch.id_hashes)
+            await self._in_flush_thread(self.encoder.remember, batch.id_hashes)
         except Exception as exc:  # every failure is retried; it must never kill the loop
             self.stats.failed_flushes += 1
             self.stats.last_error = FLUSH_FAILED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import shutil
@@ -17,7 +18,7 @@ from writer.batches import FlushBatch
 from writer.faults import FaultPoints
 from shared.layout import sidecar_path
 from writer import event_table, parquet_encode
-from writer.store import PublishedFile, PublishResult
+from writer.store import EncodedFile, PublishedFile, PublishResult
 from writer.fsutil import write_atomic
 
 log = logging.getLogger("auditlake.writer.local")
@@ -56,26 +57,25 @@ class LocalStore:
         ]
 
     def publish(self, batch: FlushBatch, names: list[str]) -> PublishResult:
-        """Write one file per day for a spool range (worker thread), under the planned names.
+        """Encode and write the batch in this thread (the flusher encodes in its encoder process instead)."""
+        files = encode_days(batch, self.gzip_enabled)
+        assert [item.name for item in files] == names, "a publish writes the planned names"
+        return self.write(files)
 
-        Each file gets a Parquet sidecar (``<name>.parquet``, the same typed schema as S3 objects) that
-        reads use instead of parsing the NDJSON; the NDJSON file stays the record of the contract.
-        """
-        published = []
-        for name, (_, events) in zip(names, sorted(batch.days.items())):
-            path = self.root / name
+    def encoder(self) -> Callable[[FlushBatch], list[EncodedFile]]:
+        """``encode_days`` with this store's gzip setting (picklable, for the encoder process)."""
+        return functools.partial(encode_days, gzip_enabled=self.gzip_enabled)
+
+    def write(self, files: list[EncodedFile]) -> PublishResult:
+        """Write each day's file and its Parquet sidecar (``<name>.parquet``) atomically (the flush thread)."""
+        for item in files:
+            path = self.root / item.name
             path.parent.mkdir(parents=True, exist_ok=True)
-            body = event_table.concatenated(event_table.one_array(events.column("line")))
-            if self.gzip_enabled:
-                body = igzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
-            sidecar = parquet_encode.encode(events)
-            self._write_file(sidecar_path(path), sidecar)
-            self._write_file(path, body)
-            published.append(PublishedFile(name, hashlib.sha256(body).hexdigest(), len(body), events.num_rows,
-                                            *event_table.ts_bounds(events), hashlib.sha256(sidecar).hexdigest(),
-                                            len(sidecar)))
+            if item.sidecar is not None:
+                self._write_file(sidecar_path(path), item.sidecar)
+            self._write_file(path, item.body)
             self.faults.reach("mid_publish")
-        return PublishResult(published)
+        return PublishResult([item.published for item in files])
 
     def remove(self, names: list[str]) -> None:
         """Delete published files and their sidecars (stale copies of a range being redone)."""
@@ -155,3 +155,21 @@ def _remove_if_empty(directory: Path) -> None:
             path.rmdir()
         except OSError:
             return
+
+
+def encode_days(batch: FlushBatch, gzip_enabled: bool) -> list[EncodedFile]:
+    """One file per day of a spool range under its deterministic name (``LocalStore.plan``), its NDJSON
+    gzip'd (ISA-L) when enabled, with a Parquet sidecar of the same typed schema as S3 objects that reads use
+    instead of parsing the NDJSON; the NDJSON file stays the record of the contract."""
+    files = []
+    for (year, month, day), events in sorted(batch.days.items()):
+        first_ts, last_ts = event_table.ts_bounds(events)
+        name = f"{year}/{month}/{day}/" + layout.file_name(first_ts, last_ts, batch.first_seq, batch.last_seq,
+                                                             gzip_enabled)
+        lines = event_table.concatenated(event_table.one_array(events.column("line")))
+        body = bytes(igzip.compress(lines, compresslevel=GZIP_LEVEL, mtime=0) if gzip_enabled else lines)
+        sidecar = bytes(parquet_encode.encode(events))
+        files.append(EncodedFile(name, body, sidecar, PublishedFile(
+            name, hashlib.sha256(body).hexdigest(), len(body), events.num_rows, first_ts, last_ts,
+            hashlib.sha256(sidecar).hexdigest(), len(sidecar))))
+    return files

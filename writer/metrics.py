@@ -77,7 +77,7 @@ class WriterState(Protocol):
     settings: Any
     stats: Any
     spool: Any
-    window: Any
+    encoder: Any
     flusher: Any
     store: Any
 
@@ -127,9 +127,12 @@ class WriterCollector:
         for key, name in (("total", "auditlake_writer_spool_disk_total_bytes"), ("free", "auditlake_writer_spool_disk_free_bytes")):
             if key in self.spool_disk:
                 yield _g(name, f"{key.title()} bytes of the spool's file system (measured at scrape).", self.spool_disk[key])
-        yield _g("auditlake_writer_dedupe_ids", "audit_event_ids held by the dedupe window.", service.window.size)
+        yield CounterMetricFamily("auditlake_writer_encoder_starts",
+                                  "Encoder processes started (more than one: one died and was replaced).",
+                                  value=service.encoder.starts)
+        yield _g("auditlake_writer_dedupe_ids", "audit_event_ids held by the dedupe window.", service.encoder.dedupe_ids)
         yield _g("auditlake_writer_dedupe_window_seconds", "Time span the dedupe window covers.",
-                 service.window.covered_seconds)
+                 service.encoder.dedupe_covered_seconds)
         failing = service.stats.failing_since
         yield _g("auditlake_writer_flush_failing_seconds", "How long flushes have been failing (0 when they succeed).",
                  max(0.0, time.time() - failing) if failing is not None else 0.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import logging
 import time
@@ -20,7 +21,7 @@ from writer import event_table, object_lock, parquet_encode
 from writer.batches import FlushBatch, prefix_runs
 from writer.faults import FaultPoints
 from writer.object_lock import ObjectLock
-from writer.store import PublishedFile, PublishResult
+from writer.store import EncodedFile, PublishedFile, PublishResult
 
 log = logging.getLogger("auditlake.writer.s3")
 
@@ -70,40 +71,31 @@ class S3Store:
         self.client.create_bucket(**kwargs)
         log.warning("created bucket", extra={"bucket": self.bucket})
 
-    def _groups(self, batch: FlushBatch) -> list[tuple[str, pa.Table]]:
-        """The batch's events by partition, in batch order within each, partitions sorted.
-
-        A partition depends on ``ts[0:16]`` only, so it is computed once per distinct prefix; a day's
-        events are sorted by ``ts``, so a partition's runs of rows are adjacent: one slice, not a copy.
-        """
-        grouped: dict[str, list[tuple[pa.Table, int, int]]] = {}
-        partition_of_prefix: dict[str, str] = {}
-        for events in batch.days.values():
-            for prefix, start, end in prefix_runs(events.column("ts"), 16):
-                partition = partition_of_prefix.get(prefix)
-                if partition is None:
-                    partition = partition_of_prefix[prefix] = s3_layout.partition_of(prefix, self.settings.s3_partition)
-                grouped.setdefault(partition, []).append((events, start, end))
-        return sorted((partition, event_table.joined(parts)) for partition, parts in grouped.items())
-
     def plan(self, batch: FlushBatch) -> list[str]:
         """One key per partition: ``<prefix>/dt=…/hour=…/<writer>-<first>-<last>.parquet``."""
-        return [
-            s3_layout.object_key(self.prefix, partition, self.settings.writer_id, batch.first_seq, batch.last_seq)
-            for partition, _ in self._groups(batch)
-        ]
+        return [s3_layout.object_key(self.prefix, partition, self.settings.writer_id, batch.first_seq, batch.last_seq)
+                for partition, _ in partition_groups(batch, self.settings.s3_partition)]
 
     def publish(self, batch: FlushBatch, names: list[str]) -> PublishResult:
-        """Encode, verify locally, then upload each object with a Content-MD5 the store checks."""
-        published = []
-        for key, (_, events) in zip(names, self._groups(batch)):
-            body = bytes(parquet_encode.encode(events))  # botocore takes bytes or a file
+        """Encode and upload the batch in this thread (the flusher encodes in its encoder process instead)."""
+        files = self.encoder()(batch)
+        assert [item.name for item in files] == names, "a publish writes the planned names"
+        return self.write(files)
+
+    def encoder(self) -> Callable[[FlushBatch], list[EncodedFile]]:
+        """``encode_partitions`` with this store's prefix, partitioning and writer id (picklable)."""
+        return functools.partial(encode_partitions, prefix=self.prefix, partition=self.settings.s3_partition,
+                                 writer_id=self.settings.writer_id)
+
+    def write(self, files: list[EncodedFile]) -> PublishResult:
+        """Upload each object with a Content-MD5 the store checks (the flush thread)."""
+        for item in files:
             started = time.monotonic()
             try:
                 self.client.put_object(
-                    Bucket=self.bucket, Key=key, Body=body, ContentType="application/vnd.apache.parquet",
-                    ContentMD5=base64.b64encode(hashlib.md5(body).digest()).decode(),
-                    Metadata={"events": str(events.num_rows), "writer-id": self.settings.writer_id},
+                    Bucket=self.bucket, Key=item.name, Body=item.body, ContentType="application/vnd.apache.parquet",
+                    ContentMD5=base64.b64encode(hashlib.md5(item.body).digest()).decode(),
+                    Metadata={"events": str(item.published.events), "writer-id": self.settings.writer_id},
                     **(self.object_lock.put_args() if self.object_lock else {}),
                 )
             except Exception:
@@ -111,13 +103,11 @@ class S3Store:
                 raise
             self.uploads += 1
             self.observe_upload(time.monotonic() - started)
-            self.bytes_uploaded += len(body)
-            published.append(PublishedFile(key, hashlib.sha256(body).hexdigest(), len(body), events.num_rows,
-                                           *event_table.ts_bounds(events)))
-            log.info("upload", extra={"key": key, "events": events.num_rows, "bytes": len(body),
+            self.bytes_uploaded += len(item.body)
+            log.info("upload", extra={"key": item.name, "events": item.published.events, "bytes": len(item.body),
                                       "duration_ms": round((time.monotonic() - started) * 1000, 2)})
             self.faults.reach("mid_publish")
-        return PublishResult(published)
+        return PublishResult([item.published for item in files])
 
     def remove(self, names: list[str]) -> None:
         """Delete stale objects of a range being redone."""
@@ -144,3 +134,32 @@ class S3Store:
 
     def _describe(self, status: str, detail: str) -> dict[str, Any]:
         return {"backend": "s3", "status": status, "detail": detail, "bucket": self.bucket, "prefix": self.prefix}
+
+
+def partition_groups(batch: FlushBatch, partition_setting: str) -> list[tuple[str, pa.Table]]:
+    """The batch's events by partition, in batch order within each, partitions sorted.
+
+    A partition depends on ``ts[0:16]`` only, so it is computed once per distinct prefix; a day's events are
+    sorted by ``ts``, so a partition's runs of rows are adjacent: one slice, not a copy.
+    """
+    grouped: dict[str, list[tuple[pa.Table, int, int]]] = {}
+    partition_of_prefix: dict[str, str] = {}
+    for events in batch.days.values():
+        for prefix, start, end in prefix_runs(events.column("ts"), 16):
+            partition = partition_of_prefix.get(prefix)
+            if partition is None:
+                partition = partition_of_prefix[prefix] = s3_layout.partition_of(prefix, partition_setting)
+            grouped.setdefault(partition, []).append((events, start, end))
+    return sorted((partition, event_table.joined(parts)) for partition, parts in grouped.items())
+
+
+def encode_partitions(batch: FlushBatch, prefix: str, partition: str, writer_id: str) -> list[EncodedFile]:
+    """One Parquet object per partition of a spool range, under its deterministic key (``S3Store.plan``),
+    verified by reading it back."""
+    files = []
+    for name, events in partition_groups(batch, partition):
+        key = s3_layout.object_key(prefix, name, writer_id, batch.first_seq, batch.last_seq)
+        body = bytes(parquet_encode.encode(events))  # botocore takes bytes or a file
+        files.append(EncodedFile(key, body, None, PublishedFile(key, hashlib.sha256(body).hexdigest(), len(body),
+                                                                 events.num_rows, *event_table.ts_bounds(events))))
+    return files

@@ -10,9 +10,10 @@ from typing import Any
 
 from aiohttp import web
 
+from shared import native_memory
 from shared.cpu_pinning import Pinning
 from shared.settings import Settings
-from writer.dedupe import DedupeWindow
+from writer.flush_encoder import EncoderConfig, FlushEncoder
 from writer.evidence import TamperEvidence
 from writer.faults import FaultPoints
 from writer.flusher import Flusher
@@ -52,15 +53,16 @@ class WriterService:
         self.spool = Spool(settings.resolved_spool_path, settings.spool_segment_bytes, settings.spool_max_bytes,
                            faults, fresh_start_seq=int(time.time() * 1_000_000))
         self.store = build_store(settings, faults)
-        self.window = DedupeWindow(settings.resolved_spool_path / "dedupe", settings.dedupe_window_seconds,
-                                   settings.dedupe_max_ids)
+        self.encoder = FlushEncoder(EncoderConfig(
+            self.store.encoder(), settings.resolved_spool_path / "dedupe", settings.dedupe_window_seconds,
+            settings.dedupe_max_ids, settings.log_level, native_memory.arrow_keep_freed_ms(settings.backend)))
         if settings.backend == "s3":
             self.flusher = Flusher(self.spool, self.store, self.stats, 2**62, settings.s3_upload_interval_seconds,
-                                   settings.retention_interval_seconds, self.window, settings.s3_max_object_bytes,
+                                   settings.retention_interval_seconds, self.encoder, settings.s3_max_object_bytes,
                                    catch_up_bytes=settings.s3_max_object_bytes)  # objects never exceed the setting
         else:
             self.flusher = Flusher(self.spool, self.store, self.stats, settings.flush_batch_size,
-                                   settings.flush_interval_seconds, settings.retention_interval_seconds, self.window)
+                                   settings.flush_interval_seconds, settings.retention_interval_seconds, self.encoder)
         self.server = SocketServer(settings.resolved_socket_path, self.spool, self.stats,
                                    settings.max_frame_bytes, self.status)
         self._stop = asyncio.Event()
@@ -90,8 +92,8 @@ class WriterService:
             "flushed_seq": self.spool.flushed_seq,
             "quarantined_segments": list(self.spool.quarantined),
             "accounted": self._accounted(),
-            "dedupe_ids": self.window.size,
-            "dedupe_window_seconds": round(self.window.covered_seconds, 1),
+            "dedupe_ids": self.encoder.dedupe_ids,
+            "dedupe_window_seconds": round(self.encoder.dedupe_covered_seconds, 1),
             "storage": self._storage(),
             "evidence": self.evidence.status(),
         }
@@ -140,7 +142,7 @@ class WriterService:
         """Open the spool (recovering what a crash left), then listen on the socket and health port."""
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.spool.open)
-        await loop.run_in_executor(None, self.window.load)
+        await loop.run_in_executor(None, self.encoder.start)  # the child loads the dedupe window
         self.stats.recovered_events = self.spool.backlog_events
         await loop.run_in_executor(None, self.store.prepare)
         await self.evidence.start()
@@ -172,6 +174,7 @@ class WriterService:
             log.warning("drain deadline reached; the spool keeps the rest for the next start",
                         extra={"backlog_events": self.spool.backlog_events})
         await asyncio.get_running_loop().run_in_executor(None, self.flusher.reaper.close)
+        await asyncio.get_running_loop().run_in_executor(None, self.encoder.close)
         await self.evidence.close()
         for task in self._tasks:
             task.cancel()

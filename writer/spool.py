@@ -388,38 +388,8 @@ class Spool:
     # -- flushing support --------------------------------------------------------------------------
 
     def read_range(self, entries: list[IndexEntry]) -> spool_format.SpoolRange:
-        """The payloads of consecutive index entries back to back in one buffer (in a worker thread).
-
-        Each record is read into its place and checked there (header, length, seq and checksum), so a
-        64 MiB range costs 64 MiB, not that plus the records it was joined from. The buffer is numpy's,
-        not zero-filled first (``bytearray(n)`` wrote every page before the read did, in fresh pages after
-        each flush's hand-back: 1.8 % of the writer at the maximum), and numpy asks for huge pages at
-        4 MiB and above. With ``event_table.gather_pool``, three rounds alternated against `dcd0090`'s code
-        (bench/cpu_split.py --seconds 10): page faults per 100-event request 25.9-29.8 -> 10.3-13.2 (the
-        gather alone: 12.8-17.1), the writer's kernel time 174-187 -> 148-172 us per request.
-        """
-        data = memoryview(np.empty(sum(entry.length - spool_format.HEADER_SIZE for entry in entries), dtype=np.uint8))
-        header = bytearray(spool_format.HEADER_SIZE)
-        ends, position = [], 0
-        handles: dict[Path, Any] = {}
-        try:
-            for entry in entries:
-                handle = handles.get(entry.path)
-                if handle is None:
-                    handle = handles[entry.path] = open(entry.path, "rb")
-                payload = data[position:position + entry.length - spool_format.HEADER_SIZE]
-                # Straight into the range's buffer: no copy of the record beside it (in this thread's heap).
-                if os.preadv(handle.fileno(), [header, payload], entry.offset) != entry.length or \
-                        spool_format.check_record(header, payload, entry.path, entry.offset) != entry.seq:
-                    raise SpoolCorrupt(entry.path, entry.offset, "record changed on disk")
-                position += len(payload)
-                ends.append(position)
-                payload.release()
-        finally:
-            for handle in handles.values():
-                handle.close()
-        first, last = (entries[0].seq, entries[-1].seq) if entries else (0, 0)
-        return spool_format.SpoolRange(first, last, data, ends)
+        """``read_range`` of this spool's entries (in a worker thread)."""
+        return read_range(entries)
 
     def quarantine_lines(self, first: int, last: int, lines: list[bytes]) -> None:
         """Keep lines that could not be parsed as events, so nothing is silently discarded."""
@@ -461,3 +431,38 @@ class Spool:
         for path in dead:
             del self._segment_sizes[path]
         return dead
+
+
+def read_range(entries: list[IndexEntry]) -> spool_format.SpoolRange:
+    """The payloads of consecutive index entries back to back in one buffer (in the flush's encoder process).
+
+    Each record is read into its place and checked there (header, length, seq and checksum), so a
+    64 MiB range costs 64 MiB, not that plus the records it was joined from. The buffer is numpy's,
+    not zero-filled first (``bytearray(n)`` wrote every page before the read did, in fresh pages after
+    each flush's hand-back: 1.8 % of the writer at the maximum), and numpy asks for huge pages at
+    4 MiB and above. With ``event_table.gather_pool``, three rounds alternated against `dcd0090`'s code
+    (bench/cpu_split.py --seconds 10): page faults per 100-event request 25.9-29.8 -> 10.3-13.2 (the
+    gather alone: 12.8-17.1), the writer's kernel time 174-187 -> 148-172 us per request.
+    """
+    data = memoryview(np.empty(sum(entry.length - spool_format.HEADER_SIZE for entry in entries), dtype=np.uint8))
+    header = bytearray(spool_format.HEADER_SIZE)
+    ends, position = [], 0
+    handles: dict[Path, Any] = {}
+    try:
+        for entry in entries:
+            handle = handles.get(entry.path)
+            if handle is None:
+                handle = handles[entry.path] = open(entry.path, "rb")
+            payload = data[position:position + entry.length - spool_format.HEADER_SIZE]
+            # Straight into the range's buffer: no copy of the record beside it (in this thread's heap).
+            if os.preadv(handle.fileno(), [header, payload], entry.offset) != entry.length or \
+                    spool_format.check_record(header, payload, entry.path, entry.offset) != entry.seq:
+                raise SpoolCorrupt(entry.path, entry.offset, "record changed on disk")
+            position += len(payload)
+            ends.append(position)
+            payload.release()
+    finally:
+        for handle in handles.values():
+            handle.close()
+    first, last = (entries[0].seq, entries[-1].seq) if entries else (0, 0)
+    return spool_format.SpoolRange(first, last, data, ends)

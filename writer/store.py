@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from writer.batches import FlushBatch
@@ -20,6 +21,16 @@ class PublishedFile:
     last_ts: str
     sidecar_sha256: str | None = None  # local files: the Parquet sidecar ``<name>.parquet`` the manifest covers too
     sidecar_size: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodedFile:
+    """One file or object of a flush, encoded (in the encoder process) and ready to be written."""
+
+    name: str
+    body: bytes
+    sidecar: bytes | None  # local files: the Parquet sidecar written beside the file
+    published: PublishedFile
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +58,12 @@ class Store(Protocol):
 
     def publish(self, batch: FlushBatch, names: list[str]) -> PublishResult:
         """Write the batch under the planned names (worker thread); idempotent."""
+
+    def encoder(self) -> Callable[[FlushBatch], list[EncodedFile]]:
+        """The batch's files, encoded: a picklable function the flush's encoder process calls."""
+
+    def write(self, files: list[EncodedFile]) -> PublishResult:
+        """Write encoded files under their names (the flush thread); idempotent."""
 
     def remove(self, names: list[str]) -> None:
         """Delete stale copies of a range being redone."""

@@ -170,7 +170,7 @@ def test_an_unmapped_writer_counter_is_still_exposed() -> None:
         spool = type("P", (), {"bytes": 0, "max_bytes": 1, "file_bytes": 0, "segments": 0, "backlog_events": 0,
                                "quarantined": [], "last_write_error": None, "committed_batches": 0,
                                "committed_events": 0})()
-        window = type("W", (), {"size": 0, "covered_seconds": 0.0})()
+        encoder = type("E", (), {"dedupe_ids": 0, "dedupe_covered_seconds": 0.0, "starts": 1})()
 
         def status(self) -> dict:
             return {"ready": True, "storage": {"status": "healthy", "uploads": 2}}

@@ -219,15 +219,15 @@ async def test_a_writer_behind_by_two_flushes_takes_a_catch_up_flush(tmp_path: P
 
 
 class ThreadRecordingStore(LocalStore):
-    """A local store noting the thread each publish runs on."""
+    """A local store noting the thread each write runs on."""
 
     def __init__(self, root: Path) -> None:
         super().__init__(root, True, 0, 90, 95)
         self.threads: list[str] = []
 
-    def publish(self, batch, names):  # type: ignore[no-untyped-def]
+    def write(self, files):  # type: ignore[no-untyped-def]
         self.threads.append(threading.current_thread().name)
-        return super().publish(batch, names)
+        return super().write(files)
 
 
 async def test_every_flush_runs_on_the_flushers_one_thread(tmp_path: Path) -> None:

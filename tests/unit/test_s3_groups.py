@@ -8,10 +8,9 @@ import pyarrow as pa
 import pytest
 
 from shared import s3_layout
-from shared.settings import Settings
 from writer import event_table
 from writer.batches import FlushBatch
-from writer.s3_store import S3Store
+from writer.s3_store import partition_groups
 
 
 def _table(rows: list[tuple[str, str]]) -> pa.Table:
@@ -37,7 +36,6 @@ def _as_rows(groups: list[tuple[str, pa.Table]]) -> list[tuple[str, list[tuple[s
 @pytest.mark.parametrize("granularity", ["day", "hour", "minute"])
 def test_groups_equal_one_partition_per_line(granularity: str) -> None:
     """Sorted days, days out of order, odd stamps that share a day but not a partition prefix."""
-    store = S3Store(Settings(s3_bucket="b", s3_partition=granularity), client=None, probe_client=None)
     generator = random.Random(5)
     stamps = sorted(f"2026-11-{day:02d}T{hour:02d}:{minute:02d}:00.{tick:06d}Z" for day in (29, 30)
                     for hour in (0, 1, 23) for minute in (0, 1, 59) for tick in (0, 1))
@@ -49,4 +47,4 @@ def test_groups_equal_one_partition_per_line(granularity: str) -> None:
         days[("", "", "")] = [(ts, "odd\n") for ts in generator.sample(odd, 3)]
         tables = {key: _table(rows) for key, rows in reversed(list(days.items()))}
         batch = FlushBatch(1, 2, tables, 0, 0, [], [])
-        assert _as_rows(store._groups(batch)) == _reference(batch, granularity)
+        assert _as_rows(partition_groups(batch, granularity)) == _reference(batch, granularity)

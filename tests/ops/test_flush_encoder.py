@@ -1,0 +1,39 @@
+"""In the real writer, a flush's CPU work runs in a child process, which is replaced when it dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from tests.ledger import make_events
+from tests.ops.helpers import Scrape
+from tests.ops.test_sched_slice import thread_slices
+
+
+def test_the_writer_flushes_through_a_child_and_replaces_it_when_it_dies(service_factory) -> None:
+    """One encoder child per writer, on the default slice; killed, the writer starts another and every
+    event, before and after, is stored once."""
+    service = service_factory(AUDIT_SERVICE_FLUSH_INTERVAL_SECONDS="0.1")
+    writer_pid = service.procs["writer"].pid
+    before = make_events(30, "encoder-before")
+    assert service.post({"events": before})[0] == 202
+    assert len(service.wait_flushed(30)) >= 30
+    (child,) = service.encoder_pids()
+    slices = thread_slices(writer_pid)
+    if slices.get(writer_pid):  # the kernel shows slices: the child's is the default, not the loop's short one
+        assert thread_slices(child)[child] > slices[writer_pid]
+    os.kill(child, signal.SIGKILL)
+    after = make_events(30, "encoder-after")
+    assert service.post({"events": after})[0] == 202
+    stored = service.wait_flushed(60, timeout=60)
+    ids = [event["audit_event_id"] for event in stored]
+    assert sorted(ids) == sorted(event["audit_event_id"] for event in before + after)  # each once
+    deadline = time.monotonic() + 10
+    while service.encoder_pids() in ([], [child]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    (replacement,) = service.encoder_pids()
+    assert replacement != child
+    assert service.writer_status()["dedupe_ids"] >= 30
+    metrics = Scrape(f"{service.writer_url}/metrics")
+    assert metrics.value("auditlake_writer_encoder_starts_total") == 2

@@ -1,0 +1,117 @@
+"""The flush's encoder process: the files it returns are what the store encodes in-process, it owns the dedupe
+window (across restarts too), and a failure or death fails one call, never the next."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from shared import typed_columns
+from shared.spool_format import SpoolRange
+from writer.batches import group_range
+from writer.flush_encoder import ENCODER_THREAD_NAME, EncoderConfig, EncoderFailed, FlushEncoder
+from writer.local_store import LocalStore, encode_days
+from writer.spool import IndexEntry, Spool, read_range
+
+RECEIVED = "2026-01-02T00:00:01.000000Z"
+
+
+def _events(prefix: str, count: int) -> list[dict]:
+    return [{"audit_event_id": f"{prefix}-{index}", "ts": f"2026-01-0{1 + index % 2}T00:00:{index % 60:02d}.000000Z",
+             "type": "auth", "actor": f"user-{index}"} for index in range(count)]
+
+
+async def _spool_of(directory: Path, batches: list[list[dict]], typed: bool = True) -> list[IndexEntry]:
+    """Spool each batch as ingest sends it (its lines, and its typed fields when ``typed``)."""
+    spool = Spool(directory, 1 << 20, 1 << 30)
+    spool.open()
+    committer = asyncio.create_task(spool.run_committer())
+    for number, events in enumerate(batches):
+        lines = b"".join(orjson.dumps({**event, "received_at": RECEIVED}) + b"\n" for event in events)
+        columns = typed_columns.frame_section([typed_columns.encode(events, RECEIVED)]) if typed else None
+        await spool.append(number + 1, lines, len(events), columns)
+    spool.close()
+    await committer
+    spool.release()
+    return list(spool.index)
+
+
+@pytest.fixture
+def encoder_factory():
+    made: list[FlushEncoder] = []
+
+    def make(**config) -> FlushEncoder:  # type: ignore[no-untyped-def]
+        encoder = FlushEncoder(EncoderConfig(LocalStore(Path("/nonexistent"), True, 0, 90, 95).encoder(), **config))
+        made.append(encoder)
+        return encoder
+
+    yield make
+    for encoder in made:
+        encoder.close()
+
+
+@pytest.mark.parametrize("typed", [True, False])
+async def test_the_child_encodes_what_the_store_encodes_in_process(tmp_path: Path, encoder_factory, typed: bool) -> None:
+    """Same names, bytes, sidecars and manifest figures as ``encode_days`` over ``group_range`` in this process;
+    the same counts and id hashes; the typed fields used when sent, the lines parsed when not."""
+    entries = await _spool_of(tmp_path / "spool", [_events("a", 30), _events("b", 20)], typed)
+    encoded = encoder_factory().prepare(entries)
+    here = group_range(read_range(entries), None, [entry.columns for entry in entries])
+    assert encoded.files == encode_days(here, True)
+    assert len(encoded.files) == 2  # two days
+    assert (encoded.first_seq, encoded.last_seq, encoded.events, encoded.duplicates) == (1, 2, 50, 0)
+    assert encoded.id_hashes == here.id_hashes and encoded.parsed is (not typed)
+    assert encoded.unparsable == [] and not encoded.fields_refused
+
+
+async def test_the_child_owns_the_dedupe_window_across_restarts(tmp_path: Path, encoder_factory) -> None:
+    """Ids remembered through one child are dropped as duplicates by it and, from disk, by the next one;
+    the window's size is reported back."""
+    window = {"window_directory": tmp_path / "dedupe", "window_seconds": 3600.0, "window_max_ids": 10_000}
+    first = await _spool_of(tmp_path / "one", [_events("a", 10)])
+    again = await _spool_of(tmp_path / "two", [_events("a", 10) + _events("new", 5)])
+    encoder = encoder_factory(**window)
+    stored = encoder.prepare(first)
+    assert (stored.events, stored.duplicates, encoder.dedupe_ids) == (10, 0, 0)
+    encoder.remember(stored.id_hashes)
+    assert encoder.dedupe_ids == 10
+    assert (encoder.prepare(again).events, encoder.prepare(again).duplicates) == (5, 10)
+    encoder.close()
+    reopened = encoder_factory(**window)
+    reopened.start()
+    assert reopened.dedupe_ids == 10
+    assert reopened.prepare(again).duplicates == 10
+
+
+async def test_a_child_that_dies_fails_one_call_and_the_next_starts_a_new_one(tmp_path: Path, encoder_factory) -> None:
+    entries = await _spool_of(tmp_path / "spool", [_events("a", 10)])
+    encoder = encoder_factory()
+    encoder.start()
+    first_pid = encoder.pid
+    assert first_pid is not None
+    assert Path(f"/proc/{first_pid}/comm").read_text().strip() == ENCODER_THREAD_NAME
+    os.kill(first_pid, signal.SIGKILL)
+    time.sleep(0.2)
+    with pytest.raises(EncoderFailed, match="ended"):
+        encoder.prepare(entries)
+    assert encoder.prepare(entries).events == 10
+    assert encoder.starts == 2 and encoder.pid not in (None, first_pid)
+
+
+async def test_an_error_in_the_child_fails_the_call_and_the_child_serves_on(tmp_path: Path, encoder_factory) -> None:
+    """A record changed on disk is reported as the call's failure (the flush is retried), not a dead child."""
+    entries = await _spool_of(tmp_path / "spool", [_events("a", 10)])
+    encoder = encoder_factory()
+    with open(entries[0].path, "r+b") as handle:
+        handle.seek(entries[0].offset + entries[0].length - 3)
+        handle.write(b"X")
+    with pytest.raises(EncoderFailed, match="SpoolCorrupt.*checksum mismatch"):
+        encoder.prepare(entries)
+    assert encoder.starts == 1 and encoder.pid is not None
+    assert encoder.prepare([]).events == 0

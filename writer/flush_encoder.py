@@ -1,0 +1,237 @@
+"""The flush's CPU work in a child process of the writer: read a spool range, dedupe, sort and encode its files.
+
+In one process, the flush thread's Python work (the id hashes, the typed fields, Arrow's many calls) took
+the interpreter lock from the event loop that receives frames and answers them, and from the thread that
+fsyncs the spool. A prototype with this work in a child (docs/benchmarks.md, seventeenth session) halved
+the acks slower than 5 ms at half the maximum (4.1-5.6 % -> 2.1-2.9 %) and the spool commits slower than
+1 ms. The child owns the dedupe window (it loads it, looks ids up, and remembers stored ids when told);
+the writer keeps every durable step of a flush (marker, file writes, manifest, checkpoint). When the child
+dies or does not answer, the flush in progress fails (it is retried like any failed flush) and the next
+call starts a new child.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from shared import native_memory, sched_slice
+from shared.logs import configure_logging
+from writer.batches import FlushBatch, group_range
+from writer.dedupe import DedupeWindow
+from writer.spool import IndexEntry, read_range
+from writer.store import EncodedFile
+
+log = logging.getLogger("auditlake.writer.encoder")
+ENCODER_THREAD_NAME = "auditlake-enc"
+# A flush of 16 MiB encodes in well under a second; a child silent this long is stuck and is replaced.
+ANSWER_TIMEOUT_SECONDS = 300.0
+# Above this resident size the child (and the writer) hands free memory back to the system after a flush:
+# glibc's heap and the pages Arrow's jemalloc keeps for the next flush (both keep them for reuse otherwise,
+# which spares the page faults of fresh memory; see shared.native_memory).
+TRIM_ABOVE_BYTES = 192 * 1024 * 1024
+
+
+class EncoderFailed(Exception):
+    """The encoder process raised, died or did not answer; the flush in progress fails and is retried."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderConfig:
+    """What the child needs: the store's encoding function and where the dedupe window lives (None: none)."""
+
+    encode: Callable[[FlushBatch], list[EncodedFile]]  # picklable: a ``functools.partial`` of a module function
+    window_directory: Path | None = None
+    window_seconds: float = 0.0
+    window_max_ids: int = 0
+    log_level: str = "INFO"
+    keep_freed_ms: int = 0  # ``native_memory.arrow_keep_freed_ms`` of the backend
+
+
+@dataclasses.dataclass
+class EncodedBatch:
+    """A spool range made ready to write: its files, and what the flush records about it."""
+
+    first_seq: int
+    last_seq: int
+    events: int
+    duplicates: int
+    unparsable: list[bytes]
+    id_hashes: list[int]
+    parsed: bool
+    fields_refused: bool
+    files: list[EncodedFile]
+
+
+class FlushEncoder:
+    """The writer's handle on its encoder process: started on first use, called from the flush thread."""
+
+    def __init__(self, config: EncoderConfig) -> None:
+        self.config = config
+        self.dedupe_ids = 0  # the window's size and reach, as the child last reported them
+        self.dedupe_covered_seconds = config.window_seconds
+        self.starts = 0  # encoder processes started (more than one: a child died and was replaced)
+        self._process: Any = None
+        self._connection: Connection | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def pid(self) -> int | None:
+        """The running child's process id, if one runs."""
+        return self._process.pid if self._process is not None and self._process.poll() is None else None
+
+    def start(self) -> None:
+        """Start the child now (it loads the dedupe window) unless one runs; blocks until it is ready."""
+        with self._lock:
+            if self._connection is None:
+                self._start()
+
+    def prepare(self, entries: list[IndexEntry]) -> EncodedBatch:
+        """Read, dedupe, sort and encode a spool range in the child."""
+        columns = [entry.columns for entry in entries]  # sent once, beside entries that do not carry them
+        bare = [dataclasses.replace(entry, columns=None) for entry in entries]
+        return self._call("prepare", bare, columns)
+
+    def remember(self, id_hashes: list[int]) -> None:
+        """Add a stored range's ids to the dedupe window (on disk before this returns)."""
+        self._call("remember", id_hashes)
+
+    def close(self) -> None:
+        """Stop the child (it ends when its connection closes)."""
+        with self._lock:
+            self._stop()
+
+    def _call(self, method: str, *args: Any) -> Any:
+        with self._lock:
+            if self._connection is None:
+                self._start()
+            assert self._connection is not None
+            try:
+                self._connection.send((method, args))
+                if not self._connection.poll(ANSWER_TIMEOUT_SECONDS):
+                    raise EncoderFailed(f"the encoder process did not answer {method} in {ANSWER_TIMEOUT_SECONDS:g} s")
+                outcome, value, window = self._connection.recv()
+            except (EOFError, OSError) as exc:
+                self._stop()
+                raise EncoderFailed(f"the encoder process ended during {method}: {exc!r}") from None
+            except EncoderFailed:
+                self._stop()
+                raise
+            self.dedupe_ids, self.dedupe_covered_seconds = window
+            if outcome != "ok":
+                raise EncoderFailed(f"{method} failed in the encoder process: {value}")
+            return value
+
+    def _start(self) -> None:
+        # A fresh interpreter (no copy of the writer's threads), started as a plain subprocess: no
+        # multiprocessing resource tracker beside it. The connection is one end of a socket pair.
+        ours, theirs = socket.socketpair()
+        with theirs:
+            process = subprocess.Popen(
+                [sys.executable, "-c", "from writer.flush_encoder import main; main()", str(theirs.fileno())],
+                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)})
+        connection = Connection(ours.detach())
+        self._process, self._connection = process, connection
+        self.starts += 1
+        try:
+            connection.send(self.config)
+            if not connection.poll(ANSWER_TIMEOUT_SECONDS):
+                raise EncoderFailed("the encoder process did not start")
+            self.dedupe_ids, self.dedupe_covered_seconds = connection.recv()
+        except (EOFError, OSError) as exc:
+            self._stop()
+            raise EncoderFailed(f"the encoder process ended at start: {exc!r}") from None
+        except EncoderFailed:
+            self._stop()
+            raise
+        log.info("encoder process started", extra={"pid": process.pid, "dedupe_ids": self.dedupe_ids})
+
+    def _stop(self) -> None:
+        connection, process = self._connection, self._process
+        self._connection = self._process = None
+        if connection is not None:
+            connection.close()  # the child ends when it reads the end of its connection
+        if process is not None:
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+
+class _Encoder:
+    """The child's side: the dedupe window and the store's encoding."""
+
+    def __init__(self, config: EncoderConfig) -> None:
+        self.config = config
+        self.window: DedupeWindow | None = None
+        if config.window_directory is not None:
+            self.window = DedupeWindow(config.window_directory, config.window_seconds, config.window_max_ids)
+            self.window.load()
+
+    def state(self) -> tuple[int, float]:
+        if self.window is None:
+            return 0, self.config.window_seconds
+        return self.window.size, self.window.covered_seconds
+
+    def prepare(self, entries: list[IndexEntry], columns: list[bytes | None]) -> EncodedBatch:
+        span = read_range(entries)
+        batch = group_range(span, self.window, columns)
+        del span  # the batch holds what it needs (its lines point into the range's buffer)
+        files = self.config.encode(batch)
+        encoded = EncodedBatch(batch.first_seq, batch.last_seq, batch.events, batch.duplicates, batch.unparsable,
+                               batch.id_hashes, batch.parsed, batch.fields_refused, files)
+        del batch
+        if native_memory.resident_bytes() > TRIM_ABOVE_BYTES:
+            native_memory.hand_back_free_memory()
+        return encoded
+
+    def remember(self, id_hashes: list[int]) -> None:
+        if self.window is not None:
+            self.window.remember(id_hashes)
+
+
+def main() -> None:
+    """The child process's entry: its connection's file descriptor is the one argument, its config the
+    first message."""
+    connection = Connection(int(sys.argv[1]))
+    try:
+        config = connection.recv()
+    except (EOFError, OSError):
+        return
+    serve(connection, config)
+
+
+def serve(connection: Connection, config: EncoderConfig) -> None:
+    """Answer ``prepare`` and ``remember`` until the writer closes the connection."""
+    sched_slice.restore_default()  # bulk work: the default slice, not the writer loop's short one
+    sched_slice.name_thread(ENCODER_THREAD_NAME)
+    configure_logging("writer", config.log_level)
+    native_memory.arrow_on_jemalloc(config.keep_freed_ms)
+    encoder = _Encoder(config)
+    connection.send(encoder.state())
+    methods = {"prepare": encoder.prepare, "remember": encoder.remember}
+    while True:
+        try:
+            method, args = connection.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            answer: tuple[str, Any] = ("ok", methods[method](*args))
+        except Exception as exc:  # reported to the writer, whose flush fails and is retried
+            log.error("encoder step failed", extra={"step": method, "error": repr(exc)})
+            answer = ("error", repr(exc))
+        try:
+            connection.send((*answer, encoder.state()))
+        except (EOFError, OSError):
+            return
