@@ -13,6 +13,7 @@ call starts a new child.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import os
 import socket
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from shared import native_memory, sched_slice
+from shared.event_loop import GC_THRESHOLDS
 from shared.logs import configure_logging
 from writer.batches import FlushBatch, group_range
 from writer.dedupe import DedupeWindow
@@ -217,8 +219,13 @@ def serve(connection: Connection, config: EncoderConfig) -> None:
     sched_slice.restore_default()  # bulk work: the default slice, not the writer loop's short one
     sched_slice.name_thread(ENCODER_THREAD_NAME)
     configure_logging("writer", config.log_level)
+    native_memory.limit_arenas()  # the C library's heap and Arrow's pool as the writer sets them up
+    native_memory.reuse_big_blocks()
     native_memory.arrow_on_jemalloc(config.keep_freed_ms)
     encoder = _Encoder(config)
+    gc.collect()  # as in shared.event_loop.run: what was loaded is frozen, collections are rare
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     connection.send(encoder.state())
     methods = {"prepare": encoder.prepare, "remember": encoder.remember}
     while True:
