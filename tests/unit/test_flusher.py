@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import os
+import signal
 import threading
 import time
 from pathlib import Path
 
 import orjson
 
+from writer.flush_encoder import EncoderConfig, FlushEncoder
 from writer.flusher import Flusher
 from writer.local_store import LocalStore
 from writer.spool import Spool
@@ -243,3 +246,38 @@ async def test_every_flush_runs_on_the_flushers_one_thread(tmp_path: Path) -> No
     await _finish(spool, flusher, task)
     assert len(store.threads) == 3
     assert len(set(store.threads)) == 1 and store.threads[0].startswith("flush"), store.threads
+
+
+async def test_an_encoder_that_dies_when_told_to_remember_ids_costs_one_redo_not_a_duplicate(tmp_path: Path) -> None:
+    """The range is checkpointed when the encoder process dies at ``remember``: the flush fails, the next one
+    takes the same range again (same names, same bytes, so each event is still stored once), and the new
+    child remembers the ids, so a later retry of them is dropped."""
+    spool = await _spool(tmp_path, [_line("a", "2026-01-01T00:00:01.000000Z"), _line("b", "2026-01-01T00:00:02.000000Z")])
+    store = LocalStore(tmp_path / "store", True, 0, 85, 95)
+    encoder = FlushEncoder(EncoderConfig(store.encoder(), tmp_path / "dedupe", 3600.0, 1000))
+    real_remember = encoder.remember
+    calls: list[int] = []
+
+    def dying_once(id_hashes: list[int]) -> None:
+        calls.append(len(id_hashes))
+        if len(calls) == 1:
+            os.kill(encoder.pid or 0, signal.SIGKILL)  # the child dies while the writer waits for it
+            time.sleep(0.2)
+        real_remember(id_hashes)
+
+    encoder.remember = dying_once  # type: ignore[method-assign]
+    stats = WriterStats()
+    flusher = Flusher(spool, store, stats, 500, 0.01, 3600, encoder)
+    task = asyncio.create_task(flusher.run())
+    for _ in range(1000):
+        if not spool.index:
+            break
+        await asyncio.sleep(0.01)
+    flusher.stop()
+    await asyncio.wait_for(task, 10)
+    assert (stats.failed_flushes, stats.flushes, calls) == (1, 1, [2, 2])
+    assert [sorted(ids) for ids in _stored(store.root).values()] == [["a", "b"]]
+    assert encoder.starts == 2 and encoder.dedupe_ids == 2
+    retry = await _spool(tmp_path / "again", [_line("b", "2026-01-01T00:00:02.000000Z")])
+    assert encoder.prepare(list(retry.index)).duplicates == 1
+    encoder.close()
