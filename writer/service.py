@@ -13,7 +13,7 @@ from aiohttp import web
 from shared import native_memory
 from shared.cpu_pinning import Pinning
 from shared.settings import Settings
-from writer.flush_encoder import EncoderConfig, FlushEncoder
+from writer.flush_encoder import EncoderConfig, EncoderFailed, FlushEncoder
 from writer.evidence import TamperEvidence
 from writer.faults import FaultPoints
 from writer.flusher import Flusher
@@ -142,7 +142,10 @@ class WriterService:
         """Open the spool (recovering what a crash left), then listen on the socket and health port."""
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.spool.open)
-        await loop.run_in_executor(None, self.encoder.start)  # the child loads the dedupe window
+        try:
+            await loop.run_in_executor(None, self.encoder.start)  # the child loads the dedupe window
+        except EncoderFailed as exc:  # the spool still takes batches; each flush tries again and fails until it starts
+            log.error("encoder process did not start", extra={"error": str(exc)})
         self.stats.recovered_events = self.spool.backlog_events
         await loop.run_in_executor(None, self.store.prepare)
         await self.evidence.start()

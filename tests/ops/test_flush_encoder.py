@@ -37,3 +37,25 @@ def test_the_writer_flushes_through_a_child_and_replaces_it_when_it_dies(service
     assert service.writer_status()["dedupe_ids"] >= 30
     metrics = Scrape(f"{service.writer_url}/metrics")
     assert metrics.value("auditlake_writer_encoder_starts_total") == 2
+
+
+def test_a_writer_whose_encoder_cannot_start_still_takes_events_and_stores_them_once_it_can(service_factory) -> None:
+    """The dedupe directory blocked by a file: the encoder cannot start, yet the writer serves, acknowledges
+    what it spools and reports failing flushes; once the directory can be made, the events are stored."""
+    service = service_factory(start=False, AUDIT_SERVICE_FLUSH_INTERVAL_SECONDS="0.1")
+    service.spool.mkdir(mode=0o700)
+    blocker = service.spool / "dedupe"
+    blocker.write_bytes(b"not a directory")
+    service.start_all()
+    events = make_events(12, "encoder-blocked")
+    assert service.post({"events": events})[0] == 202  # durable in the spool
+    deadline = time.monotonic() + 20
+    while service.writer_status()["failed_flushes"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    status = service.writer_status()
+    assert status["failed_flushes"] >= 1 and status["spool_backlog_events"] >= 12  # (and the writer's own events)
+    assert service.stored_events() == []
+    blocker.unlink()
+    stored = service.wait_flushed(12, timeout=30)
+    posted = {event["audit_event_id"] for event in events}
+    assert sorted(event["audit_event_id"] for event in stored if event["audit_event_id"] in posted) == sorted(posted)

@@ -115,3 +115,19 @@ async def test_an_error_in_the_child_fails_the_call_and_the_child_serves_on(tmp_
         encoder.prepare(entries)
     assert encoder.starts == 1 and encoder.pid is not None
     assert encoder.prepare([]).events == 0
+
+
+async def test_a_child_that_cannot_start_fails_the_call_until_it_can(tmp_path: Path, encoder_factory) -> None:
+    """A dedupe directory the child cannot create fails its start (the writer starts anyway and its flushes
+    fail and are retried); once the directory can be made, the next call starts a child that works."""
+    entries = await _spool_of(tmp_path / "spool", [_events("a", 10)])
+    blocker = tmp_path / "blocker"
+    blocker.write_bytes(b"a file where the window's directory should be")
+    encoder = encoder_factory(window_directory=blocker / "dedupe", window_seconds=3600.0, window_max_ids=1000)
+    with pytest.raises(EncoderFailed, match="ended at start"):
+        encoder.start()
+    with pytest.raises(EncoderFailed, match="ended at start"):
+        encoder.prepare(entries)
+    blocker.unlink()
+    assert encoder.prepare(entries).events == 10
+    assert encoder.starts == 3
