@@ -68,8 +68,10 @@ class Flusher:
         self._last_started = -float("inf")  # monotonic start of the latest flush
         self._oldest_unflushed_at: float | None = None
         self._next_retention = 0.0
-        # Every step of every flush runs on this one thread: Arrow's jemalloc keeps a flush's freed pages
-        # for the next (``native_memory.arrow_keep_freed_ms``), and only the same thread's arena reuses them.
+        # Every step of every flush runs on this one thread, in order, off the event loop and off the shared
+        # executor the spool's commits use: the calls to the encoder process, the file writes and fsyncs,
+        # the manifest and the checkpoint. (The encoding itself, whose Arrow pages a flush leaves for the
+        # next, runs on the encoder process's one thread.)
         self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="flush",
                                                              initializer=_start_flush_thread)
         self.observe_flush: Callable[[float, bool], None] = lambda seconds, ok: None  # metrics hook

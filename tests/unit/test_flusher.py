@@ -234,8 +234,8 @@ class ThreadRecordingStore(LocalStore):
 
 
 async def test_every_flush_runs_on_the_flushers_one_thread(tmp_path: Path) -> None:
-    """Flushes run on one thread of their own, never on the loop's and never on the shared executor's:
-    Arrow's pages freed by one flush are kept for the next in that thread's arena."""
+    """Flushes (their file writes here) run on one thread of their own, never on the loop's and never on the
+    shared executor's, which the spool's group commits use."""
     spool, flusher, starts, task = await _running_flusher(tmp_path, min_gap_seconds=0)
     store = flusher.store = ThreadRecordingStore(tmp_path / "store")
     busy = [asyncio.get_running_loop().run_in_executor(None, time.sleep, 0.3) for _ in range(3)]  # shared threads
