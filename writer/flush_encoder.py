@@ -37,6 +37,8 @@ log = logging.getLogger("auditlake.writer.encoder")
 ENCODER_THREAD_NAME = "auditlake-enc"
 # A flush of 16 MiB encodes in well under a second; a child silent this long is stuck and is replaced.
 ANSWER_TIMEOUT_SECONDS = 300.0
+# At shutdown, how long ``close`` waits for a call in flight before it kills the child.
+CLOSE_WAIT_SECONDS = 5.0
 # Above this resident size the child (and the writer) hands free memory back to the system after a flush:
 # glibc's heap and the pages Arrow's jemalloc keeps for the next flush (both keep them for reuse otherwise,
 # which spares the page faults of fresh memory; see shared.native_memory).
@@ -108,9 +110,18 @@ class FlushEncoder:
         self._call("remember", id_hashes)
 
     def close(self) -> None:
-        """Stop the child (it ends when its connection closes)."""
-        with self._lock:
+        """Stop the child (it ends when its connection closes). A call still in flight after
+        ``CLOSE_WAIT_SECONDS`` (a flush past the drain deadline) is cut short: the child is killed, the call
+        fails, and the next start redoes that flush."""
+        if not self._lock.acquire(timeout=CLOSE_WAIT_SECONDS):
+            process = self._process
+            if process is not None:
+                process.kill()
+            self._lock.acquire()
+        try:
             self._stop()
+        finally:
+            self._lock.release()
 
     def _call(self, method: str, *args: Any) -> Any:
         with self._lock:

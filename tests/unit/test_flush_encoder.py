@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -131,3 +132,31 @@ async def test_a_child_that_cannot_start_fails_the_call_until_it_can(tmp_path: P
     blocker.unlink()
     assert encoder.prepare(entries).events == 10
     assert encoder.starts == 3
+
+
+async def test_close_cuts_a_call_in_flight_short_after_its_wait(tmp_path: Path, encoder_factory,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shutdown does not wait out a stuck child: ``close`` kills it after ``CLOSE_WAIT_SECONDS`` and the
+    call in flight fails."""
+    from writer import flush_encoder
+
+    monkeypatch.setattr(flush_encoder, "CLOSE_WAIT_SECONDS", 0.3)
+    encoder = encoder_factory()
+    encoder.start()
+    os.kill(encoder.pid or 0, signal.SIGSTOP)  # the child hangs: a call waits for its answer
+    failures: list[Exception] = []
+
+    def call() -> None:
+        try:
+            encoder.remember([1, 2, 3])
+        except EncoderFailed as exc:
+            failures.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    encoder.close()
+    caller.join(10)
+    assert 0.25 <= time.monotonic() - started < 5
+    assert len(failures) == 1 and encoder.pid is None
