@@ -16,6 +16,7 @@ import dataclasses
 import gc
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -227,6 +228,11 @@ def main() -> None:
 
 def serve(connection: Connection, config: EncoderConfig) -> None:
     """Answer ``prepare`` and ``remember`` until the writer closes the connection."""
+    # A signal sent to the whole process group (Ctrl-C in a terminal, a runtime stopping the group) is the
+    # writer's to act on: it drains, then closes this connection. Were the child to die first, the drain's
+    # flushes would fail and leave their events in the spool for the next start.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sched_slice.restore_default()  # bulk work: the default slice, not the writer loop's short one
     sched_slice.name_thread(ENCODER_THREAD_NAME)
     configure_logging("writer", config.log_level)

@@ -160,3 +160,17 @@ async def test_close_cuts_a_call_in_flight_short_after_its_wait(tmp_path: Path, 
     caller.join(10)
     assert 0.25 <= time.monotonic() - started < 5
     assert len(failures) == 1 and encoder.pid is None
+
+
+async def test_the_child_leaves_interrupt_and_terminate_to_the_writer(tmp_path: Path, encoder_factory) -> None:
+    """SIGINT and SIGTERM sent to the process group (Ctrl-C, a runtime stopping the group) do not end the
+    child: the writer drains its flushes through it and then closes it."""
+    entries = await _spool_of(tmp_path / "spool", [_events("a", 10)])
+    encoder = encoder_factory()
+    encoder.start()
+    child = encoder.pid or 0
+    os.kill(child, signal.SIGINT)
+    os.kill(child, signal.SIGTERM)
+    time.sleep(0.2)
+    assert encoder.prepare(entries).events == 10
+    assert encoder.starts == 1 and encoder.pid == child
