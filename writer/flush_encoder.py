@@ -128,22 +128,25 @@ class FlushEncoder:
         with self._lock:
             if self._connection is None:
                 self._start()
-            assert self._connection is not None
-            try:
-                self._connection.send((method, args))
-                if not self._connection.poll(ANSWER_TIMEOUT_SECONDS):
-                    raise EncoderFailed(f"the encoder process did not answer {method} in {ANSWER_TIMEOUT_SECONDS:g} s")
-                outcome, value, window = self._connection.recv()
-            except (EOFError, OSError) as exc:
-                self._stop()
-                raise EncoderFailed(f"the encoder process ended during {method}: {exc!r}") from None
-            except EncoderFailed:
-                self._stop()
-                raise
+            outcome, value, window = self._exchange((method, args), f"during {method}")
             self.dedupe_ids, self.dedupe_covered_seconds = window
             if outcome != "ok":
                 raise EncoderFailed(f"{method} failed in the encoder process: {value}")
             return value
+
+    def _exchange(self, message: Any, when: str) -> Any:
+        """Send ``message`` and return the child's answer; stop the child and raise EncoderFailed when it
+        ends or does not answer within ``ANSWER_TIMEOUT_SECONDS``."""
+        assert self._connection is not None
+        try:
+            self._connection.send(message)
+            if self._connection.poll(ANSWER_TIMEOUT_SECONDS):
+                return self._connection.recv()
+            problem = f"did not answer {when} in {ANSWER_TIMEOUT_SECONDS:g} s"
+        except (EOFError, OSError) as exc:
+            problem = f"ended {when}: {exc!r}"
+        self._stop()
+        raise EncoderFailed(f"the encoder process {problem}")
 
     def _start(self) -> None:
         # A fresh interpreter (no copy of the writer's threads), started as a plain subprocess: no
@@ -154,20 +157,9 @@ class FlushEncoder:
                 [sys.executable, "-c", "from writer.flush_encoder import main; main()", str(theirs.fileno())],
                 pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
                 env={**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)})
-        connection = Connection(ours.detach())
-        self._process, self._connection = process, connection
+        self._process, self._connection = process, Connection(ours.detach())
         self.starts += 1
-        try:
-            connection.send(self.config)
-            if not connection.poll(ANSWER_TIMEOUT_SECONDS):
-                raise EncoderFailed("the encoder process did not start")
-            self.dedupe_ids, self.dedupe_covered_seconds = connection.recv()
-        except (EOFError, OSError) as exc:
-            self._stop()
-            raise EncoderFailed(f"the encoder process ended at start: {exc!r}") from None
-        except EncoderFailed:
-            self._stop()
-            raise
+        self.dedupe_ids, self.dedupe_covered_seconds = self._exchange(self.config, "at start")
         log.info("encoder process started", extra={"pid": process.pid, "dedupe_ids": self.dedupe_ids})
 
     def _stop(self) -> None:

@@ -48,20 +48,6 @@ class LocalStore:
         """Create the store root; raise OSError when it cannot be created."""
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def plan(self, batch: FlushBatch) -> list[str]:
-        """The relative paths a publish of ``batch`` writes, one per day, deterministic."""
-        return [
-            f"{year}/{month}/{day}/"
-            + layout.file_name(*event_table.ts_bounds(events), batch.first_seq, batch.last_seq, self.gzip_enabled)
-            for (year, month, day), events in sorted(batch.days.items())
-        ]
-
-    def publish(self, batch: FlushBatch, names: list[str]) -> PublishResult:
-        """Encode and write the batch in this thread (the flusher encodes in its encoder process instead)."""
-        files = encode_days(batch, self.gzip_enabled)
-        assert [item.name for item in files] == names, "a publish writes the planned names"
-        return self.write(files)
-
     def encoder(self) -> Callable[[FlushBatch], list[EncodedFile]]:
         """``encode_days`` with this store's gzip setting (picklable, for the encoder process)."""
         return functools.partial(encode_days, gzip_enabled=self.gzip_enabled)
@@ -158,7 +144,7 @@ def _remove_if_empty(directory: Path) -> None:
 
 
 def encode_days(batch: FlushBatch, gzip_enabled: bool) -> list[EncodedFile]:
-    """One file per day of a spool range under its deterministic name (``LocalStore.plan``), its NDJSON
+    """One file per day of a spool range under a name deterministic for the range and its content, its NDJSON
     gzip'd (ISA-L) when enabled, with a Parquet sidecar of the same typed schema as S3 objects that reads use
     instead of parsing the NDJSON; the NDJSON file stays the record of the contract."""
     files = []

@@ -71,17 +71,6 @@ class S3Store:
         self.client.create_bucket(**kwargs)
         log.warning("created bucket", extra={"bucket": self.bucket})
 
-    def plan(self, batch: FlushBatch) -> list[str]:
-        """One key per partition: ``<prefix>/dt=…/hour=…/<writer>-<first>-<last>.parquet``."""
-        return [s3_layout.object_key(self.prefix, partition, self.settings.writer_id, batch.first_seq, batch.last_seq)
-                for partition, _ in partition_groups(batch, self.settings.s3_partition)]
-
-    def publish(self, batch: FlushBatch, names: list[str]) -> PublishResult:
-        """Encode and upload the batch in this thread (the flusher encodes in its encoder process instead)."""
-        files = self.encoder()(batch)
-        assert [item.name for item in files] == names, "a publish writes the planned names"
-        return self.write(files)
-
     def encoder(self) -> Callable[[FlushBatch], list[EncodedFile]]:
         """``encode_partitions`` with this store's prefix, partitioning and writer id (picklable)."""
         return functools.partial(encode_partitions, prefix=self.prefix, partition=self.settings.s3_partition,
@@ -154,7 +143,8 @@ def partition_groups(batch: FlushBatch, partition_setting: str) -> list[tuple[st
 
 
 def encode_partitions(batch: FlushBatch, prefix: str, partition: str, writer_id: str) -> list[EncodedFile]:
-    """One Parquet object per partition of a spool range, under its deterministic key (``S3Store.plan``),
+    """One Parquet object per partition of a spool range, under its deterministic key
+    (``<prefix>/dt=…/hour=…/<writer>-<first>-<last>.parquet``),
     verified by reading it back."""
     files = []
     for name, events in partition_groups(batch, partition):

@@ -387,10 +387,6 @@ class Spool:
 
     # -- flushing support --------------------------------------------------------------------------
 
-    def read_range(self, entries: list[IndexEntry]) -> spool_format.SpoolRange:
-        """``read_range`` of this spool's entries (in a worker thread)."""
-        return read_range(entries)
-
     def quarantine_lines(self, first: int, last: int, lines: list[bytes]) -> None:
         """Keep lines that could not be parsed as events, so nothing is silently discarded."""
         target_dir = self.directory / QUARANTINE_DIR

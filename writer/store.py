@@ -46,18 +46,12 @@ class PublishResult:
 
 
 class Store(Protocol):
-    """A backend: plans deterministic names for a spool range, publishes them, applies retention."""
+    """A backend: encodes a spool range into files under deterministic names, writes them, applies retention."""
 
     retention_days: int
 
     def prepare(self) -> None:
         """Check (and where allowed create) the destination at start; raise on a bad configuration."""
-
-    def plan(self, batch: FlushBatch) -> list[str]:
-        """The names a publish of ``batch`` writes: deterministic for the same range and content."""
-
-    def publish(self, batch: FlushBatch, names: list[str]) -> PublishResult:
-        """Write the batch under the planned names (worker thread); idempotent."""
 
     def encoder(self) -> Callable[[FlushBatch], list[EncodedFile]]:
         """The batch's files, encoded: a picklable function the flush's encoder process calls."""

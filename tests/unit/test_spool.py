@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from shared import spool_format
-from writer.spool import Spool, SpoolFull
+from writer.spool import Spool, SpoolFull, read_range
 
 
 async def _spool_with(directory: Path, payloads: list[bytes], **kwargs) -> Spool:
@@ -65,7 +65,7 @@ async def test_a_small_group_is_committed_on_the_loop_and_a_large_one_on_a_worke
     await committer
     assert threads[0] == threading.current_thread().name and threads[1] != threads[0], threads
     assert [entry.seq for entry in spool.index] == [1, 2]
-    assert list(spool.read_range(list(spool.index)).payloads()) == [small, large]
+    assert list(read_range(list(spool.index)).payloads()) == [small, large]
     spool.release()
 
 
@@ -120,7 +120,7 @@ async def test_reopen_indexes_unflushed_records_and_remembers_batches(tmp_path: 
     assert [(entry.seq, entry.batch_id, entry.events) for entry in reopened.index] == [(1, 1000, 2), (2, 1001, 1)]
     assert reopened.next_seq == 3
     assert reopened.knows_batch(1001) and not reopened.knows_batch(999)
-    assert list(reopened.read_range(list(reopened.index)).payloads()) == [b'{"a":1}\n{"b":2}\n', b'{"c":3}\n']
+    assert list(read_range(list(reopened.index)).payloads()) == [b'{"a":1}\n{"b":2}\n', b'{"c":3}\n']
     reopened.release()
 
 
@@ -140,7 +140,7 @@ async def test_a_range_reads_back_as_one_buffer_across_segments(tmp_path: Path) 
     reopened.open()
     assert len(spool_format.list_segments(tmp_path)) > 3
     entries = list(reopened.index)[5:30]
-    span = reopened.read_range(entries)
+    span = read_range(entries)
     assert (span.first_seq, span.last_seq) == (6, 30)
     assert bytes(span.data) == b"".join(payloads[5:30])
     assert list(span.payloads()) == payloads[5:30]
@@ -152,7 +152,7 @@ async def test_a_range_reads_back_as_one_buffer_across_segments(tmp_path: Path) 
         handle.seek(entries[3].offset + spool_format.HEADER_SIZE)
         handle.write(b"X")
     with pytest.raises(spool_format.SpoolCorrupt):
-        reopened.read_range(entries)
+        read_range(entries)
     reopened.release()
 
 
@@ -258,7 +258,7 @@ async def test_a_group_is_written_piece_by_piece_through_short_writes(tmp_path: 
     assert max(calls) == 1024 and len(calls) > 2
     reopened = Spool(tmp_path, 1 << 30, 1 << 30)
     reopened.open()
-    assert list(reopened.read_range(list(reopened.index)).payloads()) == payloads
+    assert list(read_range(list(reopened.index)).payloads()) == payloads
     reopened.release()
 
 
