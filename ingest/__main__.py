@@ -9,7 +9,7 @@ import sys
 
 from aiohttp import web
 
-from shared import cpu_pinning, event_loop
+from shared import cpu_pinning, event_loop, stack_dump
 from shared.errors import ConfigError
 from shared.logs import configure_logging
 from shared.settings import Settings
@@ -54,6 +54,7 @@ def main() -> None:
         print(f"auditlake-ingest: configuration error: {exc}", file=sys.stderr)
         sys.exit(EXIT_CONFIG_ERROR)
     configure_logging("ingest", settings.log_level)
+    stack_dump.install()
     try:
         event_loop.run(serve(settings, pinning))
     except OSError as exc:

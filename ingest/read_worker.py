@@ -25,7 +25,7 @@ from ingest.read_plan import ReadCancelled
 from ingest.record_encoding import encode_records
 from ingest.read_wire import READY, RetentionError, StorageUnavailable
 from ingest.storage_view import StorageView, build_storage_view
-from shared import cpu_pinning, sched_slice
+from shared import cpu_pinning, sched_slice, stack_dump
 from shared.logs import configure_logging
 
 log = logging.getLogger("auditlake.ingest.reads")
@@ -127,6 +127,7 @@ def main() -> None:
     if settings is None:
         return
     configure_logging("ingest-reads", settings.log_level)
+    stack_dump.install()
     lower_priority(settings.read_priority)
     ReadWorker(sock, build_storage_view(settings), settings.read_concurrency + 1).serve()
     os._exit(0)  # ingest is gone: reads still running have nobody to answer

@@ -22,8 +22,14 @@ def service_factory(tmp_path: Path) -> Iterator:
         return service.start_all() if start else service
 
     yield make
+    stuck = []
     for service in started:
-        service.stop()
+        try:
+            service.stop()
+        except TimeoutError as exc:  # the others are still stopped; then the stuck one is reported
+            stuck.append(exc)
+    if stuck:
+        raise stuck[0]
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
-import urllib.request
 import urllib.error
+import urllib.request
+
+import orjson
+
+from shared.stack_dump import STACK_DUMP_SIGNAL
 
 REPO = Path(__file__).resolve().parent.parent
 SERVICE_EVENT_TYPES = frozenset({"audit_read", "service_start", "service_stop"})
+STOP_TIMEOUT_SECONDS = 30.0  # a process's drain (10 s in tests) and its shutdown, with room to spare
 
 
 def free_port() -> int:
@@ -156,7 +160,21 @@ class Service:
         proc = self.procs[name]
         if proc.poll() is None:
             proc.send_signal(sig)
-        return proc.wait(timeout=30)
+        return self._wait_exit(name, STOP_TIMEOUT_SECONDS)
+
+    def _wait_exit(self, name: str, timeout: float) -> int:
+        """Wait for a process to exit; if it does not, have it (and its children) write every thread's stack
+        to its log (``shared.stack_dump``) and raise with the logs' tails."""
+        proc = self.procs[name]
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            stuck = [proc.pid] + (self.encoder_pids() if name == "writer" else [])
+            for pid in stuck:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, STACK_DUMP_SIGNAL)
+            time.sleep(1.0)
+            raise TimeoutError(f"{name} did not exit within {timeout:g} s; its stacks:\n{self.tail(200)}") from None
 
     def post(self, body: Any, timeout: float = 10.0) -> tuple[int, Any, dict[str, str]]:
         """POST events to ingest."""
@@ -207,13 +225,17 @@ class Service:
 
     def stop(self) -> None:
         """Terminate both processes (ingest first) and remove the socket directory."""
+        stuck: list[TimeoutError] = []
         for name in ("ingest", "writer"):
             proc = self.procs.get(name)
             if proc is not None and proc.poll() is None:
                 proc.terminate()
                 try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
+                    self._wait_exit(name, STOP_TIMEOUT_SECONDS)
+                except TimeoutError as exc:  # a process that ignores SIGTERM is a defect: killed, then reported
                     proc.kill()
                     proc.wait()
+                    stuck.append(exc)
         shutil.rmtree(self.run_dir, ignore_errors=True)
+        if stuck:
+            raise stuck[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from shared import cpu_pinning, event_loop, native_memory
+from shared import cpu_pinning, event_loop, native_memory, stack_dump
 from shared.errors import ConfigError
 from shared.logs import configure_logging
 from shared.settings import Settings
@@ -24,6 +24,7 @@ def main() -> None:
         print(f"auditlake-writer: configuration error: {exc}", file=sys.stderr)
         sys.exit(EXIT_CONFIG_ERROR)
     configure_logging("writer", settings.log_level)
+    stack_dump.install()
     keep_freed_ms = native_memory.arrow_keep_freed_ms(settings.backend)
     pool = native_memory.arrow_on_jemalloc(keep_freed_ms)
     logging.getLogger("auditlake.writer").info("arrow memory pool", extra={"pool": pool, "keep_freed_ms": keep_freed_ms,

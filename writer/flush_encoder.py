@@ -26,7 +26,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from shared import native_memory, sched_slice
+from shared import native_memory, sched_slice, stack_dump
 from shared.event_loop import GC_THRESHOLDS
 from shared.logs import configure_logging
 from writer.batches import FlushBatch, group_range
@@ -228,6 +228,7 @@ def serve(connection: Connection, config: EncoderConfig) -> None:
     sched_slice.restore_default()  # bulk work: the default slice, not the writer loop's short one
     sched_slice.name_thread(ENCODER_THREAD_NAME)
     configure_logging("writer", config.log_level)
+    stack_dump.install()
     native_memory.limit_arenas()  # the C library's heap and Arrow's pool as the writer sets them up
     native_memory.reuse_big_blocks()
     native_memory.arrow_on_jemalloc(config.keep_freed_ms)
