@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -20,6 +19,7 @@ from ingest.turns import ParseTurns
 from ingest.verbosity import resolve
 from shared.cpu_pinning import Pinning
 from shared.settings import Settings
+from shared.task_stop import cancel_and_wait
 
 log = logging.getLogger("auditlake.ingest")
 
@@ -71,9 +71,7 @@ async def _writer_link(app: web.Application) -> AsyncIterator[None]:
     if not drained:
         log.warning("drain deadline reached with events unconfirmed", extra={"queued": link.queued_events})
     link.stop()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel_and_wait([task])
 
 
 async def _start_storage(app: web.Application) -> None:

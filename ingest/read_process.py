@@ -94,7 +94,8 @@ class ReadProcess:
         process = self._process
         if process is not None:
             try:
-                await asyncio.wait_for(asyncio.to_thread(process.wait), STOP_SECONDS)
+                async with asyncio.timeout(STOP_SECONDS):
+                    await asyncio.to_thread(process.wait)
             except TimeoutError:
                 process.kill()
         if self._task is not None:
@@ -175,7 +176,8 @@ class ReadProcess:
         try:
             if not self._ready.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._ready.wait(), START_SECONDS)
+                    async with asyncio.timeout(START_SECONDS):
+                        await self._ready.wait()
             if not self._ready.is_set() or self._stream is None:
                 raise StorageUnavailable("the read process is not running")
         except BaseException:

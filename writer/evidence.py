@@ -60,7 +60,8 @@ class TamperEvidence:
             return
         cut = asyncio.get_running_loop().run_in_executor(None, self.publisher.cut)
         try:
-            await asyncio.wait_for(cut, FINAL_DIGEST_SECONDS)
+            async with asyncio.timeout(FINAL_DIGEST_SECONDS):
+                await cut
         except Exception as exc:  # the journal keeps the entries; the next start's first digest covers them
             log.warning("final digest not published", extra={"error": repr(exc)})
 

@@ -223,8 +223,9 @@ class WriterMetrics:
         path: Path = self.service.settings.resolved_spool_path
         probe = asyncio.get_running_loop().run_in_executor(None, shutil.disk_usage, path)
         try:
-            usage = await asyncio.wait_for(probe, DISK_PROBE_TIMEOUT_SECONDS)
-        except (asyncio.TimeoutError, OSError) as exc:
+            async with asyncio.timeout(DISK_PROBE_TIMEOUT_SECONDS):
+                usage = await probe
+        except (TimeoutError, OSError) as exc:
             log.warning("spool disk usage unavailable", extra={"error": repr(exc)})
             self.spool_disk.clear()
             return

@@ -13,6 +13,7 @@ from aiohttp import web
 from shared import native_memory
 from shared.cpu_pinning import Pinning
 from shared.settings import Settings
+from shared.task_stop import cancel_and_wait
 from writer.flush_encoder import EncoderConfig, EncoderFailed, FlushEncoder
 from writer.evidence import TamperEvidence
 from writer.faults import FaultPoints
@@ -170,18 +171,15 @@ class WriterService:
         self.flusher.stop()
         named = {task.get_name(): task for task in self._tasks}
         try:
-            await asyncio.wait_for(
-                asyncio.gather(named["spool-committer"], named["flusher"], return_exceptions=True), deadline
-            )
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(deadline):
+                await asyncio.gather(named["spool-committer"], named["flusher"], return_exceptions=True)
+        except TimeoutError:
             log.warning("drain deadline reached; the spool keeps the rest for the next start",
                         extra={"backlog_events": self.spool.backlog_events})
         await asyncio.get_running_loop().run_in_executor(None, self.flusher.reaper.close)
         await asyncio.get_running_loop().run_in_executor(None, self.encoder.close)
         await self.evidence.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks)
         self.spool.release()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -194,7 +192,8 @@ class WriterService:
 
     async def _refresh_health(self) -> None:
         probe = asyncio.get_running_loop().run_in_executor(None, self.store.probe)
-        try:
-            await asyncio.wait_for(asyncio.shield(probe), HEALTH_PROBE_TIMEOUT_SECONDS)
-        except asyncio.TimeoutError:
+        try:  # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel (tests/unit/test_cancellation.py)
+            async with asyncio.timeout(HEALTH_PROBE_TIMEOUT_SECONDS):
+                await asyncio.shield(probe)
+        except TimeoutError:
             log.warning("storage probe is slow; keeping the last result")
