@@ -21,6 +21,7 @@ from ingest.read_plan import Plan
 from ingest.read_wire import READY, StorageUnavailable
 from shared import cpu_pinning
 from shared.settings import Settings
+from shared.task_stop import cancel_and_wait
 
 log = logging.getLogger("auditlake.ingest.reads")
 START_SECONDS = 30.0  # how long a read waits for the read process to (re)start before answering 503
@@ -99,9 +100,7 @@ class ReadProcess:
             except TimeoutError:
                 process.kill()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task])
         self._fail_all("ingest is shutting down")
 
     async def _supervise(self) -> None:
