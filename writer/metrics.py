@@ -56,7 +56,7 @@ FIELDS: dict[str, Row] = {
     "duplicate_events": _counter("auditlake_writer_duplicate_events", "Events dropped as repeated audit_event_ids."),
     "unparsable_lines": _counter("auditlake_writer_unparsable_lines", "Spooled lines quarantined as unparsable."),
     "parsed_flushes": _counter("auditlake_writer_parsed_flushes", "Flushes that parsed their lines: no typed fields "
-                               "from ingest (after a restart, past their memory bound) or they did not check out."),
+                               "from ingest (after a restart, or a spill file not read back) or they did not check out."),
     "typed_field_mismatches": _counter("auditlake_writer_typed_field_mismatches", "Flushes whose typed fields from "
                                        "ingest did not match the lines (then parsed); should stay 0."),
     "retention_files_deleted": _counter("auditlake_writer_retention_deleted_files", "Files deleted by retention."),
@@ -124,6 +124,11 @@ class WriterCollector:
                                   value=spool.committed_batches)
         yield CounterMetricFamily("auditlake_writer_received_events", "Events appended to the spool.",
                                   value=spool.committed_events)
+        yield _g("auditlake_writer_typed_fields_held_bytes", "Typed fields from ingest held in memory for the flush.",
+                 spool.columns_bytes)
+        yield CounterMetricFamily("auditlake_writer_typed_fields_spilled_batches",
+                                  "Batches whose typed fields went to a spill file (past their memory bound).",
+                                  value=spool.columns_spill.spilled_batches)
         for key, name in (("total", "auditlake_writer_spool_disk_total_bytes"), ("free", "auditlake_writer_spool_disk_free_bytes")):
             if key in self.spool_disk:
                 yield _g(name, f"{key.title()} bytes of the spool's file system (measured at scrape).", self.spool_disk[key])

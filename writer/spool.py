@@ -18,6 +18,7 @@ import orjson
 
 from shared import spool_format
 from shared.spool_format import SpoolCorrupt
+from writer.columns_spill import ColumnsSpill, SpilledColumns
 from writer.faults import FaultPoints
 from writer.fsutil import fsync_dir, write_atomic
 
@@ -34,7 +35,8 @@ RECENT_BATCH_IDS = 8192
 QUARANTINE_DIR = "quarantine"
 FLUSH_MARKER = "flush-pending.json"
 # Typed fields received beside unflushed lines (shared.typed_columns), kept in memory up to this many bytes:
-# about 100,000 events. Batches past it, and every batch after a restart, are parsed at the flush instead.
+# about 100,000 events. Batches past it go to a spill file (``writer.columns_spill``); every batch recovered
+# after a restart is parsed at the flush instead.
 MAX_COLUMNS_BYTES = 32 * 1024 * 1024
 
 
@@ -56,7 +58,8 @@ class IndexEntry:
     offset: int
     length: int
     events: int
-    columns: bytes | None = None  # the lines' typed fields, when ingest sent them and they are still held
+    # the lines' typed fields, when ingest sent them: in memory, or past the memory bound in a spill file
+    columns: bytes | SpilledColumns | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +82,7 @@ class _Pending:
     payload: bytes | memoryview  # a view of the received frame's buffer (``writer.frame_receiver``)
     payload_length: int
     events: int
-    columns: bytes | None
+    columns: bytes | SpilledColumns | None
     future: asyncio.Future[int]
     arrived: float  # time.monotonic() when the frame was handed to ``append``
 
@@ -106,6 +109,7 @@ class Spool:
         self._backlog_events = 0
         self.max_columns_bytes = max_columns_bytes
         self.columns_bytes = 0  # typed fields held beside unflushed lines (entries' and pending appends')
+        self.columns_spill = ColumnsSpill(directory, max_bytes // 2)  # the typed fields past ``max_columns_bytes``
         self.committed_batches = 0
         self.committed_events = 0
         self._active: Path | None = None
@@ -136,6 +140,7 @@ class Spool:
         self.next_seq = self.flushed_seq + 1
         for leftover in self.directory.glob(f"*{spool_format.REMOVING_SUFFIX}"):
             leftover.unlink()  # a flushed segment whose removal a stop interrupted
+        self.columns_spill.clear()
         segments = spool_format.list_segments(self.directory)
         if not checkpoint and not segments:
             self.next_seq = self.fresh_start_seq
@@ -229,12 +234,23 @@ class Spool:
         self._backlog_bytes += entry.length
         self._backlog_events += entry.events
 
-    def _held_columns(self, columns: bytes | None) -> bytes | None:
-        """``columns`` when they fit the bound on typed fields held in memory (counted as held), else None."""
-        if columns is None or self.columns_bytes + len(columns) > self.max_columns_bytes:
+    def _held_columns(self, columns: bytes | None) -> bytes | SpilledColumns | None:
+        """``columns`` when they fit the bound on typed fields held in memory (counted as held), else where
+        they were spilled (None when they could not be)."""
+        if columns is None:
             return None
+        if self.columns_bytes + len(columns) > self.max_columns_bytes:
+            return self.columns_spill.put(columns)
         self.columns_bytes += len(columns)
         return columns
+
+    def _release_columns(self, columns: bytes | SpilledColumns | None) -> list[Path]:
+        """A batch's typed fields are no longer needed; return spill files that nothing refers to any more."""
+        if type(columns) is bytes:
+            self.columns_bytes -= len(columns)
+        elif isinstance(columns, SpilledColumns):
+            return self.columns_spill.release(columns)
+        return []
 
     def knows_batch(self, batch_id: int) -> bool:
         """True when a batch with this id is already durable in the spool or was flushed recently."""
@@ -256,7 +272,8 @@ class Spool:
                columns: bytes | None = None) -> asyncio.Future[int]:
         """Queue a batch of ``events`` lines (the server has counted them) for the next group commit; the
         future resolves to its seq once fsync'd. ``columns``, the lines' typed fields, are kept in memory
-        for the flush while they fit ``max_columns_bytes``; they are never written to the spool."""
+        for the flush while they fit ``max_columns_bytes``, past it in a spill file; they are never written to
+        the spool's segments."""
         if self.bytes + self._pending_bytes + len(payload) > self.max_bytes:
             raise SpoolFull(f"spool holds {self.bytes + self._pending_bytes} of {self.max_bytes} bytes")
         seq = self.next_seq
@@ -292,7 +309,8 @@ class Spool:
                 log.error("spool group commit failed", extra={"batches": len(group), "error": str(exc)})
                 for item in group:
                     self._pending_by_batch.pop(item.batch_id, None)
-                    self.columns_bytes -= len(item.columns or b"")
+                    for unused in self._release_columns(item.columns):
+                        unused.unlink(missing_ok=True)
                     if not item.future.done():
                         item.future.set_exception(SpoolWriteError(self.last_write_error))
                 continue
@@ -380,10 +398,11 @@ class Spool:
         self._wakeup.set()
 
     def release(self) -> None:
-        """Close the active segment file descriptor."""
+        """Close the active segment file descriptor (and the spill file's)."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        self.columns_spill.close()
 
     # -- flushing support --------------------------------------------------------------------------
 
@@ -415,18 +434,20 @@ class Spool:
             pass
 
     def forget_flushed(self, last_seq: int) -> list[Path]:
-        """Drop flushed entries from the index; return segments that no longer hold live records."""
+        """Drop flushed entries from the index; return segments that no longer hold live records, and spill
+        files of typed fields that no unflushed batch refers to (both for the reaper)."""
         self.flushed_seq = last_seq
+        unused_spills: list[Path] = []
         while self.index and self.index[0].seq <= last_seq:
             entry = self.index.popleft()
             self._backlog_bytes -= entry.length
             self._backlog_events -= entry.events
-            self.columns_bytes -= len(entry.columns or b"")
+            unused_spills.extend(self._release_columns(entry.columns))
         live = {entry.path for entry in self.index}
         dead = [path for path in self._segment_sizes if path not in live and path != self._active]
         for path in dead:
             del self._segment_sizes[path]
-        return dead
+        return dead + unused_spills
 
 
 def read_range(entries: list[IndexEntry]) -> spool_format.SpoolRange:

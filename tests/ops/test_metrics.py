@@ -113,6 +113,9 @@ def test_writer_counts_flushes_bytes_and_spool(service: Service) -> None:
     assert 0 < after.value("auditlake_writer_spool_sync_seconds_sum") <= \
         after.value("auditlake_writer_commit_latency_seconds_sum")
     assert after.value("auditlake_writer_flush_failures_total") == 0
+    # below the bound the typed fields stay in memory; all of them are let go once flushed
+    assert after.value("auditlake_writer_typed_fields_spilled_batches_total") == 0
+    assert after.value("auditlake_writer_typed_fields_held_bytes") >= 0
     assert after.value("auditlake_writer_flush_failing_seconds") == 0
     assert after.value("auditlake_writer_spool_max_bytes") == 1024 ** 3
     assert after.value("auditlake_writer_spool_segments") >= 1
@@ -169,7 +172,8 @@ def test_an_unmapped_writer_counter_is_still_exposed() -> None:
         stats = FutureStats(failing_since=None)
         spool = type("P", (), {"bytes": 0, "max_bytes": 1, "file_bytes": 0, "segments": 0, "backlog_events": 0,
                                "quarantined": [], "last_write_error": None, "committed_batches": 0,
-                               "committed_events": 0})()
+                               "committed_events": 0, "columns_bytes": 0,
+                               "columns_spill": type("C", (), {"spilled_batches": 0})()})()
         encoder = type("E", (), {"dedupe_ids": 0, "dedupe_covered_seconds": 0.0, "starts": 1})()
 
         def status(self) -> dict:

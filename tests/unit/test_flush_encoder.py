@@ -16,6 +16,7 @@ import pytest
 from shared import typed_columns
 from shared.spool_format import SpoolRange
 from writer.batches import group_range
+from writer.columns_spill import SpilledColumns
 from writer.flush_encoder import ENCODER_THREAD_NAME, EncoderConfig, EncoderFailed, FlushEncoder
 from writer.local_store import LocalStore, encode_days
 from writer.spool import IndexEntry, Spool, read_range
@@ -28,14 +29,16 @@ def _events(prefix: str, count: int) -> list[dict]:
              "type": "auth", "actor": f"user-{index}"} for index in range(count)]
 
 
-async def _spool_of(directory: Path, batches: list[list[dict]], typed: bool = True) -> list[IndexEntry]:
-    """Spool each batch as ingest sends it (its lines, and its typed fields when ``typed``)."""
-    spool = Spool(directory, 1 << 20, 1 << 30)
+async def _spool_of(directory: Path, batches: list[list[dict]], typed: bool = True,
+                    max_columns_bytes: int = 1 << 30) -> list[IndexEntry]:
+    """Spool each batch as ingest sends it (its lines, and its typed fields when ``typed``; past
+    ``max_columns_bytes`` they are spilled)."""
+    spool = Spool(directory, 1 << 20, 1 << 30, max_columns_bytes=max_columns_bytes)
     spool.open()
     committer = asyncio.create_task(spool.run_committer())
     for number, events in enumerate(batches):
         lines = b"".join(orjson.dumps({**event, "received_at": RECEIVED}) + b"\n" for event in events)
-        columns = typed_columns.frame_section([typed_columns.encode(events, RECEIVED)]) if typed else None
+        columns = _events_columns(events) if typed else None
         await spool.append(number + 1, lines, len(events), columns)
     spool.close()
     await committer
@@ -57,18 +60,29 @@ def encoder_factory():
         encoder.close()
 
 
-@pytest.mark.parametrize("typed", [True, False])
-async def test_the_child_encodes_what_the_store_encodes_in_process(tmp_path: Path, encoder_factory, typed: bool) -> None:
+@pytest.mark.parametrize("columns", ["held", "spilled", "spill gone", "none"])
+async def test_the_child_encodes_what_the_store_encodes_in_process(tmp_path: Path, encoder_factory, columns: str) -> None:
     """Same names, bytes, sidecars and manifest figures as ``encode_days`` over ``group_range`` in this process;
-    the same counts and id hashes; the typed fields used when sent, the lines parsed when not."""
-    entries = await _spool_of(tmp_path / "spool", [_events("a", 30), _events("b", 20)], typed)
+    the same counts and id hashes; the typed fields used when sent (held in memory, or read back by the child
+    from the spill file), the lines parsed when not (or when the spill file is gone)."""
+    entries = await _spool_of(tmp_path / "spool", [_events("a", 30), _events("b", 20)], columns != "none",
+                              0 if columns.startswith("spill") else 1 << 30)
+    if columns.startswith("spill"):
+        assert all(isinstance(entry.columns, SpilledColumns) for entry in entries)
+    if columns == "spill gone":
+        os.unlink(entries[0].columns.path)
     encoded = encoder_factory().prepare(entries)
-    here = group_range(read_range(entries), None, [entry.columns for entry in entries])
+    here = group_range(read_range(entries), None, None if columns == "none" else
+                       [_events_columns(events) for events in (_events("a", 30), _events("b", 20))])
     assert encoded.files == encode_days(here, True)
     assert len(encoded.files) == 2  # two days
     assert (encoded.first_seq, encoded.last_seq, encoded.events, encoded.duplicates) == (1, 2, 50, 0)
-    assert encoded.id_hashes == here.id_hashes and encoded.parsed is (not typed)
+    assert encoded.id_hashes == here.id_hashes and encoded.parsed is (columns in ("none", "spill gone"))
     assert encoded.unparsable == [] and not encoded.fields_refused
+
+
+def _events_columns(events: list[dict]) -> bytes:
+    return typed_columns.frame_section([typed_columns.encode(events, RECEIVED)])
 
 
 async def test_the_child_owns_the_dedupe_window_across_restarts(tmp_path: Path, encoder_factory) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from shared import spool_format
+from writer.columns_spill import ColumnsSpill, SpilledColumns
 from writer.spool import Spool, SpoolFull, read_range
 
 
@@ -282,28 +283,71 @@ async def test_an_append_keeps_the_event_count_the_server_counted(tmp_path: Path
     spool.release()
 
 
-async def test_typed_fields_are_held_in_memory_up_to_their_bound_and_never_written(tmp_path: Path) -> None:
-    """Columns sent with a batch stay beside its index entry while they fit the bound; past it an entry has
-    none. They are dropped with the flushed entries and never reach the segment, so a reopened spool has none."""
+async def test_typed_fields_are_held_in_memory_up_to_their_bound_then_spilled_and_never_in_a_segment(
+        tmp_path: Path) -> None:
+    """Columns sent with a batch stay beside its index entry while they fit the bound; past it they go to a
+    spill file and read back whole. They are let go with the flushed entries (a spill file nothing refers to
+    is handed back for removal) and never reach a segment; a reopened spool has none and deletes the spill."""
     spool = Spool(tmp_path, 1 << 20, 1 << 20, max_columns_bytes=250)
+    spool.columns_spill.file_bytes = 150  # a new spill file after the second piece
     spool.open()
     committer = asyncio.create_task(spool.run_committer())
-    for index in range(4):
-        await spool.append(index, b'{"a":1}\n', 1, b"C" * 100)
-    assert [entry.columns for entry in spool.index] == [b"C" * 100, b"C" * 100, None, None]
-    assert spool.columns_bytes == 200
-    assert b"C" not in b"".join(path.read_bytes() for path in tmp_path.glob("seg-*"))
-    spool.forget_flushed(1)
+    for index in range(5):
+        await spool.append(index, b'{"a":1}\n', 1, bytes([65 + index]) * 100)
+    held = [entry.columns for entry in spool.index]
+    assert held[:2] == [b"A" * 100, b"B" * 100]
+    assert all(isinstance(piece, SpilledColumns) for piece in held[2:])
+    assert [piece.read() for piece in held[2:]] == [b"C" * 100, b"D" * 100, b"E" * 100]
+    assert spool.columns_bytes == 200 and spool.columns_spill.spilled_batches == 3
+    first_spill, second_spill = Path(held[2].path), Path(held[4].path)
+    assert held[3].path == str(first_spill) != str(second_spill)
+    assert not any(b"C" * 100 in path.read_bytes() for path in tmp_path.glob("seg-*"))
+    assert spool.forget_flushed(spool.index[0].seq) == []
     assert spool.columns_bytes == 100
-    await spool.append(9, b'{"a":1}\n', 1, b"D" * 100)
-    assert spool.index[-1].columns == b"D" * 100 and spool.columns_bytes == 200
+    await spool.append(9, b'{"a":1}\n', 1, b"F" * 100)
+    assert spool.index[-1].columns == b"F" * 100 and spool.columns_bytes == 200
+    assert spool.forget_flushed(spool.index[2].seq) == [first_spill]  # C and D flushed: their file is unused
+    assert second_spill.exists()  # E is not flushed, and the file is the current one
     spool.close()
     await committer
     spool.release()
     reopened = Spool(tmp_path, 1 << 20, 1 << 20)
     reopened.open()
-    assert len(reopened.index) == 5 and {entry.columns for entry in reopened.index} == {None}  # no checkpoint written
+    assert len(reopened.index) == 6 and {entry.columns for entry in reopened.index} == {None}  # no checkpoint written
+    assert not list(tmp_path.glob("columns-*"))
     reopened.release()
+
+
+def test_a_spilled_piece_that_cannot_be_read_back_whole_reads_as_none(tmp_path: Path) -> None:
+    """A spill file that is gone or shorter than the piece gives None: the flush then parses the lines."""
+    spill = ColumnsSpill(tmp_path, 1 << 20)
+    piece = spill.put(b"X" * 64)
+    assert piece is not None and piece.read() == b"X" * 64
+    os.truncate(piece.path, 10)
+    assert piece.read() is None
+    os.unlink(piece.path)
+    assert piece.read() is None
+    spill.close()
+
+
+def test_a_spill_that_cannot_be_written_gives_none(tmp_path: Path) -> None:
+    """An unwritable spill directory: the batch keeps no typed fields (the flush parses its lines)."""
+    spill = ColumnsSpill(tmp_path / "missing", 1 << 20)
+    assert spill.put(b"X" * 64) is None and spill.files == 0
+
+
+def test_the_spill_files_hold_at_most_their_bound_and_count_what_is_removed(tmp_path: Path) -> None:
+    """Past ``max_bytes`` in live spill files a batch keeps no typed fields; a removed file frees its bytes."""
+    spill = ColumnsSpill(tmp_path, 250, file_bytes=100)
+    first, second = spill.put(b"A" * 100), spill.put(b"B" * 100)
+    assert first is not None and second is not None and first.path != second.path
+    assert spill.put(b"C" * 100) is None and spill.bytes == 200  # a third would pass the bound
+    assert spill.release(first) == [Path(first.path)] and spill.bytes == 100
+    third = spill.put(b"C" * 100)
+    assert third is not None and third.read() == b"C" * 100 and spill.bytes == 200
+    assert spill.release(second) == [Path(second.path)] and spill.bytes == 100  # the reaper removes it
+    assert spill.release(third) == [] and spill.files == 1  # the current file stays until the next one starts
+    spill.close()
 
 
 async def test_typed_fields_of_a_failed_append_are_let_go(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
