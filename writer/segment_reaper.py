@@ -31,13 +31,14 @@ class SegmentReaper:
     def __init__(self, step_bytes: int = STEP_BYTES, pause_seconds: float = STEP_PAUSE_SECONDS) -> None:
         self.step_bytes = step_bytes
         self.pause_seconds = pause_seconds
-        self.removed = 0  # segments removed since start
+        self.removed = 0  # files removed since start (flushed segments, and spill files of typed fields)
         self._hurry = threading.Event()  # set when shutting down: what is queued goes at once, pauses cut short
         self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="reaper",
                                                              initializer=_start_reaper_thread)
 
     def remove(self, paths: list[Path]) -> None:
-        """Queue flushed segments for removal; returns at once (any thread)."""
+        """Queue flushed segments (and unused spill files, ``writer.columns_spill``) for removal; returns at
+        once (any thread)."""
         for path in paths:
             self._thread.submit(self._remove_one, path)
 
