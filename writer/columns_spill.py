@@ -102,9 +102,13 @@ class ColumnsSpill:
     def release(self, spilled: SpilledColumns) -> list[Path]:
         """A batch that referred to ``spilled`` is flushed or dropped; return spill files nothing refers to."""
         left = self._refs.get(spilled.path, 0) - 1
-        if left > 0 or spilled.path == self._path:
-            self._refs[spilled.path] = max(left, 0)
+        if left > 0:
+            self._refs[spilled.path] = left
             return []
+        if spilled.path == self._path:  # caught up: the next spill starts a new file
+            assert self._fd is not None
+            os.close(self._fd)
+            self._fd = self._path = None
         self._forget(spilled.path)
         return [Path(spilled.path)]
 

@@ -346,7 +346,9 @@ def test_the_spill_files_hold_at_most_their_bound_and_count_what_is_removed(tmp_
     third = spill.put(b"C" * 100)
     assert third is not None and third.read() == b"C" * 100 and spill.bytes == 200
     assert spill.release(second) == [Path(second.path)] and spill.bytes == 100  # the reaper removes it
-    assert spill.release(third) == [] and spill.files == 1  # the current file stays until the next one starts
+    assert spill.release(third) == [Path(third.path)] and spill.files == 0  # caught up: the current file goes too
+    fourth = spill.put(b"D" * 10)
+    assert fourth is not None and fourth.path not in (first.path, second.path, third.path) and fourth.read() == b"D" * 10
     spill.close()
 
 
