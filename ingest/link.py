@@ -20,6 +20,7 @@ from typing import Any
 
 from shared import typed_columns, wire
 from shared.errors import WireError
+from shared.task_stop import cancel_and_wait
 
 log = logging.getLogger("auditlake.ingest.link")
 RECONNECT_START_SECONDS = 0.05
@@ -200,9 +201,7 @@ class WriterLink:
             self._stream = None
             self.hello = False
             self.typed_batches = False
-            for task in (receiver, sender):
-                task.cancel()
-            await asyncio.gather(receiver, sender, return_exceptions=True)
+            await cancel_and_wait([receiver, sender])
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()

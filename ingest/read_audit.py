@@ -24,6 +24,7 @@ from ingest.tokens import Principal
 from shared import typed_columns
 from shared.events import normalize_event
 from shared.settings import Settings
+from shared.task_stop import cancel_and_wait
 
 log = logging.getLogger("auditlake.ingest.self_audit")
 COMPONENT = "auditlake-ingest"
@@ -101,9 +102,7 @@ class AuditTrail:
         """cleanup_ctx: record service_start once the writer first answers; service_stop when draining."""
         starter = asyncio.create_task(self._record_start(), name="self-audit-start")
         yield
-        if not starter.done():
-            starter.cancel()
-        await asyncio.gather(starter, return_exceptions=True)
+        await cancel_and_wait([starter])
         if not self.start_recorded and self.link.ready:
             self._start_event()  # stopped within a poll interval of connecting
         self.record("service_stop", "service", "stop", {"pid": os.getpid()})
