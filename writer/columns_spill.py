@@ -34,19 +34,33 @@ class SpilledColumns:
     offset: int
     length: int
 
-    def read(self) -> bytes | None:
-        """The spilled bytes, or None when they cannot be read back whole (the flush parses those lines)."""
+
+def read_back(pieces: list[bytes | SpilledColumns | None]) -> list[bytes | None]:
+    """A range's typed fields with the spilled pieces read back (each spill file opened once); a piece that
+    cannot be read back whole is None (the flush parses the range's lines then)."""
+    files: dict[str, int | None] = {}
+    try:
+        return [_read(piece, files) if isinstance(piece, SpilledColumns) else piece for piece in pieces]
+    finally:
+        for fd in files.values():
+            if fd is not None:
+                os.close(fd)
+
+
+def _read(piece: SpilledColumns, files: dict[str, int | None]) -> bytes | None:
+    if piece.path not in files:
         try:
-            fd = os.open(self.path, os.O_RDONLY)
+            files[piece.path] = os.open(piece.path, os.O_RDONLY)
         except OSError:
-            return None
-        try:
-            data = os.pread(fd, self.length, self.offset)
-        except OSError:
-            return None
-        finally:
-            os.close(fd)
-        return data if len(data) == self.length else None
+            files[piece.path] = None
+    fd = files[piece.path]
+    if fd is None:
+        return None
+    try:
+        data = os.pread(fd, piece.length, piece.offset)
+    except OSError:
+        return None
+    return data if len(data) == piece.length else None
 
 
 class ColumnsSpill:
@@ -56,19 +70,22 @@ class ColumnsSpill:
         self.directory = directory
         self.max_bytes = max_bytes
         self.file_bytes = file_bytes
-        self.bytes = 0  # in the spill files that are not yet removed
         self.spilled_batches = 0  # batches whose typed fields went to a spill file since start
         self._fd: int | None = None
-        self._path: str | None = None
-        self._size = 0
+        self._path: str | None = None  # the file appended to
         self._serial = 0
-        self._refs: dict[str, int] = {}  # spill file -> batches not yet flushed that refer to it
-        self._sizes: dict[str, int] = {}  # spill file -> its bytes
+        self._refs: dict[str, int] = {}  # spill file not yet removed -> batches not yet flushed that refer to it
+        self._sizes: dict[str, int] = {}  # spill file not yet removed -> its bytes
 
     @property
     def files(self) -> int:
-        """Spill files that unflushed batches still refer to (the current one included)."""
+        """Spill files not yet removed (the current one included)."""
         return len(self._refs)
+
+    @property
+    def bytes(self) -> int:
+        """Bytes in the spill files not yet removed."""
+        return sum(self._sizes.values())
 
     def clear(self) -> None:
         """Delete what an earlier run left (at start: the batches recovered from the spool carry no typed fields)."""
@@ -81,7 +98,7 @@ class ColumnsSpill:
         if self.bytes + len(columns) > self.max_bytes:
             return None
         try:
-            if self._fd is None or self._size >= self.file_bytes:
+            if self._fd is None or self._sizes[self._path] >= self.file_bytes:
                 self._start_file()
             assert self._fd is not None and self._path is not None
             view = memoryview(columns)
@@ -91,10 +108,8 @@ class ColumnsSpill:
             log.warning("could not spill typed fields; the flush parses those lines", extra={"error": repr(exc)})
             self._close_file()
             return None
-        spilled = SpilledColumns(self._path, self._size, len(columns))
-        self._size += len(columns)
-        self._sizes[self._path] = self._size
-        self.bytes += len(columns)
+        spilled = SpilledColumns(self._path, self._sizes[self._path], len(columns))
+        self._sizes[self._path] += len(columns)
         self._refs[self._path] += 1
         self.spilled_batches += 1
         return spilled
@@ -121,11 +136,12 @@ class ColumnsSpill:
         self._serial += 1
         path = str(self.directory / f"{SPILL_PREFIX}{self._serial:08d}{SPILL_SUFFIX}")
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
-        self._path, self._size = path, 0
-        self._refs[path] = 0
+        self._path = path
+        self._refs[path] = self._sizes[path] = 0
 
     def _close_file(self) -> None:
-        """Stop appending to the current file; delete it at once when no batch refers to it."""
+        """Stop appending to the current file; delete it at once when no batch refers to it (only a file
+        whose first write failed: ``release`` hands a caught-up file to the reaper)."""
         path, fd = self._path, self._fd
         self._fd = self._path = None
         if fd is not None:
@@ -139,4 +155,4 @@ class ColumnsSpill:
 
     def _forget(self, path: str) -> None:
         self._refs.pop(path, None)
-        self.bytes -= self._sizes.pop(path, 0)
+        self._sizes.pop(path, None)

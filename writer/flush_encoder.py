@@ -30,7 +30,7 @@ from shared import native_memory, sched_slice, stack_dump
 from shared.event_loop import GC_THRESHOLDS
 from shared.logs import configure_logging
 from writer.batches import FlushBatch, group_range
-from writer.columns_spill import SpilledColumns
+from writer.columns_spill import SpilledColumns, read_back
 from writer.dedupe import DedupeWindow
 from writer.spool import IndexEntry, read_range
 from writer.store import EncodedFile
@@ -193,7 +193,7 @@ class _Encoder:
 
     def prepare(self, entries: list[IndexEntry], columns: list[bytes | SpilledColumns | None]) -> EncodedBatch:
         span = read_range(entries)
-        held = [piece.read() if isinstance(piece, SpilledColumns) else piece for piece in columns]
+        held = read_back(columns)
         batch = group_range(span, self.window, held)  # one piece not read back: the range's lines are parsed
         del span  # the batch holds what it needs (its lines point into the range's buffer)
         files = self.config.encode(batch)

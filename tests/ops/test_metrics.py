@@ -113,9 +113,8 @@ def test_writer_counts_flushes_bytes_and_spool(service: Service) -> None:
     assert 0 < after.value("auditlake_writer_spool_sync_seconds_sum") <= \
         after.value("auditlake_writer_commit_latency_seconds_sum")
     assert after.value("auditlake_writer_flush_failures_total") == 0
-    # below the bound the typed fields stay in memory; all of them are let go once flushed
+    # a few events: their typed fields stay in memory, none is spilled
     assert after.value("auditlake_writer_typed_fields_spilled_batches_total") == 0
-    assert after.value("auditlake_writer_typed_fields_held_bytes") >= 0
     assert after.value("auditlake_writer_flush_failing_seconds") == 0
     assert after.value("auditlake_writer_spool_max_bytes") == 1024 ** 3
     assert after.value("auditlake_writer_spool_segments") >= 1

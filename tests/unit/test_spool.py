@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from shared import spool_format
-from writer.columns_spill import ColumnsSpill, SpilledColumns
+from writer.columns_spill import ColumnsSpill, SpilledColumns, read_back
 from writer.spool import Spool, SpoolFull, read_range
 
 
@@ -297,7 +297,7 @@ async def test_typed_fields_are_held_in_memory_up_to_their_bound_then_spilled_an
     held = [entry.columns for entry in spool.index]
     assert held[:2] == [b"A" * 100, b"B" * 100]
     assert all(isinstance(piece, SpilledColumns) for piece in held[2:])
-    assert [piece.read() for piece in held[2:]] == [b"C" * 100, b"D" * 100, b"E" * 100]
+    assert read_back(held) == [b"A" * 100, b"B" * 100, b"C" * 100, b"D" * 100, b"E" * 100]
     assert spool.columns_bytes == 200 and spool.columns_spill.spilled_batches == 3
     first_spill, second_spill = Path(held[2].path), Path(held[4].path)
     assert held[3].path == str(first_spill) != str(second_spill)
@@ -318,15 +318,28 @@ async def test_typed_fields_are_held_in_memory_up_to_their_bound_then_spilled_an
     reopened.release()
 
 
+def test_pieces_of_one_spill_file_are_read_back_through_one_open(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A range's spilled pieces are read with one open per spill file, not one per batch."""
+    spill = ColumnsSpill(tmp_path, 1 << 20)
+    pieces = [spill.put(bytes([65 + index]) * 32) for index in range(5)]
+    opened = []
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda path, *args: opened.append(path) or real_open(path, *args))
+    assert read_back(pieces) == [bytes([65 + index]) * 32 for index in range(5)]
+    assert opened == [pieces[0].path]
+    spill.close()
+
+
 def test_a_spilled_piece_that_cannot_be_read_back_whole_reads_as_none(tmp_path: Path) -> None:
     """A spill file that is gone or shorter than the piece gives None: the flush then parses the lines."""
     spill = ColumnsSpill(tmp_path, 1 << 20)
     piece = spill.put(b"X" * 64)
-    assert piece is not None and piece.read() == b"X" * 64
+    assert piece is not None and read_back([piece]) == [b"X" * 64]
     os.truncate(piece.path, 10)
-    assert piece.read() is None
+    assert read_back([piece, b"kept", None]) == [None, b"kept", None]
     os.unlink(piece.path)
-    assert piece.read() is None
+    assert read_back([piece, b"kept", None]) == [None, b"kept", None]
     spill.close()
 
 
@@ -344,11 +357,11 @@ def test_the_spill_files_hold_at_most_their_bound_and_count_what_is_removed(tmp_
     assert spill.put(b"C" * 100) is None and spill.bytes == 200  # a third would pass the bound
     assert spill.release(first) == [Path(first.path)] and spill.bytes == 100
     third = spill.put(b"C" * 100)
-    assert third is not None and third.read() == b"C" * 100 and spill.bytes == 200
+    assert third is not None and read_back([third]) == [b"C" * 100] and spill.bytes == 200
     assert spill.release(second) == [Path(second.path)] and spill.bytes == 100  # the reaper removes it
     assert spill.release(third) == [Path(third.path)] and spill.files == 0  # caught up: the current file goes too
     fourth = spill.put(b"D" * 10)
-    assert fourth is not None and fourth.path not in (first.path, second.path, third.path) and fourth.read() == b"D" * 10
+    assert fourth is not None and fourth.path not in (first.path, second.path, third.path) and read_back([fourth]) == [b"D" * 10]
     spill.close()
 
 
