@@ -7,7 +7,7 @@ CPU time (``/proc/<pid>/stat``) and the machine's (``/proc/stat``). Prints reque
 each process's share of a core and CPU per request (with its kernel part and minor page faults), the
 machine's busy, idle (with I/O wait) and steal shares (100 % is one CPU), the CPUs each may run on (``AUDIT_SERVICE_INGEST_CPUS`` / ``_WRITER_CPUS``; set
 both to ``all`` for an unpinned comparison), ingest's mean time from sending a frame to its ack with the
-requests per frame (from its metrics), and the events the writer stored meanwhile with the spool's backlog
+requests per frame (from its metrics), the writer's mean group commit (a group's first frame to durable, with its write and fsync; from its metrics), and the events the writer stored meanwhile with the spool's backlog
 at the end (a writer that falls behind stores fewer than are accepted, and its backlog grows). Steal is
 time the hypervisor gave the vCPUs to someone else: compare runs only when it is low.
 """
@@ -30,12 +30,19 @@ sys.path.insert(0, str(BENCH))
 from ingest_bench import machine_ticks, process_counters, service_under_wrk  # noqa: E402
 
 
-def ack_summary(url: str) -> tuple[float, float]:
-    """Ingest's acks so far and the sum of their latencies (seconds), from its metrics at ``url``."""
+def histogram_summary(url: str, name: str) -> tuple[float, float]:
+    """A histogram's observations so far and their sum (seconds), from the metrics at ``url``."""
     with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
         metrics = response.read().decode()
-    found = dict(re.findall(r"^auditlake_ingest_ack_latency_seconds_(count|sum) (\S+)$", metrics, re.M))
+    found = dict(re.findall(rf"^{name}_(count|sum) (\S+)$", metrics, re.M))
     return float(found.get("count", 0)), float(found.get("sum", 0))
+
+
+def latency_summaries(service) -> dict[str, tuple[float, float]]:
+    """Ingest's send-to-ack, the writer's arrival-to-durable per group commit and its write and fsync."""
+    return {"ack": histogram_summary(service.url, "auditlake_ingest_ack_latency_seconds"),
+            "commit": histogram_summary(service.writer_url, "auditlake_writer_commit_latency_seconds"),
+            "sync": histogram_summary(service.writer_url, "auditlake_writer_spool_sync_seconds")}
 
 
 def main() -> None:
@@ -52,11 +59,11 @@ def main() -> None:
         pids["wrk"] = load.pid
         before = {name: process_counters(pid) for name, pid in pids.items()}
         cpus = {name: sorted(os.sched_getaffinity(pid)) for name, pid in pids.items()}
-        ticks_before, acks_before, started = machine_ticks(), ack_summary(service.url), time.time()
+        ticks_before, latency_before, started = machine_ticks(), latency_summaries(service), time.time()
         stored_before = service.writer_status()["flushed_events"]
         time.sleep(args.seconds)
         after = {name: process_counters(pid) for name, pid in pids.items()}
-        ticks_after, acks_after, elapsed = machine_ticks(), ack_summary(service.url), time.time() - started
+        ticks_after, latency_after, elapsed = machine_ticks(), latency_summaries(service), time.time() - started
         writer_after = service.writer_status()
         load.wait()
         summary = json.loads((work / "wrk.json").read_text())
@@ -77,10 +84,15 @@ def main() -> None:
     total, idle, steal = (100 * (now - then) / tick for now, then in zip(ticks_after, ticks_before))
     print(f"  machine busy {total - idle - steal:.0f} %, idle and I/O wait {idle:.0f} %, steal {steal:.0f} % "
           f"(of {total:.0f} %)")
-    acks, latency = acks_after[0] - acks_before[0], acks_after[1] - acks_before[1]
+    (acks, ack_sum), (commits, commit_sum), (_, sync_sum) = (
+        (latency_after[name][0] - latency_before[name][0], latency_after[name][1] - latency_before[name][1])
+        for name in ("ack", "commit", "sync"))
     if acks:
-        print(f"  ingest: {1000 * latency / acks:.2f} ms from a frame's send to its ack, "
+        print(f"  ingest: {1000 * ack_sum / acks:.2f} ms from a frame's send to its ack, "
               f"{rate * elapsed / acks:.1f} requests per frame")
+    if commits:
+        print(f"  writer: {1000 * commit_sum / commits:.2f} ms from a group's first frame to durable, of which "
+              f"{1000 * sync_sum / commits:.2f} ms its write and fsync; {acks / commits:.1f} frames per group")
 
 
 if __name__ == "__main__":

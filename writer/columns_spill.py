@@ -64,18 +64,25 @@ def _read(piece: SpilledColumns, files: dict[str, int | None]) -> bytes | None:
 
 
 class ColumnsSpill:
-    """Appends typed fields to the current spill file and counts, per file, the batches that refer to it."""
+    """Places typed fields in the current spill file and counts, per file, the batches that refer to it.
+
+    ``reserve`` runs on the writer's event loop and does no I/O but open a new file every ``file_bytes``;
+    ``write`` puts the bytes in their place from the spool's commit thread, beside the group's own write,
+    so the loop never waits for the page cache (a write there can block on dirty-page throttling). A file
+    stays open while a batch refers to it, so a piece reserved before the next file was started is still
+    written into its own.
+    """
 
     def __init__(self, directory: Path, max_bytes: int, file_bytes: int = SPILL_FILE_BYTES) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
         self.file_bytes = file_bytes
-        self.spilled_batches = 0  # batches whose typed fields went to a spill file since start
-        self._fd: int | None = None
-        self._path: str | None = None  # the file appended to
+        self.spilled_batches = 0  # batches whose typed fields were placed in a spill file since start
+        self._path: str | None = None  # the file new pieces are placed in
         self._serial = 0
+        self._fds: dict[str, int] = {}  # spill file not yet removed -> its descriptor
         self._refs: dict[str, int] = {}  # spill file not yet removed -> batches not yet flushed that refer to it
-        self._sizes: dict[str, int] = {}  # spill file not yet removed -> its bytes
+        self._sizes: dict[str, int] = {}  # spill file not yet removed -> its bytes (reserved ones included)
 
     @property
     def files(self) -> int:
@@ -92,27 +99,39 @@ class ColumnsSpill:
         for leftover in self.directory.glob(f"{SPILL_PREFIX}*{SPILL_SUFFIX}"):
             leftover.unlink()
 
-    def put(self, columns: bytes) -> SpilledColumns | None:
-        """Append one batch's typed fields; None past ``max_bytes`` or when the file cannot be written (the
-        flush parses those lines then)."""
-        if self.bytes + len(columns) > self.max_bytes:
+    def reserve(self, length: int) -> SpilledColumns | None:
+        """The place of one batch's typed fields (``write`` fills it); None past ``max_bytes`` or when no
+        spill file can be opened (the flush parses those lines then)."""
+        if self.bytes + length > self.max_bytes:
             return None
-        try:
-            if self._fd is None or self._sizes[self._path] >= self.file_bytes:
+        if self._path is None or self._sizes[self._path] >= self.file_bytes:
+            try:
                 self._start_file()
-            assert self._fd is not None and self._path is not None
-            view = memoryview(columns)
-            while view:
-                view = view[os.write(self._fd, view):]
-        except OSError as exc:
-            log.warning("could not spill typed fields; the flush parses those lines", extra={"error": repr(exc)})
-            self._close_file()
-            return None
-        spilled = SpilledColumns(self._path, self._sizes[self._path], len(columns))
-        self._sizes[self._path] += len(columns)
+            except OSError as exc:
+                log.warning("could not open a spill file; the flush parses those lines", extra={"error": repr(exc)})
+                return None
+        assert self._path is not None
+        spilled = SpilledColumns(self._path, self._sizes[self._path], length)
+        self._sizes[self._path] += length
         self._refs[self._path] += 1
         self.spilled_batches += 1
         return spilled
+
+    def write(self, spilled: SpilledColumns, columns: bytes) -> bool:
+        """Write reserved typed fields into their place (the spool's commit thread); False when they could
+        not be (the caller releases the piece: its batch keeps no typed fields)."""
+        view, offset = memoryview(columns), spilled.offset
+        fd = self._fds.get(spilled.path)
+        if fd is None:  # a piece not reserved here, or already let go
+            return False
+        try:
+            while view:
+                written = os.pwrite(fd, view, offset)
+                view, offset = view[written:], offset + written
+        except OSError as exc:
+            log.warning("could not spill typed fields; the flush parses those lines", extra={"error": repr(exc)})
+            return False
+        return True
 
     def release(self, spilled: SpilledColumns) -> list[Path]:
         """A batch that referred to ``spilled`` is flushed or dropped; return spill files nothing refers to."""
@@ -121,38 +140,27 @@ class ColumnsSpill:
             self._refs[spilled.path] = left
             return []
         if spilled.path == self._path:  # caught up: the next spill starts a new file
-            assert self._fd is not None
-            os.close(self._fd)
-            self._fd = self._path = None
+            self._path = None
         self._forget(spilled.path)
         return [Path(spilled.path)]
 
     def close(self) -> None:
-        """Close the current file (its contents are deleted at the next start)."""
-        self._close_file()
+        """Close every spill file (their contents are deleted at the next start)."""
+        for path in list(self._fds):
+            self._forget(path)
+        self._path = None
 
     def _start_file(self) -> None:
-        self._close_file()
+        """Place new pieces in a new file (the current one stays open while batches refer to it)."""
         self._serial += 1
         path = str(self.directory / f"{SPILL_PREFIX}{self._serial:08d}{SPILL_SUFFIX}")
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
-        self._path = path
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self._path, self._fds[path] = path, fd
         self._refs[path] = self._sizes[path] = 0
 
-    def _close_file(self) -> None:
-        """Stop appending to the current file; delete it at once when no batch refers to it (only a file
-        whose first write failed: ``release`` hands a caught-up file to the reaper)."""
-        path, fd = self._path, self._fd
-        self._fd = self._path = None
+    def _forget(self, path: str) -> None:
+        fd = self._fds.pop(path, None)
         if fd is not None:
             os.close(fd)
-        if path is not None and self._refs.get(path) == 0:
-            self._forget(path)
-            try:
-                os.unlink(path)
-            except OSError:  # the next start deletes it
-                pass
-
-    def _forget(self, path: str) -> None:
         self._refs.pop(path, None)
         self._sizes.pop(path, None)

@@ -83,6 +83,7 @@ class _Pending:
     payload_length: int
     events: int
     columns: bytes | SpilledColumns | None
+    spill: bytes | None  # typed fields for the place ``columns`` reserved in a spill file, written with the group
     future: asyncio.Future[int]
     arrived: float  # time.monotonic() when the frame was handed to ``append``
 
@@ -110,6 +111,7 @@ class Spool:
         self.max_columns_bytes = max_columns_bytes
         self.columns_bytes = 0  # typed fields held beside unflushed lines (entries' and pending appends')
         self.columns_spill = ColumnsSpill(directory, max_bytes // 2)  # the typed fields past ``max_columns_bytes``
+        self._spills_to_reap: list[Path] = []  # spill files let go outside a flush, for the next forget_flushed
         self.committed_batches = 0
         self.committed_events = 0
         self._active: Path | None = None
@@ -234,15 +236,16 @@ class Spool:
         self._backlog_bytes += entry.length
         self._backlog_events += entry.events
 
-    def _held_columns(self, columns: bytes | None) -> bytes | SpilledColumns | None:
-        """``columns`` when they fit the bound on typed fields held in memory (counted as held), else where
-        they were spilled (None when they could not be)."""
+    def _held_columns(self, columns: bytes | None) -> tuple[bytes | SpilledColumns | None, bytes | None]:
+        """``columns`` when they fit the bound on typed fields held in memory (counted as held), else their
+        place in a spill file and the bytes the group commit writes there (None when there is no place)."""
         if columns is None:
-            return None
+            return None, None
         if self.columns_bytes + len(columns) > self.max_columns_bytes:
-            return self.columns_spill.put(columns)
+            spilled = self.columns_spill.reserve(len(columns))
+            return spilled, columns if spilled is not None else None
         self.columns_bytes += len(columns)
-        return columns
+        return columns, None
 
     def _release_columns(self, columns: bytes | SpilledColumns | None) -> list[Path]:
         """A batch's typed fields are no longer needed; return spill files that nothing refers to any more."""
@@ -280,8 +283,9 @@ class Spool:
         self.next_seq += 1
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         header = spool_format.record_header(seq, batch_id, payload)  # written beside the payload, not joined
-        self._pending.append(_Pending(seq, batch_id, header, payload, len(payload), events,
-                                      self._held_columns(columns), future, time.monotonic()))
+        held, spill = self._held_columns(columns)
+        self._pending.append(_Pending(seq, batch_id, header, payload, len(payload), events, held, spill, future,
+                                      time.monotonic()))
         self._pending_bytes += len(header) + len(payload)
         self._pending_by_batch[batch_id] = future
         self._wakeup.set()
@@ -299,18 +303,22 @@ class Spool:
                 continue
             group, group_bytes, self._pending, self._pending_bytes = self._pending, self._pending_bytes, [], 0
             records = [(item.header, item.payload) for item in group]
+            spills = [(item.columns, item.spill) for item in group if item.spill is not None]
             try:
-                if group_bytes <= INLINE_GROUP_BYTES:
-                    offsets = self._write_group(records)
+                if group_bytes <= INLINE_GROUP_BYTES and not spills:  # the loop itself never writes a spill
+                    offsets, _ = self._write_group(records, [])
                 else:
-                    offsets = await loop.run_in_executor(None, self._write_group, records)
+                    offsets, unspilled = await loop.run_in_executor(None, self._write_group, records, spills)
+                    for item in group:
+                        if item.columns in unspilled:  # durable all the same; its flush parses its lines
+                            self._spills_to_reap.extend(self._release_columns(item.columns))
+                            item.columns = None
             except OSError as exc:
                 self.last_write_error = f"spool write failed: {exc.strerror or exc.__class__.__name__}"
                 log.error("spool group commit failed", extra={"batches": len(group), "error": str(exc)})
                 for item in group:
                     self._pending_by_batch.pop(item.batch_id, None)
-                    for unused in self._release_columns(item.columns):
-                        unused.unlink(missing_ok=True)
+                    self._spills_to_reap.extend(self._release_columns(item.columns))
                     if not item.future.done():
                         item.future.set_exception(SpoolWriteError(self.last_write_error))
                 continue
@@ -330,8 +338,11 @@ class Spool:
             if self._segment_sizes[path] >= self.segment_bytes:
                 await loop.run_in_executor(None, self._open_new_segment)
 
-    def _write_group(self, records: list[tuple[bytes, bytes]]) -> list[int]:
-        """Append records (header, payload) and fsync (in a worker thread); roll the file back on failure.
+    def _write_group(self, records: list[tuple[bytes, bytes]], spills: list[tuple[SpilledColumns, bytes]]
+                     ) -> tuple[list[int], list[SpilledColumns]]:
+        """Append records (header, payload), write the group's spilled typed fields into their places, and
+        fsync the segment (in a worker thread); roll the segment back on failure. The records' offsets, and
+        the spilled pieces that could not be written.
 
         The pieces go to ``writev`` as they are: joining them would copy up to two 16 MiB frames twice.
         """
@@ -352,6 +363,7 @@ class Spool:
                 self.faults.reach("spool_mid_append")
                 pieces = [data[cut:]]
             self._write_pieces(pieces)
+            unspilled = [spilled for spilled, columns in spills if not self.columns_spill.write(spilled, columns)]
             os.fsync(self._fd)
             self._sync_seconds = time.monotonic() - started
             self.faults.reach("after_fsync_before_ack")
@@ -359,7 +371,7 @@ class Spool:
             self._roll_back(start)
             raise
         self._segment_sizes[self._active] = position
-        return offsets
+        return offsets, unspilled
 
     def _write_all(self, data: bytes) -> None:
         assert self._fd is not None
@@ -437,7 +449,7 @@ class Spool:
         """Drop flushed entries from the index; return segments that no longer hold live records, and spill
         files of typed fields that no unflushed batch refers to (both for the reaper)."""
         self.flushed_seq = last_seq
-        unused_spills: list[Path] = []
+        unused_spills, self._spills_to_reap = self._spills_to_reap, []
         while self.index and self.index[0].seq <= last_seq:
             entry = self.index.popleft()
             self._backlog_bytes -= entry.length

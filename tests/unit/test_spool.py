@@ -15,6 +15,13 @@ from writer.columns_spill import ColumnsSpill, SpilledColumns, read_back
 from writer.spool import Spool, SpoolFull, read_range
 
 
+def spilled(spill: ColumnsSpill, columns: bytes) -> SpilledColumns | None:
+    """Place typed fields in a spill and write them, as the spool's append and group commit do."""
+    piece = spill.reserve(len(columns))
+    assert piece is None or spill.write(piece, columns)
+    return piece
+
+
 async def _spool_with(directory: Path, payloads: list[bytes], **kwargs) -> Spool:
     spool = Spool(directory, kwargs.get("segment_bytes", 1 << 20), kwargs.get("max_bytes", 1 << 30))
     spool.open()
@@ -51,9 +58,9 @@ async def test_a_small_group_is_committed_on_the_loop_and_a_large_one_on_a_worke
     threads: list[str] = []
     write_group = spool._write_group
 
-    def recording(records):  # type: ignore[no-untyped-def]
+    def recording(records, spills):  # type: ignore[no-untyped-def]
         threads.append(threading.current_thread().name)
-        return write_group(records)
+        return write_group(records, spills)
 
     spool._write_group = recording  # type: ignore[method-assign]
     committer = asyncio.create_task(spool.run_committer())
@@ -322,7 +329,7 @@ def test_pieces_of_one_spill_file_are_read_back_through_one_open(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """A range's spilled pieces are read with one open per spill file, not one per batch."""
     spill = ColumnsSpill(tmp_path, 1 << 20)
-    pieces = [spill.put(bytes([65 + index]) * 32) for index in range(5)]
+    pieces = [spilled(spill, bytes([65 + index]) * 32) for index in range(5)]
     opened = []
     real_open = os.open
     monkeypatch.setattr(os, "open", lambda path, *args: opened.append(path) or real_open(path, *args))
@@ -334,7 +341,7 @@ def test_pieces_of_one_spill_file_are_read_back_through_one_open(tmp_path: Path,
 def test_a_spilled_piece_that_cannot_be_read_back_whole_reads_as_none(tmp_path: Path) -> None:
     """A spill file that is gone or shorter than the piece gives None: the flush then parses the lines."""
     spill = ColumnsSpill(tmp_path, 1 << 20)
-    piece = spill.put(b"X" * 64)
+    piece = spilled(spill, b"X" * 64)
     assert piece is not None and read_back([piece]) == [b"X" * 64]
     os.truncate(piece.path, 10)
     assert read_back([piece, b"kept", None]) == [None, b"kept", None]
@@ -343,31 +350,40 @@ def test_a_spilled_piece_that_cannot_be_read_back_whole_reads_as_none(tmp_path: 
     spill.close()
 
 
-def test_a_spill_that_cannot_be_written_gives_none(tmp_path: Path) -> None:
-    """An unwritable spill directory: the batch keeps no typed fields (the flush parses its lines)."""
-    spill = ColumnsSpill(tmp_path / "missing", 1 << 20)
-    assert spill.put(b"X" * 64) is None and spill.files == 0
+def test_a_spill_that_cannot_be_placed_or_written_says_so(tmp_path: Path) -> None:
+    """A spill file that cannot be opened leaves no place (the batch keeps no typed fields, the flush parses
+    its lines); a write into a place that was let go, or into a file that fails, answers False."""
+    assert ColumnsSpill(tmp_path / "missing", 1 << 20).reserve(64) is None
+    spill = ColumnsSpill(tmp_path, 1 << 20)
+    piece = spill.reserve(64)
+    assert piece is not None and spill.files == 1
+    os.close(spill._fds[piece.path])  # the descriptor fails (EBADF) as a broken disk would
+    spill._fds[piece.path] = os.open(piece.path, os.O_RDONLY)
+    assert not spill.write(piece, b"X" * 64)
+    assert spill.release(piece) == [Path(piece.path)] and spill.files == 0
+    assert not spill.write(piece, b"X" * 64)  # let go: nothing to write into
 
 
 def test_the_spill_files_hold_at_most_their_bound_and_count_what_is_removed(tmp_path: Path) -> None:
     """Past ``max_bytes`` in live spill files a batch keeps no typed fields; a removed file frees its bytes."""
     spill = ColumnsSpill(tmp_path, 250, file_bytes=100)
-    first, second = spill.put(b"A" * 100), spill.put(b"B" * 100)
+    first, second = spilled(spill, b"A" * 100), spilled(spill, b"B" * 100)
     assert first is not None and second is not None and first.path != second.path
-    assert spill.put(b"C" * 100) is None and spill.bytes == 200  # a third would pass the bound
+    assert spill.reserve(100) is None and spill.bytes == 200  # a third would pass the bound
     assert spill.release(first) == [Path(first.path)] and spill.bytes == 100
-    third = spill.put(b"C" * 100)
+    third = spilled(spill, b"C" * 100)
     assert third is not None and read_back([third]) == [b"C" * 100] and spill.bytes == 200
     assert spill.release(second) == [Path(second.path)] and spill.bytes == 100  # the reaper removes it
     assert spill.release(third) == [Path(third.path)] and spill.files == 0  # caught up: the current file goes too
-    fourth = spill.put(b"D" * 10)
+    fourth = spilled(spill, b"D" * 10)
     assert fourth is not None and fourth.path not in (first.path, second.path, third.path) and read_back([fourth]) == [b"D" * 10]
     spill.close()
 
 
 async def test_typed_fields_of_a_failed_append_are_let_go(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A group commit that fails releases its batches' columns from the bound."""
-    spool = Spool(tmp_path, 1 << 20, 1 << 20)
+    """A group commit that fails releases its batches' columns from the bound, and its spill file, unused
+    now, goes to the reaper with the next flushed range (not deleted behind its back)."""
+    spool = Spool(tmp_path, 1 << 20, 1 << 20, max_columns_bytes=100)
     spool.open()
     committer = asyncio.create_task(spool.run_committer())
 
@@ -376,9 +392,53 @@ async def test_typed_fields_of_a_failed_append_are_let_go(tmp_path: Path, monkey
 
     monkeypatch.setattr(os, "fsync", failing_fsync)
     with pytest.raises(Exception):
-        await spool.append(1, b'{"a":1}\n', 1, b"C" * 100)
-    assert spool.columns_bytes == 0 and not spool.index
+        await asyncio.gather(spool.append(1, b'{"a":1}\n', 1, b"C" * 100), spool.append(2, b'{"a":1}\n', 1, b"D" * 100))
+    assert spool.columns_bytes == 0 and not spool.index and spool.columns_spill.files == 0
+    (unused,) = tmp_path.glob("columns-*.spill")
     monkeypatch.undo()
+    assert spool.forget_flushed(0) == [unused]
+    spool.close()
+    await committer
+    spool.release()
+
+
+async def test_spilled_typed_fields_are_written_by_the_commit_thread_never_the_loop(tmp_path: Path) -> None:
+    """A batch whose typed fields spill is committed in a worker thread even when its group is small enough
+    for the loop, so the event loop never waits on a spill write; the fields read back whole."""
+    import threading
+
+    spool = Spool(tmp_path, 1 << 20, 1 << 20, max_columns_bytes=0)
+    spool.open()
+    threads: list[str] = []
+    write = spool.columns_spill.write
+
+    def recording(piece: SpilledColumns, columns: bytes) -> bool:
+        threads.append(threading.current_thread().name)
+        return write(piece, columns)
+
+    spool.columns_spill.write = recording  # type: ignore[method-assign]
+    committer = asyncio.create_task(spool.run_committer())
+    await spool.append(1, b'{"a":1}\n', 1, b"C" * 100)
+    assert threads and threading.current_thread().name not in threads
+    (entry,) = spool.index
+    assert isinstance(entry.columns, SpilledColumns) and read_back([entry.columns]) == [b"C" * 100]
+    spool.close()
+    await committer
+    spool.release()
+
+
+async def test_a_spill_write_that_fails_leaves_the_batch_durable_without_typed_fields(tmp_path: Path) -> None:
+    """A spill write that fails does not fail the batch: it is acknowledged and indexed with no typed fields
+    (its flush parses the lines), and the spill file it would have used goes to the reaper."""
+    spool = Spool(tmp_path, 1 << 20, 1 << 20, max_columns_bytes=0)
+    spool.open()
+    spool.columns_spill.write = lambda piece, columns: False  # type: ignore[method-assign]
+    committer = asyncio.create_task(spool.run_committer())
+    seq = await spool.append(1, b'{"a":1}\n', 1, b"C" * 100)
+    (entry,) = spool.index
+    assert entry.seq == seq and entry.columns is None and spool.columns_spill.files == 0
+    (unused,) = tmp_path.glob("columns-*.spill")
+    assert spool.forget_flushed(seq) == [unused]
     spool.close()
     await committer
     spool.release()
