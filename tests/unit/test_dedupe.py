@@ -65,3 +65,39 @@ def test_the_count_bound_holds_within_one_busy_hour(tmp_path: Path) -> None:
     reloaded = DedupeWindow(tmp_path, 24 * BUCKET_SECONDS, 10_000)
     reloaded.load(now=_at(HOUR, 200))
     assert reloaded.size == window.size and reloaded.seen(batches[-1]) == set(batches[-1])
+
+
+def test_each_segment_is_searched_only_for_hashes_its_bit_filter_lets_through(tmp_path: Path, monkeypatch) -> None:
+    """A lookup tests each segment's bit filter first: of 2,000 fresh hashes against 10 segments, only the few
+    whose bit another id set are searched (not 20,000), and every remembered one is still found."""
+    import numpy as np
+
+    from writer import dedupe
+
+    generator = random.Random(9)
+    window = DedupeWindow(tmp_path, 3 * BUCKET_SECONDS, 100_000)
+    remembered: list[int] = []
+    for second in range(10):
+        batch = [generator.getrandbits(64) for _ in range(window.segment_ids)]
+        window.remember(batch, now=_at(HOUR, second))
+        remembered += generator.sample(batch, 10)
+    assert len(window.segments) == 10
+    searched: list[int] = []
+    real_search = np.searchsorted
+    monkeypatch.setattr(dedupe.np, "searchsorted", lambda ids, keys: searched.append(len(keys)) or real_search(ids, keys))
+    fresh = [generator.getrandbits(64) for _ in range(2000)]
+    assert window.seen(fresh + remembered) == set(remembered)
+    assert sum(searched) < 0.15 * len(fresh) * len(window.segments)
+
+
+def test_the_bit_filters_are_rebuilt_at_load_even_for_segments_larger_than_now_configured(tmp_path: Path) -> None:
+    """Segments written under a larger ``max_ids`` load into filters sized for today's bound: fuller, so
+    less selective, but no remembered id is missed."""
+    generator = random.Random(11)
+    big = DedupeWindow(tmp_path, 3 * BUCKET_SECONDS, 200_000)
+    values = [generator.getrandbits(64) for _ in range(20_000)]
+    big.remember(values, now=_at(HOUR))
+    small = DedupeWindow(tmp_path, 3 * BUCKET_SECONDS, 20_000)  # segments of 2,000 ids, filters for that
+    small.load(now=_at(HOUR, 5))
+    fresh = [generator.getrandbits(64) for _ in range(1000)]
+    assert small.size == 20_000 and small.seen(values + fresh) == set(values)
