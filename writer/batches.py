@@ -32,7 +32,7 @@ class FlushBatch:
     events: int
     duplicates: int
     unparsable: list[bytes]
-    id_hashes: list[int]
+    id_hashes: np.ndarray  # uint64, of the events kept (``dedupe.id_hashes``)
     parsed: bool = True  # False when the table came from the typed fields ingest sent
     fields_refused: bool = False  # typed fields were sent for every record and did not check out
 
@@ -76,7 +76,7 @@ def group_range(span: SpoolRange, window: DedupeWindow | None = None,
         readable = np.ones(table.num_rows, dtype=bool)
         readable[unreadable] = False
         table, ids = table.filter(pa.array(readable)), list(compress(ids, readable))
-    hashes = np.array(id_hashes(ids), dtype=np.uint64)
+    hashes = id_hashes(ids)
     keep = np.zeros(len(hashes), dtype=bool)
     keep[np.unique(hashes, return_index=True)[1]] = True  # the first of each id in the range
     if window is not None and len(hashes):
@@ -85,7 +85,7 @@ def group_range(span: SpoolRange, window: DedupeWindow | None = None,
             keep &= ~np.isin(hashes, np.fromiter(earlier, dtype=np.uint64))
     kept = int(keep.sum())
     return FlushBatch(span.first_seq, span.last_seq, _days(table, np.flatnonzero(keep)), kept, len(hashes) - kept,
-                      unparsable, hashes[keep].tolist(), parsed, refused)
+                      unparsable, hashes[keep], parsed, refused)
 
 
 def unreadable_stamps(stamps: pa.ChunkedArray | pa.Array) -> np.ndarray:

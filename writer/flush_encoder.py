@@ -26,6 +26,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from shared import native_memory, sched_slice, stack_dump
 from shared.event_loop import GC_THRESHOLDS
 from shared.logs import configure_logging
@@ -72,7 +74,7 @@ class EncodedBatch:
     events: int
     duplicates: int
     unparsable: list[bytes]
-    id_hashes: list[int]
+    id_hashes: np.ndarray  # uint64 (``dedupe.id_hashes``): pickled as one buffer, not as Python ints
     parsed: bool
     fields_refused: bool
     files: list[EncodedFile]
@@ -107,7 +109,7 @@ class FlushEncoder:
         bare = [dataclasses.replace(entry, columns=None) for entry in entries]
         return self._call("prepare", bare, columns)
 
-    def remember(self, id_hashes: list[int]) -> None:
+    def remember(self, id_hashes: np.ndarray) -> None:
         """Add a stored range's ids to the dedupe window (on disk before this returns)."""
         self._call("remember", id_hashes)
 
@@ -204,7 +206,7 @@ class _Encoder:
             native_memory.hand_back_free_memory()
         return encoded
 
-    def remember(self, id_hashes: list[int]) -> None:
+    def remember(self, id_hashes: np.ndarray) -> None:
         if self.window is not None:
             self.window.remember(id_hashes)
 

@@ -14,7 +14,6 @@ import orjson
 import pytest
 
 from shared import typed_columns
-from shared.spool_format import SpoolRange
 from writer.batches import group_range
 from writer.columns_spill import SpilledColumns
 from writer.flush_encoder import ENCODER_THREAD_NAME, EncoderConfig, EncoderFailed, FlushEncoder
@@ -77,7 +76,7 @@ async def test_the_child_encodes_what_the_store_encodes_in_process(tmp_path: Pat
     assert encoded.files == encode_days(here, True)
     assert len(encoded.files) == 2  # two days
     assert (encoded.first_seq, encoded.last_seq, encoded.events, encoded.duplicates) == (1, 2, 50, 0)
-    assert encoded.id_hashes == here.id_hashes and encoded.parsed is (columns in ("none", "spill gone"))
+    assert encoded.id_hashes.tolist() == here.id_hashes.tolist() and encoded.parsed is (columns in ("none", "spill gone"))
     assert encoded.unparsable == [] and not encoded.fields_refused
 
 

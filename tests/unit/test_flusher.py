@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import orjson
 
 from writer.flush_encoder import EncoderConfig, FlushEncoder
@@ -258,7 +259,7 @@ async def test_an_encoder_that_dies_when_told_to_remember_ids_costs_one_redo_not
     real_remember = encoder.remember
     calls: list[int] = []
 
-    def dying_once(id_hashes: list[int]) -> None:
+    def dying_once(id_hashes: np.ndarray) -> None:
         calls.append(len(id_hashes))
         if len(calls) == 1:
             os.kill(encoder.pid or 0, signal.SIGKILL)  # the child dies while the writer waits for it
