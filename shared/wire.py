@@ -58,7 +58,7 @@ class Frame:
 
     kind: Kind
     batch_id: int
-    payload: bytes
+    payload: bytes | bytearray | memoryview  # a view of its own buffer when the writer received it (frame_receiver)
 
     def json(self) -> dict[str, Any]:
         """The payload of a control frame as a JSON object ({} when empty)."""
@@ -158,7 +158,7 @@ def parse_header(header: bytes, max_payload: int) -> tuple[Kind, int, int, int]:
     return frame_kind, batch_id, length, crc
 
 
-def checked(kind: Kind, batch_id: int, payload: bytes | bytearray, crc: int) -> Frame:
+def checked(kind: Kind, batch_id: int, payload: bytes | bytearray | memoryview, crc: int) -> Frame:
     """The frame of a received header's fields and its payload; CorruptFrame when the checksum differs."""
     if crc32(payload) != crc:
         raise CorruptFrame(f"checksum mismatch in {kind.name} frame {batch_id}")

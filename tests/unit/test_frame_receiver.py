@@ -3,6 +3,7 @@ each payload in a buffer of its own, and a bad or cut-short frame ends the conne
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from shared import wire
@@ -81,7 +82,9 @@ def test_a_typed_batch_is_split_into_views_of_its_own_payload() -> None:
     connection.receive(wire.typed_batch(9, b'{"a":1}\n', b"[[1]]"), 1 << 20)
     lines, columns = wire.typed_parts(connection.frames[0].payload)
     assert (bytes(lines), bytes(columns)) == (b'{"a":1}\n', b"[[1]]")
-    assert lines.obj is connection.frames[0].payload  # no copy of the lines on the way to the spool
+    payload = connection.frames[0].payload
+    assert lines.obj is payload.obj  # no copy of the lines on the way to the spool
+    assert isinstance(payload.obj, np.ndarray)  # received into a buffer that was not zero-filled first
 
 
 @pytest.mark.parametrize(("damage", "error"), [
