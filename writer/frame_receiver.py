@@ -4,12 +4,13 @@ The writer's server read frames with ``StreamReader.readexactly``. Each frame's 
 times before the spool saw them: from the socket into a ``bytes`` of what one ``recv`` returned, from
 there onto the reader's buffer, from that into the frame's payload, and then once more into its lines and
 its typed fields. ``perf`` put these copies (and the fresh pages they wrote to) at about 5 % of the writer's
-CPU at the maximum. Here the socket fills a frame's header, then a ``bytearray`` of the payload's announced
-length (one ``recv`` each while the bytes are there), and the payload is handed on as it is, from the I/O
-callback that received its last byte. The payload's buffer is numpy's, not zero-filled first: a
-``bytearray`` of the announced length was written with zeros only to be overwritten by the socket. That
-was 18 % of the writer process's instructions in callgrind, which counts ``rep stosb`` a byte at a time;
-in time it was about 3 us a frame of ~370 KB (a hot loop), some 0.2 % of a core at the maximum.
+CPU at the maximum. Here the socket fills a frame's header, then a buffer of the payload's announced
+length (one ``recv`` each while the bytes are there), and the payload is handed on as it is (a memoryview
+of that buffer), from the I/O callback that received its last byte. The buffer is numpy's, not
+zero-filled first: a ``bytearray`` of that length was written with zeros only to be overwritten by the
+socket. That was 18 % of the writer process's instructions in callgrind, which counts ``rep stosb`` a
+byte at a time; in time it was about 3 us a frame of ~370 KB (a hot loop), some 0.2 % of a core at the
+maximum.
 
 A bad header or checksum, or EOF inside a frame, ends the framing: the connection is closed and its
 ``on_lost`` callback gets the WireError. (uvloop hands a protocol that is also an ``asyncio.Protocol`` its
