@@ -122,6 +122,7 @@ class Spool:
         self._wakeup = asyncio.Event()
         self._closing = False
         self._sync_seconds = 0.0  # the last group commit's write and fsync (set in whichever thread ran it)
+        self._writing = False  # a group's write and fsync is running (set in whichever thread runs it)
         # metrics hook, once per durable group commit: its oldest frame's arrival to durable, and the write
         # and fsync within that (the disk's share; the rest is the wait for the loop and the thread hand-off)
         self.observe_commit: Callable[[float, float], None] = lambda durable_seconds, sync_seconds: None
@@ -340,6 +341,15 @@ class Spool:
 
     def _write_group(self, records: list[tuple[bytes, bytes]], spills: list[tuple[SpilledColumns, bytes]]
                      ) -> tuple[list[int], list[SpilledColumns]]:
+        """``_append_and_sync``, marked as running so that ``release`` does not close the files under it."""
+        self._writing = True
+        try:
+            return self._append_and_sync(records, spills)
+        finally:
+            self._writing = False
+
+    def _append_and_sync(self, records: list[tuple[bytes, bytes]], spills: list[tuple[SpilledColumns, bytes]]
+                         ) -> tuple[list[int], list[SpilledColumns]]:
         """Append records (header, payload), write the group's spilled typed fields into their places, and
         fsync the segment (in a worker thread); roll the segment back on failure. The records' offsets, and
         the spilled pieces that could not be written.
@@ -410,7 +420,13 @@ class Spool:
         self._wakeup.set()
 
     def release(self) -> None:
-        """Close the active segment file descriptor (and the spill file's)."""
+        """Close the active segment file descriptor (and the spill files'); not while a group write still
+        runs in the commit thread (a shutdown whose drain deadline passed during a stalled ``fsync``): its
+        descriptors could be closed, or their numbers reused, under it. The process's exit closes them then."""
+        if self._writing:
+            log.warning("a group commit is still running (a stalled disk?); the spool's files are left open "
+                        "until the process exits")
+            return
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

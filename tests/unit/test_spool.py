@@ -442,3 +442,40 @@ async def test_a_spill_write_that_fails_leaves_the_batch_durable_without_typed_f
     spool.close()
     await committer
     spool.release()
+
+
+async def test_release_leaves_the_files_open_while_a_stalled_commit_still_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A shutdown whose drain deadline passed cancels the committer while its thread is still in ``fsync``:
+    ``release`` then leaves the segment's and the spill's descriptors open (closed under the thread, their
+    numbers could be reused by the next file opened), and says so; once the thread is done it closes them."""
+    import threading
+
+    spool = Spool(tmp_path, 1 << 24, 1 << 30, max_columns_bytes=0)
+    spool.open()
+    entered, go_on = threading.Event(), threading.Event()
+    real_fsync = os.fsync
+
+    def stalled_fsync(fd: int) -> None:
+        entered.set()
+        go_on.wait(10)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", stalled_fsync)
+    committer = asyncio.create_task(spool.run_committer())
+    appended = spool.append(1, b'{"a":1}\n', 1, b"C" * 100)  # a spill: committed in the thread
+    assert await asyncio.to_thread(entered.wait, 10)
+    committer.cancel()
+    with caplog.at_level("WARNING", logger="auditlake.writer.spool"):
+        spool.release()
+    assert "group commit is still running" in caplog.text
+    segment_fd, (spill_fd,) = spool._fd, spool.columns_spill._fds.values()
+    os.fstat(segment_fd), os.fstat(spill_fd)  # still open: no EBADF
+    go_on.set()
+    while spool._writing:
+        await asyncio.sleep(0.01)
+    spool.release()
+    for fd in (segment_fd, spill_fd):
+        with pytest.raises(OSError):
+            os.fstat(fd)
+    appended.cancel()
