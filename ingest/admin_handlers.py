@@ -17,6 +17,7 @@ from ingest.verbosity import describe_setting
 from shared.settings import Settings
 
 NOT_CONNECTED = "audit writer not connected"
+STATUS_PENDING = "audit writer connected, its status not received yet"
 QUEUE_SATURATED = "audit queue saturated"
 QUEUE_SATURATED_RATIO = 0.95
 
@@ -85,7 +86,9 @@ def not_ready_reason(app: web.Application) -> str | None:
     if not link.ready:
         return NOT_CONNECTED
     writer = link.writer_status
-    if writer and not writer.get("ready", True):
+    if not writer:  # a writer just (re)connected: its HELLO came, its STATUS (right behind it) not yet
+        return STATUS_PENDING
+    if not writer.get("ready", True):
         return writer.get("not_ready_reason") or "audit writer not ready"
     storage = writer.get("storage") or {}
     if storage.get("status") == "down":

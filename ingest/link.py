@@ -200,6 +200,7 @@ class WriterLink:
             protocol.stop()  # a closing connection's late frames must not greet or settle anything
             self._stream = None
             self.hello = False
+            self.writer_status = {}  # the next writer's own STATUS, not this one's, says whether it is ready
             self.typed_batches = False
             await cancel_and_wait([receiver, sender])
             writer.close()
