@@ -35,29 +35,31 @@ class SpilledColumns:
     length: int
 
 
-def read_back(pieces: list[bytes | SpilledColumns | None]) -> list[bytes | None]:
-    """A range's typed fields with the spilled pieces read back (each spill file opened once); a piece that
-    cannot be read back whole is None (the flush parses the range's lines then)."""
-    files: dict[str, int | None] = {}
+def read_back(pieces: list[bytes | SpilledColumns | None]) -> list[bytes] | None:
+    """A range's typed fields with the spilled pieces read back (each spill file opened once), or None when
+    any piece is missing or cannot be read back whole: the flush then parses the range's lines, so nothing
+    after that piece is read."""
+    if None in pieces:
+        return None
+    files: dict[str, int] = {}
     try:
-        return [_read(piece, files) if isinstance(piece, SpilledColumns) else piece for piece in pieces]
+        held = []
+        for piece in pieces:
+            data = _read(piece, files) if isinstance(piece, SpilledColumns) else piece
+            if data is None:
+                return None
+            held.append(data)
+        return held
     finally:
         for fd in files.values():
-            if fd is not None:
-                os.close(fd)
+            os.close(fd)
 
 
-def _read(piece: SpilledColumns, files: dict[str, int | None]) -> bytes | None:
-    if piece.path not in files:
-        try:
-            files[piece.path] = os.open(piece.path, os.O_RDONLY)
-        except OSError:
-            files[piece.path] = None
-    fd = files[piece.path]
-    if fd is None:
-        return None
+def _read(piece: SpilledColumns, files: dict[str, int]) -> bytes | None:
     try:
-        data = os.pread(fd, piece.length, piece.offset)
+        if piece.path not in files:
+            files[piece.path] = os.open(piece.path, os.O_RDONLY)
+        data = os.pread(files[piece.path], piece.length, piece.offset)
     except OSError:
         return None
     return data if len(data) == piece.length else None

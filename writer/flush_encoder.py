@@ -195,8 +195,8 @@ class _Encoder:
 
     def prepare(self, entries: list[IndexEntry], columns: list[bytes | SpilledColumns | None]) -> EncodedBatch:
         span = read_range(entries)
-        held = read_back(columns)
-        batch = group_range(span, self.window, held)  # one piece not read back: the range's lines are parsed
+        held = read_back(columns)  # None (a piece missing or not read back): the range's lines are parsed
+        batch = group_range(span, self.window, held)
         del span  # the batch holds what it needs (its lines point into the range's buffer)
         files = self.config.encode(batch)
         encoded = EncodedBatch(batch.first_seq, batch.last_seq, batch.events, batch.duplicates, batch.unparsable,

@@ -338,15 +338,32 @@ def test_pieces_of_one_spill_file_are_read_back_through_one_open(tmp_path: Path,
     spill.close()
 
 
-def test_a_spilled_piece_that_cannot_be_read_back_whole_reads_as_none(tmp_path: Path) -> None:
-    """A spill file that is gone or shorter than the piece gives None: the flush then parses the lines."""
+def test_a_range_with_a_piece_not_read_back_whole_reads_as_none(tmp_path: Path) -> None:
+    """A spill file that is gone or shorter than the piece makes the whole range None: the flush then parses
+    its lines."""
     spill = ColumnsSpill(tmp_path, 1 << 20)
     piece = spilled(spill, b"X" * 64)
-    assert piece is not None and read_back([piece]) == [b"X" * 64]
+    assert piece is not None and read_back([piece, b"kept"]) == [b"X" * 64, b"kept"]
     os.truncate(piece.path, 10)
-    assert read_back([piece, b"kept", None]) == [None, b"kept", None]
+    assert read_back([b"kept", piece]) is None
     os.unlink(piece.path)
-    assert read_back([piece, b"kept", None]) == [None, b"kept", None]
+    assert read_back([b"kept", piece]) is None
+    spill.close()
+
+
+def test_a_range_with_a_batch_that_has_no_typed_fields_reads_no_spill_file(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch recovered after a restart has no typed fields, so its range is parsed anyway: its spilled
+    pieces are not read back for nothing, and neither is anything after a piece that could not be."""
+    spill = ColumnsSpill(tmp_path, 1 << 20)
+    first, second = spilled(spill, b"A" * 32), spilled(spill, b"B" * 32)
+    assert first is not None and second is not None
+    opened = []
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda path, *args: opened.append(path) or real_open(path, *args))
+    assert read_back([first, None, second]) is None and opened == []
+    gone = SpilledColumns(str(tmp_path / "gone.spill"), 0, 32)
+    assert read_back([gone, first, second]) is None and opened == [gone.path]
     spill.close()
 
 
