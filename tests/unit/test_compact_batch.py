@@ -167,13 +167,31 @@ def test_fast_path_declines_what_the_general_path_must_judge(name: str, copies: 
     assert fast(copied(DECLINED[name], copies), "t1") is None
 
 
+def within(lines: list[bytes]) -> bool:
+    return _lines_within_depth(lines, max(map(len, lines)))
+
+
 def test_the_bracket_bound_counts_each_line_on_its_own() -> None:
     """A line of at most MAX_DEPTH - 2 brackets passes without the walk; the walk judges longer ones."""
     at_limit = b"{" + b"[" * (MAX_DEPTH - 3) + b"]" * (MAX_DEPTH - 3) + b"}"
     over = b"{" + b"[" * (MAX_DEPTH - 2) + b"]" * (MAX_DEPTH - 2) + b"}"
-    assert _lines_within_depth([at_limit]) and _lines_within_depth([at_limit] * 3)
-    assert _lines_within_depth([b"{}"] * 40 + [at_limit])
-    assert not _lines_within_depth([over]) and not _lines_within_depth([b"{}", over, b"{}"])
+    assert within([at_limit]) and within([at_limit] * 3)
+    assert within([b"{}"] * 40 + [at_limit])
+    assert not within([over]) and not within([b"{}", over, b"{}"])
+
+
+def test_brackets_close_together_across_lines_are_counted_line_by_line() -> None:
+    """Runs of brackets that end one line and start the next lie closer together than the longest line:
+    the first test cannot clear them, and counting each line decides (each holds half the bound)."""
+    half = (MAX_DEPTH - 2) // 2
+    tail = b'{"pad":"' + b"x" * 200 + b'","y":' + b"[" * half + b"]" * half + b"}"
+    head = b'{"y":' + b"[" * half + b"]" * half + b',"pad":"' + b"x" * 200 + b'"}'
+    lines = [tail, head, tail, head]
+    positions = [i for i, byte in enumerate(b"".join(lines)) if byte in b"{["]
+    assert any(positions[i + MAX_DEPTH - 2] - positions[i] < max(map(len, lines)) for i in range(len(positions) - MAX_DEPTH + 2))
+    assert within(lines)
+    deep = b'{"y":' + b"[" * (MAX_DEPTH - 2) + b"]" * (MAX_DEPTH - 2) + b',"pad":"' + b"x" * 200 + b'"}'
+    assert not within([tail, deep, tail])
 
 
 def test_oversized_event_is_declined() -> None:
