@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 from collections.abc import Iterator
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ingest import keys
 from ingest.admin_handlers import not_ready_reason
+from ingest.loop_metrics import CounterChild, HistogramChild, LoopCollector, LoopCounter, LoopHistogram
 
 TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"  # understood by every Prometheus
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -102,18 +102,19 @@ class IngestMetrics:
 
     def __init__(self, app: web.Application) -> None:
         self.registry = CollectorRegistry()
-        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self.requests = Counter("auditlake_ingest_http_requests", "HTTP requests answered, by route, method and status.",
-                                ["route", "method", "status"], registry=self.registry)
-        self.request_seconds = Histogram("auditlake_ingest_http_request_duration_seconds",
-                                         "Time to answer an HTTP request, by route and method.", ["route", "method"],
-                                         buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.ack_seconds = Histogram("auditlake_ingest_ack_latency_seconds",
-                                     "Time from sending a batch frame to the writer's ACK (spool fsync included).",
-                                     buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.query_seconds = Histogram("auditlake_ingest_query_duration_seconds",
-                                       "Time to answer a read of storage, by kind (events, export, stats, verify, storage, retention).",
-                                       ["kind"], buckets=QUERY_BUCKETS, registry=self.registry)
+        self._request_children: dict[tuple[str, str, int], tuple[CounterChild, HistogramChild]] = {}
+        self.requests = LoopCounter("auditlake_ingest_http_requests", "HTTP requests answered, by route, method and status.",
+                                    ["route", "method", "status"])
+        self.request_seconds = LoopHistogram("auditlake_ingest_http_request_duration_seconds",
+                                             "Time to answer an HTTP request, by route and method.", ["route", "method"],
+                                             LATENCY_BUCKETS)
+        self.ack_seconds = LoopHistogram("auditlake_ingest_ack_latency_seconds",
+                                         "Time from sending a batch frame to the writer's ACK (spool fsync included).",
+                                         [], LATENCY_BUCKETS)
+        self.query_seconds = LoopHistogram("auditlake_ingest_query_duration_seconds",
+                                           "Time to answer a read of storage, by kind (events, export, stats, verify, storage, retention).",
+                                           ["kind"], QUERY_BUCKETS)
+        self.registry.register(LoopCollector([self.requests, self.request_seconds, self.ack_seconds, self.query_seconds]))
         self.registry.register(IngestCollector(app))
         ProcessCollector(registry=self.registry)
 
@@ -121,7 +122,7 @@ class IngestMetrics:
         """Count one answered request and its duration (and its query kind, if it is a read)."""
         key = (route, method, status)
         children = self._request_children.get(key)
-        if children is None:  # labels() resolves a child by keyword matching; do it once per combination
+        if children is None:
             children = self._request_children[key] = (self.requests.labels(route, method, str(status)),
                                                       self.request_seconds.labels(route, method))
         children[0].inc()

@@ -25,7 +25,7 @@ def install(app: web.Application) -> None:
     metrics = IngestMetrics(app)
     app[METRICS] = metrics
     app.middlewares.insert(0, observe_requests(metrics, app[keys.SETTINGS].access_log_sample_rate))
-    app[keys.LINK].on_ack = metrics.ack_seconds.observe
+    app[keys.LINK].on_ack = metrics.ack_seconds.labels().observe
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/openapi.json", openapi_handler)
     install_cache(app)
