@@ -48,8 +48,8 @@ def group_range(span: SpoolRange, window: DedupeWindow | None = None,
 
     ``columns`` are the records' typed fields as ingest sent them (``shared.typed_columns``); when every
     record has them and they check out, the lines are not parsed. Days are keyed by ``(ts[0:4], ts[5:7],
-    ts[8:10])``; within a day events keep the order of a stable sort by ``ts`` (equal stamps in spool
-    order). The day tables' lines point into ``span.data``.
+    ts[8:10])``; within a day events keep the order of a stable sort by ``ts`` read as a time (for
+    canonical stamps, the same as by their text; equal stamps in spool order). The day tables' lines point into ``span.data``.
     """
     table = None
     refused = False
@@ -67,7 +67,8 @@ def group_range(span: SpoolRange, window: DedupeWindow | None = None,
         unparsable: list[bytes] = []
     else:
         table, ids, unparsable = event_table.parse_lines(span.payloads())
-    unreadable = unreadable_stamps(table.column("ts"))
+    micros = stamp_micros(table.column("ts"))
+    unreadable = unreadable_stamps(table.column("ts")) if micros is None else np.empty(0, dtype=np.int64)
     if len(unreadable):
         log.error("events whose ts cannot be read as a timestamp are kept in quarantine, not stored",
                   extra={"first_seq": span.first_seq, "last_seq": span.last_seq, "events": len(unreadable)})
@@ -76,6 +77,7 @@ def group_range(span: SpoolRange, window: DedupeWindow | None = None,
         readable = np.ones(table.num_rows, dtype=bool)
         readable[unreadable] = False
         table, ids = table.filter(pa.array(readable)), list(compress(ids, readable))
+        micros = np.asarray(table.column("ts").cast(UTC_MICROS).cast(pa.int64()))  # each row reads: so does the column
     hashes = id_hashes(ids)
     keep = np.zeros(len(hashes), dtype=bool)
     keep[np.unique(hashes, return_index=True)[1]] = True  # the first of each id in the range
@@ -84,7 +86,7 @@ def group_range(span: SpoolRange, window: DedupeWindow | None = None,
         if earlier:
             keep &= ~np.isin(hashes, np.fromiter(earlier, dtype=np.uint64))
     kept = int(keep.sum())
-    return FlushBatch(span.first_seq, span.last_seq, _days(table, np.flatnonzero(keep)), kept, len(hashes) - kept,
+    return FlushBatch(span.first_seq, span.last_seq, _days(table, np.flatnonzero(keep), micros), kept, len(hashes) - kept,
                       unparsable, hashes[keep], parsed, refused)
 
 
@@ -103,22 +105,31 @@ def unreadable_stamps(stamps: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 def _all_readable(stamps: pa.ChunkedArray | pa.Array) -> bool:
     """True when Arrow reads every stamp as a timestamp from year 1 on (and none is missing)."""
+    return stamp_micros(stamps) is not None
+
+
+def stamp_micros(stamps: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
+    """Every stamp as microseconds since the epoch (int64), when Arrow reads each as a timestamp from year 1
+    on and none is missing; else None."""
     try:
         micros = stamps.cast(UTC_MICROS).cast(pa.int64())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return False
-    return micros.null_count == 0 and (not len(micros) or pc.min(micros).as_py() >= _FIRST_MICROS)
+        return None
+    if micros.null_count or (len(micros) and pc.min(micros).as_py() < _FIRST_MICROS):
+        return None
+    return np.asarray(micros)
 
 
-def _days(table: pa.Table, kept: np.ndarray) -> dict[DayKey, pa.Table]:
+def _days(table: pa.Table, kept: np.ndarray, micros: np.ndarray) -> dict[DayKey, pa.Table]:
     """The rows ``kept`` sorted by ``ts`` (stable), cut into days; prefixes naming the same day are merged in
-    order. The lines stay where they were parsed (``event_table.ordered``)."""
+    order. The lines stay where they were parsed (``event_table.ordered``).
+
+    Sorted by the stamps' microseconds (``micros``, every row's), which for canonical stamps is their order
+    as text: numpy's stable sort of 28,000 integers took 0.2-1.9 ms where Arrow's of the strings took
+    1.2-4.6 ms (a hot loop; the more disordered, the longer)."""
     if not len(kept):
         return {}
-    stamps = table.column("ts")
-    if len(kept) < table.num_rows:
-        stamps = stamps.take(pa.array(kept))
-    ordered = event_table.ordered(table, kept[np.asarray(pc.sort_indices(stamps))])
+    ordered = event_table.ordered(table, kept[np.argsort(micros[kept], kind="stable")])
     runs: dict[DayKey, list[tuple[pa.Table, int, int]]] = {}
     for prefix, start, end in prefix_runs(ordered.column("ts"), 10):
         runs.setdefault((prefix[0:4], prefix[5:7], prefix[8:10]), []).append((ordered, start, end))

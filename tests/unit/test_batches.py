@@ -56,8 +56,8 @@ def _reference(records: list[SpoolRecord], window: DedupeWindow | None = None) -
                       for value in (event.get(name) for name in event_table.TYPED_FIELDS))
         days[(ts[0:4], ts[5:7], ts[8:10])].append((ts, line, typed))
         events += 1
-    for lines in days.values():
-        lines.sort(key=lambda item: item[0])
+    for lines in days.values():  # by time: "2026-11-29 09:00:00Z" comes after "2026-11-29T00:00:00.000001Z"
+        lines.sort(key=lambda item: pa.array([item[0]]).cast(pa.timestamp("us", tz="UTC"))[0].value)
     first = records[0].seq if records else 0
     last = records[-1].seq if records else 0
     return FlushBatch(first, last, dict(days), events, duplicates, unparsable, list(kept))
