@@ -7,7 +7,8 @@ runs 16 connections whose pauses are exponential with ``--mean-pause-ms`` (about
 100-event bodies, half the maximum on the machine of docs/benchmarks.md). Prints the rate, wrk's p50 /
 p99 / max, and the share of ingest's requests and of its frames' acks (send to ack, from its metrics)
 slower than 1, 2.5, 5 and 10 ms; the same for the writer's group commits (a frame's arrival to durable)
-and for their write and fsync of the spool (the disk's share of a commit). Shorter than a full
+and for their write and fsync of the spool (the disk's share of a commit); last, the share of 0.25 s
+samples in which ingest sent one frame at a time because the writer was catching up. Shorter than a full
 ``ingest_bench.py`` run, for alternated pairs of two versions of the code (run it in each tree in turn).
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import threading
 import tempfile
 import urllib.request
 from pathlib import Path
@@ -51,6 +53,19 @@ def scrape(service: Service, into: dict[str, dict[str, float]]) -> None:
     into.update({key: buckets(service.writer_url, name) for key, name in WRITER_HISTOGRAMS.items()})
 
 
+def gauge(url: str, name: str) -> float:
+    """One unlabelled gauge from a process's metrics."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        found = re.search(rf"^{name} (\S+)$", response.read().decode(), re.M)
+    return float(found.group(1)) if found else float("nan")
+
+
+def sample_frame_limit(url: str, stop: threading.Event, into: list[float]) -> None:
+    """``auditlake_ingest_frames_in_flight_limit`` every 0.25 s until ``stop`` (1 while the writer catches up)."""
+    while not stop.wait(0.25):
+        into.append(gauge(url, "auditlake_ingest_frames_in_flight_limit"))
+
+
 def main() -> None:
     """Warm up at the maximum, then measure the paced run."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -69,7 +84,12 @@ def main() -> None:
         drain_backlog(service)
         before, after = {}, {}
         scrape(service, before)
+        stop, limits = threading.Event(), []
+        sampler = threading.Thread(target=sample_frame_limit, args=(service.url, stop, limits), daemon=True)
+        sampler.start()
         run = wrk(service.url, template, args.seconds, 16, args.mean_pause_ms, spread=True)
+        stop.set()
+        sampler.join()
         scrape(service, after)
     finally:
         service.stop()
@@ -80,6 +100,8 @@ def main() -> None:
         slower = {bound: 1 - (after[key][bound] - before[key][bound]) / max(total, 1) for bound in BOUNDS}
         shares = ", ".join(f">{float(bound) * 1000:g} ms {100 * share:.1f} %" for bound, share in slower.items())
         print(f"  {key}: {total:.0f}, slower than {shares}")
+    catching_up = sum(1 for limit in limits if limit == 1) / max(len(limits), 1)
+    print(f"  one frame in flight (the writer catching up) in {100 * catching_up:.1f} % of {len(limits)} samples")
 
 
 if __name__ == "__main__":

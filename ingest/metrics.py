@@ -78,6 +78,9 @@ class IngestCollector:
         yield _gauge("auditlake_ingest_queue_max_bytes", "Bound of the queue in bytes.", link.max_bytes)
         yield _gauge("auditlake_ingest_frames_in_flight", "Batch frames sent to the writer and not yet answered.",
                      link.frames_in_flight)
+        yield _gauge("auditlake_ingest_frames_in_flight_limit",
+                     "Frames that may await the writer at once (1 while the writer is catching up, else 2).",
+                     link.frames_allowed)
         yield CounterMetricFamily("auditlake_ingest_parse_turn_waits",
                                   "Large bodies that waited for their parse turn (another was parsed in that loop iteration).",
                                   value=self.app[keys.TURNS].waits)

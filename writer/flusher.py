@@ -125,11 +125,17 @@ class Flusher:
             return True
         return now - self._oldest_unflushed_at >= self.interval_seconds
 
+    @property
+    def behind(self) -> bool:
+        """True while the spool holds two full flushes or more: flushes then take ``catch_up_bytes``, and
+        the writer's STATUS says ``catching_up`` so that ingest sends fewer, larger frames."""
+        return self.spool.bytes >= 2 * self.max_flush_bytes
+
     def _plan(self) -> list:
         """The next range: up to ``max_events`` and ``max_flush_bytes`` (``catch_up_bytes`` while the spool
         holds two full flushes or more), and only records that all have their typed fields or all lack them
         (a range is parsed whole or not at all)."""
-        limit = self.catch_up_bytes if self.spool.bytes >= 2 * self.max_flush_bytes else self.max_flush_bytes
+        limit = self.catch_up_bytes if self.behind else self.max_flush_bytes
         entries = []
         events = size = 0
         for entry in self.spool.index:

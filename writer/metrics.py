@@ -119,6 +119,8 @@ class WriterCollector:
         yield _g("auditlake_writer_spool_backlog_events", "Events spooled and not yet flushed.", spool.backlog_events)
         yield _g("auditlake_writer_spool_quarantined_segments", "Corrupt spool segments moved to quarantine.",
                  len(spool.quarantined))
+        yield _g("auditlake_writer_catching_up", "1 while the spool holds two full flushes or more (larger flushes, fewer frames from ingest).",
+                 int(bool(status.get("catching_up"))))
         yield _g("auditlake_writer_spool_write_failing", "1 while appends to the spool fail.", int(bool(spool.last_write_error)))
         yield CounterMetricFamily("auditlake_writer_received_batches", "Batches appended to the spool.",
                                   value=spool.committed_batches)

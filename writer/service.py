@@ -90,6 +90,7 @@ class WriterService:
             "spool_segments": self.spool.segments,
             "spool_backlog_events": self.spool.backlog_events,
             "spool_max_bytes": self.spool.max_bytes,
+            "catching_up": self.flusher.behind,
             "flushed_seq": self.spool.flushed_seq,
             "quarantined_segments": list(self.spool.quarantined),
             "accounted": self._accounted(),

@@ -88,6 +88,7 @@ def test_ingest_counts_requests_by_canonical_route_and_events_by_outcome(service
     assert after.value("auditlake_ingest_queue_max_events") == 10000
     assert after.value("auditlake_ingest_queue_max_bytes") == 64 * 1024 * 1024
     assert "auditlake_ingest_frames_in_flight" in after.samples
+    assert after.value("auditlake_ingest_frames_in_flight_limit") == 2  # a writer that keeps up gets two
     assert "auditlake_ingest_parse_turn_waits_total" in after.samples
     assert "auditlake_ingest_parse_turns_skipped_total" in after.samples
     assert after.value("auditlake_ingest_writer_connected") == 1
@@ -122,6 +123,7 @@ def test_writer_counts_flushes_bytes_and_spool(service: Service) -> None:
     assert after.value("auditlake_writer_storage_status", backend="local", status="healthy") == 1
     assert after.value("auditlake_writer_storage_status", status="down") == 0
     assert after.value("auditlake_writer_ready") == 1
+    assert after.value("auditlake_writer_catching_up") == 0
     assert after.value("auditlake_writer_disk_free_bytes") > 0
     last_flush = after.value("auditlake_writer_last_flush_timestamp_seconds")
     assert abs(last_flush - time.time()) < 60

@@ -212,10 +212,12 @@ async def test_a_writer_behind_by_two_flushes_takes_a_catch_up_flush(tmp_path: P
     record_bytes = spool.index[0].length
     assert 5_000 < record_bytes < 8_000 and spool.bytes < 20_000
     assert [entry.seq for entry in flusher._plan()] == [1]  # a second record would pass 10 KB
+    assert not flusher.behind
     await _append_events(spool, 4, 80)  # four records: more than two flushes behind
-    assert spool.bytes >= 20_000
+    assert spool.bytes >= 20_000 and flusher.behind  # the writer's STATUS says catching_up
     assert [entry.seq for entry in flusher._plan()] == [1, 2, 3]  # a fourth would pass 20 KB
     await _flush_until_empty(flusher, spool)
+    assert not flusher.behind
     spool.close()
     await committer
     assert sorted(sum(_stored(tmp_path / "store").values(), [])) == sorted(

@@ -89,3 +89,54 @@ async def test_an_ack_settles_its_requests_in_the_callback_that_reads_it(tmp_pat
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
         server.close()
+
+
+async def test_a_writer_catching_up_gets_one_frame_at_a_time(tmp_path: Path) -> None:
+    """Over a real Unix socket. While the writer's STATUS says ``catching_up``, a second frame waits for the
+    first one's ACK (its requests gather meanwhile); once a STATUS says it caught up, that frame goes at once,
+    and two may be unanswered, not three."""
+    frames: asyncio.Queue[wire.Frame] = asyncio.Queue()
+    sessions: list[asyncio.StreamWriter] = []
+
+    async def writer_side(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sessions.append(writer)
+        writer.write(wire.encode_json(wire.Kind.HELLO, {"role": "writer", "accepts": ["TYPED_BATCH"]}))
+        writer.write(wire.encode_json(wire.Kind.STATUS, {"ready": True, "catching_up": True}))
+        received = wire.FrameBuffer()
+        while data := await reader.read(65536):
+            for frame in received.feed(data):
+                await frames.put(frame)
+
+    async def no_frame_within(seconds: float) -> bool:
+        try:
+            await asyncio.wait_for(frames.get(), seconds)
+        except TimeoutError:
+            return True
+        return False
+
+    server = await asyncio.start_unix_server(writer_side, path=str(tmp_path / "w.sock"))
+    link = WriterLink(tmp_path / "w.sock", 1000, 1 << 20, 1 << 20)
+    running = asyncio.create_task(link.run())
+    try:
+        while not (link.ready and link.writer_status):
+            await asyncio.sleep(0.01)
+        assert link.frames_allowed == 1
+        first = link.submit(b'{"a":1}\n', 1, b"[1]")
+        first_frame = await asyncio.wait_for(frames.get(), 5)
+        second = link.submit(b'{"b":2}\n', 1, b"[2]")
+        assert await no_frame_within(0.3) and link.frames_in_flight == 1 and not second.sent
+        sessions[0].write(wire.encode_json(wire.Kind.STATUS, {"ready": True, "catching_up": False}))
+        second_frame = await asyncio.wait_for(frames.get(), 5)  # no ACK came: the caught-up STATUS let it go
+        assert link.frames_allowed == 2 and link.frames_in_flight == 2
+        third = link.submit(b'{"c":3}\n', 1, b"[3]")
+        assert await no_frame_within(0.3) and not third.sent
+        sessions[0].write(wire.ack(first_frame.batch_id, 1))
+        third_frame = await asyncio.wait_for(frames.get(), 5)
+        await asyncio.wait_for(first.future, 5)
+        assert [wire.typed_parts(frame.payload)[0] for frame in (first_frame, second_frame, third_frame)] == [
+            b'{"a":1}\n', b'{"b":2}\n', b'{"c":3}\n']
+    finally:
+        link.stop()
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        server.close()
