@@ -38,13 +38,14 @@ def events_of(document: Any) -> list[Any]:
 
 async def _payload(request: web.Request, received_at: str) -> tuple[bytes, int, int, bytes]:
     """The NDJSON lines to store, how many events they hold, how many were posted and the lines' typed
-    fields (``typed_columns.encode``); raise Rejected/EventError.
+    fields (``typed_columns.encode``); raise Rejected/EventError, or QueueFull/WriterUnavailable when the
+    writer's queue has no room left once the body is read and its parse turn has come (it is not parsed).
 
     Everything parsed is dropped when this returns, before the request waits for the writer: a parsed
     batch is hundreds of objects, and keeping them alive across the wait makes every allocation slower.
     """
     settings = request.app[keys.SETTINGS]
-    body, document = await read_json(request, settings, request.app[keys.TURNS])
+    body, document = await read_json(request, settings, request.app[keys.TURNS], request.app[keys.LINK].admit)
     posted = events_of(document)
     check_count(posted, settings)
     tenant = principal(request).tenant
@@ -80,12 +81,15 @@ async def post_events(request: web.Request) -> web.Response:
     stats = app[keys.STATS]
     link = app[keys.LINK]
     refusal = link.refusal()
-    if refusal is not None:  # full or no writer: refuse before spending a parse on the body
+    if refusal is not None:  # full or no writer: refuse before spending a read and a parse on the body
         stats.refused_unread_requests += 1
         return unavailable(refusal)
     received_at = utc_now_iso()
     try:
         payload, kept, posted, columns = await _payload(request, received_at)
+    except (QueueFull, WriterUnavailable) as exc:  # filled up while this body was read or waited its turn
+        stats.refused_unread_requests += 1
+        return unavailable(str(exc))
     except Rejected as exc:
         stats.invalid_requests += 1
         return exc.response()

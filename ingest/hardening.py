@@ -17,6 +17,7 @@ import asyncio
 import collections
 import json
 import re
+from collections.abc import Callable
 from itertools import chain
 from typing import Any
 
@@ -40,16 +41,24 @@ _NINETEEN_DIGITS = b"0" * 19
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-async def read_json(request: web.Request, settings: Settings, turns: ParseTurns) -> tuple[bytes, Any]:
+def _admit_all() -> None:
+    """Every body may be parsed."""
+
+
+async def read_json(request: web.Request, settings: Settings, turns: ParseTurns,
+                    admit: Callable[[], None] = _admit_all) -> tuple[bytes, Any]:
     """The request's body and its parsed JSON document; raise Rejected when the body is not JSON.
 
     A large body waits for its parse turn, so that bodies arriving together are parsed one per loop
     iteration (``ingest.turns``); the turn covers the caller's work up to its next await (for a compact
-    body, until its batch is submitted to the writer link).
+    body, until its batch is submitted to the writer link). ``admit`` runs once the body is read and its
+    turn has come, just before the parse, and raises when it should not be parsed any more (the writer's
+    queue filled while it waited: under overload a fifth of the bodies parsed were then refused anyway).
     """
     body = await read_body(request, settings)
     if len(body) >= LARGE_BODY_BYTES:
         await turns.take()
+    admit()
     try:
         return body, orjson.loads(body)
     except orjson.JSONDecodeError as exc:

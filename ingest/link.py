@@ -130,6 +130,13 @@ class WriterLink:
             return "audit queue full"
         return None
 
+    def admit(self) -> None:
+        """Raise WriterUnavailable or QueueFull when ``refusal`` says no request can be queued now (called
+        again just before a body is parsed: the queue may have filled while it was read or waited its turn)."""
+        reason = self.refusal()
+        if reason is not None:
+            raise (QueueFull if self.ready else WriterUnavailable)(reason)
+
     def submit(self, payload: bytes, events: int, columns: bytes) -> Submission:
         """Queue one request's events (NDJSON lines and their ``typed_columns.encode``), all or nothing;
         raise QueueFull or WriterUnavailable. The byte bound counts the lines."""

@@ -23,7 +23,7 @@ STATS_COUNTERS: dict[str, tuple[str, str]] = {
     "accepted_events": ("auditlake_ingest_events_accepted", "Events acknowledged durable (answered 202)."),
     "rejected_events": ("auditlake_ingest_events_rejected", "Events refused with 503 (queue full, writer unavailable or refusing)."),
     "refused_unread_requests": ("auditlake_ingest_requests_refused_unread",
-                                "Posts answered 503 before their body was read (queue full or no writer); events unknown."),
+                                "Posts answered 503 before their body was parsed (queue full or no writer, on arrival or once read); events unknown."),
     "unconfirmed_events": ("auditlake_ingest_events_unconfirmed", "Events answered 504: the writer did not confirm in time."),
     "invalid_requests": ("auditlake_ingest_invalid_requests", "Requests refused as malformed (400, 413)."),
 }

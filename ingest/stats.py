@@ -25,7 +25,7 @@ class IngestStats:
 
     accepted_events: int = 0
     rejected_events: int = 0
-    refused_unread_requests: int = 0  # 503 before the body was read: queue full or no writer
+    refused_unread_requests: int = 0  # 503 before the body was parsed: queue full or no writer
     dropped_by_verbosity: int = 0
     invalid_requests: int = 0
     unconfirmed_events: int = 0

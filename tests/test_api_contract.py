@@ -11,6 +11,7 @@ import gzip
 import os
 import re
 import signal
+import socket
 import time
 import urllib.parse
 import urllib.request
@@ -515,4 +516,46 @@ def test_a_full_queue_refuses_before_reading_the_body(service_factory) -> None:
     finally:
         os.kill(writer_pid, signal.SIGCONT)
     assert svc.post(b"{not json")[0] == 400
+    wait_records(svc, 5, tenant_id=tenant)
+
+
+def test_a_queue_that_fills_while_a_body_arrives_refuses_it_unparsed(service_factory) -> None:
+    """A post passes the first check (room in the queue) and its body arrives slowly; meanwhile another
+    post fills the queue. Once its body is read the post is 503 "audit queue full" without a parse (a
+    malformed body, not a 400), counted as refused unread, not as rejected events."""
+    svc = service_factory(AUDIT_SERVICE_QUEUE_MAX_SIZE="5")
+    _queue_settled(svc)
+    tenant = marker("filler")
+    port = int(urllib.parse.urlsplit(svc.url).port)
+    body = b'{"events": [{"type": "auth"} not json ' + b" " * 4000 + b"]}"
+    writer_pid = svc.procs["writer"].pid
+    before = Scrape(f"{svc.url}/metrics")
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as slow:
+        slow.sendall(b"POST /v1/audit/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body[:100])
+        time.sleep(0.5)  # its handler has started: the queue was empty then
+        os.kill(writer_pid, signal.SIGSTOP)  # what is sent now stays queued
+        try:
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                held = pool.submit(svc.post, {"events": [{"type": "auth", "tenant_id": tenant}] * 5}, 30.0)
+                deadline = time.monotonic() + 10
+                while status_of(svc)["queue_size"] < 5 and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                assert status_of(svc)["queue_size"] == 5
+                slow.sendall(body[100:])
+                answer = b""
+                while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+                    answer += slow.recv(65536)
+                os.kill(writer_pid, signal.SIGCONT)
+                assert held.result(timeout=30)[0] == 202
+        finally:
+            os.kill(writer_pid, signal.SIGCONT)
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503") and b"retry-after" in head.lower(), head
+    assert orjson.loads(payload) == {"detail": "audit queue full"}
+    after = Scrape(f"{svc.url}/metrics")
+    assert after.value("auditlake_ingest_requests_refused_unread_total") == \
+        before.value("auditlake_ingest_requests_refused_unread_total") + 1
+    assert after.value("auditlake_ingest_invalid_requests_total") == before.value("auditlake_ingest_invalid_requests_total")
+    assert after.value("auditlake_ingest_events_rejected_total") == before.value("auditlake_ingest_events_rejected_total")
     wait_records(svc, 5, tenant_id=tenant)

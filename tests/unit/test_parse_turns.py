@@ -10,7 +10,9 @@ import pytest
 from aiohttp import streams
 from aiohttp.test_utils import make_mocked_request
 
+from ingest.body import Rejected
 from ingest.hardening import read_json
+from ingest.link import QueueFull, WriterLink, WriterUnavailable
 from ingest.turns import LARGE_BODY_BYTES, ParseTurns
 from shared.settings import Settings
 
@@ -140,3 +142,58 @@ async def test_read_json_parses_large_bodies_in_turns_and_small_ones_at_once(tic
     await asyncio.gather(_read(turns, small, ticks, parsed_at), _read(turns, small, ticks, parsed_at))
     assert parsed_at[1] == parsed_at[0]
     assert turns.waits == 0
+
+
+async def test_a_body_refused_once_read_is_not_parsed() -> None:
+    """``admit`` runs after the read and before the parse: a body that is not JSON at all raises what
+    ``admit`` raises, not the 400 its parse would give."""
+    def full() -> None:
+        raise QueueFull("audit queue full")
+
+    with pytest.raises(QueueFull):
+        await read_json(_post(b"{not json"), Settings(), ParseTurns(), full)
+    with pytest.raises(Rejected):
+        await read_json(_post(b"{not json"), Settings(), ParseTurns())
+
+
+async def test_a_body_whose_turn_comes_after_the_queue_filled_is_refused_unparsed(ticks: LoopTicks) -> None:
+    """Two large bodies arrive together and there is room for one: the first is parsed and queued in its
+    turn; when the second one's turn comes the queue is full, and it is refused without a parse."""
+    large = _events_body(LARGE_BODY_BYTES)
+    queued: list[int] = []
+    parses = 0
+    real_loads = orjson.loads
+
+    def counting_loads(data: bytes) -> object:
+        nonlocal parses
+        parses += 1
+        return real_loads(data)
+
+    def admit() -> None:
+        if queued:
+            raise QueueFull("audit queue full")
+
+    async def post() -> str:
+        try:
+            _, document = await read_json(_post(large), Settings(), turns, admit)
+        except QueueFull:
+            return "refused"
+        queued.append(len(document["events"]))  # what submitting it to the link does, in the same turn
+        return "queued"
+
+    turns = ParseTurns()
+    with mock.patch("ingest.hardening.orjson.loads", counting_loads):
+        outcomes = await asyncio.gather(post(), post())
+    assert outcomes == ["queued", "refused"] and parses == 1
+
+
+def test_the_link_admits_only_while_a_request_could_be_queued(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``admit`` raises what ``submit`` would: WriterUnavailable without a writer, QueueFull when full."""
+    link = WriterLink(tmp_path / "w.sock", 2, 1 << 20, 1 << 20)
+    with pytest.raises(WriterUnavailable):
+        link.admit()
+    link._stream, link.hello = mock.Mock(), True  # connected and greeted
+    link.admit()
+    link.queued_events = 2
+    with pytest.raises(QueueFull, match="audit queue full"):
+        link.admit()
