@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 from shared.s3_layout import UTC_MICROS
 from shared.spool_format import SpoolRange, SpoolRecord
 from writer import event_table
-from writer.dedupe import DedupeWindow, id_hashes
+from writer.dedupe import DedupeWindow, utf8_id_hashes
 
 log = logging.getLogger("auditlake.writer.batches")
 DayKey = tuple[str, str, str]
@@ -63,10 +63,11 @@ def group_range(span: SpoolRange, window: DedupeWindow | None = None,
     if parsed:
         table = event_table.parse_block(span.data)
     if table is not None:
-        ids = table.column(event_table.ID).to_pylist()
+        ids = table.column(event_table.ID).cast(pa.binary()).to_pylist()  # each id's UTF-8 bytes
         unparsable: list[bytes] = []
     else:
-        table, ids, unparsable = event_table.parse_lines(span.payloads())
+        table, parsed_ids, unparsable = event_table.parse_lines(span.payloads())
+        ids = [event_id.encode("utf-8", "surrogatepass") for event_id in parsed_ids]
     micros = stamp_micros(table.column("ts"))
     unreadable = unreadable_stamps(table.column("ts")) if micros is None else np.empty(0, dtype=np.int64)
     if len(unreadable):
@@ -78,7 +79,7 @@ def group_range(span: SpoolRange, window: DedupeWindow | None = None,
         readable[unreadable] = False
         table, ids = table.filter(pa.array(readable)), list(compress(ids, readable))
         micros = np.asarray(table.column("ts").cast(UTC_MICROS).cast(pa.int64()))  # each row reads: so does the column
-    hashes = id_hashes(ids)
+    hashes = utf8_id_hashes(ids)
     keep = np.zeros(len(hashes), dtype=bool)
     keep[np.unique(hashes, return_index=True)[1]] = True  # the first of each id in the range
     if window is not None and len(hashes):

@@ -37,9 +37,16 @@ def id_hash(event_id: str) -> int:
 
 
 def id_hashes(event_ids: list[str]) -> np.ndarray:
-    """``id_hash`` of each id as a uint64 array, about half the CPU per id (a copied hasher, the digests
-    read as big-endian numbers in one go). An array, not Python ints, all the way to ``remember``: the
-    flush sends it from the encoder process to the writer and back, where 28,000 ints a flush were
+    """``id_hash`` of each id as a uint64 array (``utf8_id_hashes`` of their UTF-8 bytes)."""
+    return utf8_id_hashes([event_id.encode("utf-8", "surrogatepass") for event_id in event_ids])
+
+
+def utf8_id_hashes(encoded_ids: list[bytes]) -> np.ndarray:
+    """``id_hash`` of each id given as its UTF-8 bytes, as a uint64 array, about half the CPU per id of
+    ``id_hash`` (a copied hasher, the digests read as big-endian numbers in one go). A flush takes the
+    bytes straight from its Arrow column of ids, without a str made and encoded per id: 9.9-10.1 ms for
+    28,000 ids against 12.3-12.6 (a hot loop). An array, not Python ints, all the way to ``remember``:
+    the flush sends it from the encoder process to the writer and back, where 28,000 ints a flush were
     pickled four times."""
     empty = hashlib.blake2b(digest_size=8)
     copy = empty.copy
@@ -49,7 +56,7 @@ def id_hashes(event_ids: list[str]) -> np.ndarray:
         hasher.update(data)
         return hasher.digest()
 
-    joined = b"".join([digest(event_id.encode("utf-8", "surrogatepass")) for event_id in event_ids])
+    joined = b"".join([digest(data) for data in encoded_ids])
     return np.frombuffer(joined, dtype=">u8").astype(np.uint64)
 
 

@@ -15,7 +15,7 @@ import pytest
 from shared.spool_format import SpoolRecord
 from writer import event_table
 from writer.batches import FlushBatch, group_records
-from writer.dedupe import DedupeWindow, id_hash, id_hashes
+from writer.dedupe import DedupeWindow, id_hash, id_hashes, utf8_id_hashes
 
 
 def _reference(records: list[SpoolRecord], window: DedupeWindow | None = None) -> FlushBatch:
@@ -196,6 +196,13 @@ def test_id_hashes_equal_id_hash() -> None:
     assert id_hashes(ids).tolist() == [id_hash(event_id) for event_id in ids]
     assert id_hashes(["a"]).tolist() == [0x40F89E395B66422F]  # hashlib.blake2b(b"a", digest_size=8), as stored on disk
     assert id_hashes([]).tolist() == [] and id_hashes([]).dtype == np.uint64
+
+
+def test_ids_taken_as_bytes_from_their_arrow_column_hash_the_same() -> None:
+    """A flush hashes its ids' UTF-8 bytes straight from the Arrow column: the values ``id_hash`` gives."""
+    ids = ["", "a", "0b3c8d0e-6f1a-4b2c-9d3e-4f5a6b7c8d9e", "é", "😀" * 40, 'a\\"b', "x" * 5000]
+    column = pa.chunked_array([pa.array(ids[:3], pa.string()), pa.array(ids[3:], pa.string())])
+    assert utf8_id_hashes(column.cast(pa.binary()).to_pylist()).tolist() == [id_hash(event_id) for event_id in ids]
 
 
 @pytest.mark.parametrize("typed", [True, False])
