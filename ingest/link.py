@@ -31,9 +31,9 @@ MAX_SUBMISSIONS_PER_BATCH = 1024
 MAX_FRAMES_IN_FLIGHT = 2
 # The same while the writer says it is catching up (its STATUS: the spool holds two full flushes or more).
 # Each frame costs the writer a group commit (a thread hand-off, an fsync, an ack) on the CPU its flushes
-# need: one frame at a time, frames held 5.4 requests instead of 2.5 and the writer spent 168-193 µs per
-# 100-event request instead of 249-270, so more was stored (148,901-157,356 against 125,275-135,241
-# events/s, alternated pairs at the maximum). A writer that keeps up gets two, which half the maximum
+# need: one frame at a time, frames held 5.0-5.4 requests instead of 2.4-2.5 and the writer spent 168-193
+# µs per 100-event request instead of 239-270, so more was stored (148,901-165,000 against 125,275-148,817
+# events/s in five alternated pairs at the maximum; docs/benchmarks.md, twentieth session). A writer that keeps up gets two, which half the maximum
 # needs for its latency (requests slower than 5 ms 8-12 % with two, 15-17 % with one).
 CATCHING_UP_FRAMES_IN_FLIGHT = 1
 
