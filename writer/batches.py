@@ -68,8 +68,7 @@ def group_range(span: SpoolRange, window: DedupeWindow | None = None,
     else:
         table, parsed_ids, unparsable = event_table.parse_lines(span.payloads())
         ids = [event_id.encode("utf-8", "surrogatepass") for event_id in parsed_ids]
-    micros = stamp_micros(table.column("ts"))
-    unreadable = unreadable_stamps(table.column("ts")) if micros is None else np.empty(0, dtype=np.int64)
+    unreadable, micros = stamp_micros(table.column("ts"))
     if len(unreadable):
         log.error("events whose ts cannot be read as a timestamp are kept in quarantine, not stored",
                   extra={"first_seq": span.first_seq, "last_seq": span.last_seq, "events": len(unreadable)})
@@ -78,7 +77,6 @@ def group_range(span: SpoolRange, window: DedupeWindow | None = None,
         readable = np.ones(table.num_rows, dtype=bool)
         readable[unreadable] = False
         table, ids = table.filter(pa.array(readable)), list(compress(ids, readable))
-        micros = np.asarray(table.column("ts").cast(UTC_MICROS).cast(pa.int64()))  # each row reads: so does the column
     hashes = utf8_id_hashes(ids)
     keep = np.zeros(len(hashes), dtype=bool)
     keep[np.unique(hashes, return_index=True)[1]] = True  # the first of each id in the range
@@ -91,25 +89,24 @@ def group_range(span: SpoolRange, window: DedupeWindow | None = None,
                       unparsable, hashes[keep], parsed, refused)
 
 
-def unreadable_stamps(stamps: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """The rows whose ``ts`` Arrow cannot read as a timestamp from year 1 on, or that have none (one cast of
-    the column when every row's can; row by row only when some cannot).
+def stamp_micros(stamps: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The rows whose ``ts`` Arrow cannot read as a timestamp from year 1 on, or that have none, and the
+    other rows' stamps as microseconds since the epoch (int64, in order): one cast of the column when
+    every row's reads, row by row only when some do not.
 
     Ingest stores only canonical stamps, but a range holding one that Arrow cannot read (an ingest bug, a
     build that let one through) would fail every flush of its range, and the writer would store nothing
     more: such rows are set aside with the unparsable lines (quarantined) and the rest is stored.
     """
-    if _all_readable(stamps):
-        return np.empty(0, dtype=np.int64)
-    return np.flatnonzero([not _all_readable(pa.array([value], pa.string())) for value in stamps.to_pylist()])
+    micros = _micros(stamps)
+    if micros is not None:
+        return np.empty(0, dtype=np.int64), micros
+    rows = [_micros(pa.array([value], pa.string())) for value in stamps.to_pylist()]
+    unreadable = np.flatnonzero([row is None for row in rows])
+    return unreadable, np.array([row[0] for row in rows if row is not None], dtype=np.int64)
 
 
-def _all_readable(stamps: pa.ChunkedArray | pa.Array) -> bool:
-    """True when Arrow reads every stamp as a timestamp from year 1 on (and none is missing)."""
-    return stamp_micros(stamps) is not None
-
-
-def stamp_micros(stamps: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
+def _micros(stamps: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
     """Every stamp as microseconds since the epoch (int64), when Arrow reads each as a timestamp from year 1
     on and none is missing; else None."""
     try:

@@ -234,13 +234,18 @@ def test_rows_whose_ts_cannot_be_read_are_set_aside_and_the_rest_grouped(typed: 
 RECEIVED_AT = "2026-11-29T12:00:00.000000Z"
 
 
-def test_unreadable_stamps_names_each_row_arrow_cannot_read_or_that_has_none() -> None:
-    """One cast when all are readable; else each row that does not parse, lies before year 1, or is null."""
-    from writer.batches import unreadable_stamps
+def test_stamp_micros_names_each_row_arrow_cannot_read_or_that_has_none() -> None:
+    """One cast when all are readable; else each row that does not parse, lies before year 1, or is null,
+    and the other rows' microseconds."""
+    from writer.batches import stamp_micros
 
     good = "2026-11-29T00:00:00.000000Z"
-    assert unreadable_stamps(pa.chunked_array([[good, "0001-01-01T00:00:00.000000Z"]])).tolist() == []
-    assert unreadable_stamps(pa.array([], pa.string())).tolist() == []
+    good_micros = 1_795_910_400_000_000
+    unreadable, micros = stamp_micros(pa.chunked_array([[good, "0001-01-01T00:00:00.000000Z"]]))
+    assert unreadable.tolist() == [] and micros.tolist() == [good_micros, -62_135_596_800_000_000]
+    unreadable, micros = stamp_micros(pa.array([], pa.string()))
+    assert unreadable.tolist() == [] and micros.tolist() == []
     mixed = pa.chunked_array([[good, "\u0662\u0660\u0662\u0666-11-29T00:00:00.000000Z"], ["0000-01-01T00:00:00.000000Z",
                                                                                       None, good, "2026/11/29"]])
-    assert unreadable_stamps(mixed).tolist() == [1, 2, 3, 5]
+    unreadable, micros = stamp_micros(mixed)
+    assert unreadable.tolist() == [1, 2, 3, 5] and micros.tolist() == [good_micros, good_micros]
