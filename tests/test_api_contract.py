@@ -7,6 +7,7 @@ Every test marks its events with a fresh ``tenant_id`` so tests sharing one serv
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import gzip
 import os
 import re
@@ -17,6 +18,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -493,28 +495,37 @@ def test_queue_full_is_503_all_or_nothing(service_factory) -> None:
     assert query_ok(svc, tenant_id=refused)["total"] == 0
 
 
-def test_a_full_queue_refuses_before_reading_the_body(service_factory) -> None:
-    """While the queue is full, a request is 503 at once (not parsed: even a malformed body); then all is well."""
-    svc = service_factory(AUDIT_SERVICE_QUEUE_MAX_SIZE="5")
-    _queue_settled(svc)
-    tenant = marker("held")
+@contextlib.contextmanager
+def _queue_held_full(svc: Service, tenant: str) -> Iterator[None]:
+    """The writer stopped (it cannot acknowledge, so what is sent stays queued) and a post of 5 events of
+    ``tenant`` filling the queue of 5 while the body runs; then the writer goes on and that post is 202."""
     writer_pid = svc.procs["writer"].pid
-    os.kill(writer_pid, signal.SIGSTOP)  # the writer cannot acknowledge: what is sent stays queued
+    os.kill(writer_pid, signal.SIGSTOP)
     try:
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             held = pool.submit(svc.post, {"events": [{"type": "auth", "tenant_id": tenant}] * 5}, 30.0)
             deadline = time.monotonic() + 10
             while status_of(svc)["queue_size"] < 5 and time.monotonic() < deadline:
                 time.sleep(0.02)
-            status, body, headers = http("POST", f"{svc.url}/v1/audit/events", b"{not json",
-                                         headers={"Content-Type": "application/json"})
-            assert (status, body) == (503, {"detail": "audit queue full"})
-            assert header(headers, "Retry-After") is not None
-            assert Scrape(f"{svc.url}/metrics").value("auditlake_ingest_requests_refused_unread_total") == 1
+            assert status_of(svc)["queue_size"] == 5
+            yield
             os.kill(writer_pid, signal.SIGCONT)
             assert held.result(timeout=30)[0] == 202
     finally:
         os.kill(writer_pid, signal.SIGCONT)
+
+
+def test_a_full_queue_refuses_before_reading_the_body(service_factory) -> None:
+    """While the queue is full, a request is 503 at once (not parsed: even a malformed body); then all is well."""
+    svc = service_factory(AUDIT_SERVICE_QUEUE_MAX_SIZE="5")
+    _queue_settled(svc)
+    tenant = marker("held")
+    with _queue_held_full(svc, tenant):
+        status, body, headers = http("POST", f"{svc.url}/v1/audit/events", b"{not json",
+                                     headers={"Content-Type": "application/json"})
+        assert (status, body) == (503, {"detail": "audit queue full"})
+        assert header(headers, "Retry-After") is not None
+        assert Scrape(f"{svc.url}/metrics").value("auditlake_ingest_requests_refused_unread_total") == 1
     assert svc.post(b"{not json")[0] == 400
     wait_records(svc, 5, tenant_id=tenant)
 
@@ -528,28 +539,16 @@ def test_a_queue_that_fills_while_a_body_arrives_refuses_it_unparsed(service_fac
     tenant = marker("filler")
     port = int(urllib.parse.urlsplit(svc.url).port)
     body = b'{"events": [{"type": "auth"} not json ' + b" " * 4000 + b"]}"
-    writer_pid = svc.procs["writer"].pid
     before = Scrape(f"{svc.url}/metrics")
     with socket.create_connection(("127.0.0.1", port), timeout=30) as slow:
         slow.sendall(b"POST /v1/audit/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body[:100])
         time.sleep(0.5)  # its handler has started: the queue was empty then
-        os.kill(writer_pid, signal.SIGSTOP)  # what is sent now stays queued
-        try:
-            with concurrent.futures.ThreadPoolExecutor(1) as pool:
-                held = pool.submit(svc.post, {"events": [{"type": "auth", "tenant_id": tenant}] * 5}, 30.0)
-                deadline = time.monotonic() + 10
-                while status_of(svc)["queue_size"] < 5 and time.monotonic() < deadline:
-                    time.sleep(0.02)
-                assert status_of(svc)["queue_size"] == 5
-                slow.sendall(body[100:])
-                answer = b""
-                while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
-                    answer += slow.recv(65536)
-                os.kill(writer_pid, signal.SIGCONT)
-                assert held.result(timeout=30)[0] == 202
-        finally:
-            os.kill(writer_pid, signal.SIGCONT)
+        with _queue_held_full(svc, tenant):
+            slow.sendall(body[100:])
+            answer = b""
+            while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+                answer += slow.recv(65536)
     head, _, payload = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 503") and b"retry-after" in head.lower(), head
     assert orjson.loads(payload) == {"detail": "audit queue full"}
