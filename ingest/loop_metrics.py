@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from prometheus_client.core import Metric
 from prometheus_client.utils import floatToGoString
@@ -49,25 +50,39 @@ class HistogramChild:
         self.sum += value
 
 
-class LoopCounter:
-    """A Prometheus counter with labels, for one event loop."""
+class _LoopInstrument:
+    """An instrument with labels: one child per combination of label values, made on first use."""
+
+    kind = ""  # the Prometheus type
 
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
         self.name = name
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
-        self._children: dict[tuple[str, ...], CounterChild] = {}
+        self._children: dict[tuple[str, ...], Any] = {}
 
-    def labels(self, *values: str) -> CounterChild:
-        """The counter of these label values (created at zero on first use)."""
+    def labels(self, *values: str) -> Any:
+        """The child of these label values (created empty on first use)."""
         child = self._children.get(values)
         if child is None:
-            child = self._children[values] = CounterChild()
+            child = self._children[values] = self._new_child()
         return child
+
+    def _new_child(self) -> Any:
+        raise NotImplementedError
+
+
+class LoopCounter(_LoopInstrument):
+    """A Prometheus counter with labels, for one event loop."""
+
+    kind = "counter"
+
+    def _new_child(self) -> CounterChild:
+        return CounterChild()
 
     def metric(self) -> Metric:
         """The samples prometheus_client's ``Counter`` gives: ``_total`` and ``_created`` per child."""
-        family = Metric(self.name, self.documentation, "counter")
+        family = Metric(self.name, self.documentation, self.kind)
         for values, child in self._children.items():
             labels = dict(zip(self.labelnames, values))
             family.add_sample(f"{self.name}_total", labels, child.value)
@@ -75,28 +90,23 @@ class LoopCounter:
         return family
 
 
-class LoopHistogram:
+class LoopHistogram(_LoopInstrument):
     """A Prometheus histogram with labels, for one event loop."""
 
+    kind = "histogram"
+
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str], buckets: Sequence[float]) -> None:
-        self.name = name
-        self.documentation = documentation
-        self.labelnames = tuple(labelnames)
+        super().__init__(name, documentation, labelnames)
         self.bounds = tuple(float(bound) for bound in buckets if bound != float("inf"))
         self._le = [*map(floatToGoString, self.bounds), "+Inf"]
-        self._children: dict[tuple[str, ...], HistogramChild] = {}
 
-    def labels(self, *values: str) -> HistogramChild:
-        """The histogram of these label values (created empty on first use)."""
-        child = self._children.get(values)
-        if child is None:
-            child = self._children[values] = HistogramChild(self.bounds)
-        return child
+    def _new_child(self) -> HistogramChild:
+        return HistogramChild(self.bounds)
 
     def metric(self) -> Metric:
         """The samples prometheus_client's ``Histogram`` gives: cumulative ``_bucket``s, ``_count``, ``_sum``
         and ``_created`` per child."""
-        family = Metric(self.name, self.documentation, "histogram")
+        family = Metric(self.name, self.documentation, self.kind)
         for values, child in self._children.items():
             labels = dict(zip(self.labelnames, values))
             total = 0
@@ -117,8 +127,7 @@ class LoopCollector:
 
     def describe(self) -> list[Metric]:
         """The families (empty) so that the registry knows their names without collecting."""
-        return [Metric(item.name, item.documentation, "counter" if isinstance(item, LoopCounter) else "histogram")
-                for item in self.instruments]
+        return [Metric(item.name, item.documentation, item.kind) for item in self.instruments]
 
     def collect(self) -> Iterator[Metric]:
         """Every instrument's current samples."""
