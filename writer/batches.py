@@ -124,7 +124,7 @@ def _days(table: pa.Table, kept: np.ndarray, micros: np.ndarray) -> dict[DayKey,
 
     Sorted by the stamps' microseconds (``micros``, every row's), which for canonical stamps is their order
     as text: numpy's stable sort of 28,000 integers took 0.2-1.9 ms where Arrow's of the strings took
-    1.2-4.6 ms (a hot loop; the more disordered, the longer)."""
+    1.2-4.6 ms (``bench/step_costs.py``; the more disordered, the longer)."""
     if not len(kept):
         return {}
     ordered = event_table.ordered(table, kept[np.argsort(micros[kept], kind="stable")])

@@ -45,7 +45,7 @@ def utf8_id_hashes(encoded_ids: list[bytes]) -> np.ndarray:
     """``id_hash`` of each id given as its UTF-8 bytes, as a uint64 array, about half the CPU per id of
     ``id_hash`` (a copied hasher, the digests read as big-endian numbers in one go). A flush takes the
     bytes straight from its Arrow column of ids, without a str made and encoded per id: 9.9-10.1 ms for
-    28,000 ids against 12.3-12.6 (a hot loop). An array, not Python ints, all the way to ``remember``:
+    28,000 ids against 12.3-12.6 (``bench/step_costs.py``). An array, not Python ints, all the way to ``remember``:
     the flush sends it from the encoder process to the writer and back, where 28,000 ints a flush were
     pickled four times."""
     empty = hashlib.blake2b(digest_size=8)
