@@ -27,6 +27,7 @@ sys.path.insert(0, str(BENCH.parent))
 sys.path.insert(0, str(BENCH))
 
 from ingest_bench import drain_backlog, write_template, wrk  # noqa: E402
+from tests.ops.helpers import Scrape  # noqa: E402
 from tests.service import Service  # noqa: E402
 
 HISTOGRAMS = {"requests": "auditlake_ingest_http_request_duration_seconds",
@@ -53,17 +54,10 @@ def scrape(service: Service, into: dict[str, dict[str, float]]) -> None:
     into.update({key: buckets(service.writer_url, name) for key, name in WRITER_HISTOGRAMS.items()})
 
 
-def gauge(url: str, name: str) -> float:
-    """One unlabelled gauge from a process's metrics."""
-    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
-        found = re.search(rf"^{name} (\S+)$", response.read().decode(), re.M)
-    return float(found.group(1)) if found else float("nan")
-
-
 def sample_frame_limit(url: str, stop: threading.Event, into: list[float]) -> None:
     """``auditlake_ingest_frames_in_flight_limit`` every 0.25 s until ``stop`` (1 while the writer catches up)."""
     while not stop.wait(0.25):
-        into.append(gauge(url, "auditlake_ingest_frames_in_flight_limit"))
+        into.append(Scrape(f"{url}/metrics").value("auditlake_ingest_frames_in_flight_limit"))
 
 
 def main() -> None:
