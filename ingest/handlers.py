@@ -80,14 +80,11 @@ async def post_events(request: web.Request) -> web.Response:
     app = request.app
     stats = app[keys.STATS]
     link = app[keys.LINK]
-    refusal = link.refusal()
-    if refusal is not None:  # full or no writer: refuse before spending a read and a parse on the body
-        stats.refused_unread_requests += 1
-        return unavailable(refusal)
     received_at = utc_now_iso()
     try:
+        link.admit()  # full or no writer: refuse before spending a read and a parse on the body
         payload, kept, posted, columns = await _payload(request, received_at)
-    except (QueueFull, WriterUnavailable) as exc:  # filled up while this body was read or waited its turn
+    except (QueueFull, WriterUnavailable) as exc:  # at once, or filled up while it was read or waited its turn
         stats.refused_unread_requests += 1
         return unavailable(str(exc))
     except Rejected as exc:

@@ -122,20 +122,14 @@ class WriterLink:
 
     # -- submitting --------------------------------------------------------------------------------
 
-    def refusal(self) -> str | None:
-        """Why no request can be queued now (no writer, or not one more event fits), or None."""
-        if not self.ready:
-            return "audit writer unavailable"
-        if self.queued_events >= self.max_events or self.queued_bytes >= self.max_bytes:
-            return "audit queue full"
-        return None
-
     def admit(self) -> None:
-        """Raise WriterUnavailable or QueueFull when ``refusal`` says no request can be queued now (called
-        again just before a body is parsed: the queue may have filled while it was read or waited its turn)."""
-        reason = self.refusal()
-        if reason is not None:
-            raise (QueueFull if self.ready else WriterUnavailable)(reason)
+        """Raise WriterUnavailable or QueueFull when no request can be queued now (no writer, or not one more
+        event fits); called when a post arrives and again just before its body is parsed (the queue may
+        have filled while it was read or waited its turn)."""
+        if not self.ready:
+            raise WriterUnavailable("audit writer unavailable")
+        if self.queued_events >= self.max_events or self.queued_bytes >= self.max_bytes:
+            raise QueueFull("audit queue full")
 
     def submit(self, payload: bytes, events: int, columns: bytes) -> Submission:
         """Queue one request's events (NDJSON lines and their ``typed_columns.encode``), all or nothing;
