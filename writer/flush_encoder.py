@@ -22,7 +22,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from shared.logs import configure_logging
 from writer.batches import FlushBatch, group_range
 from writer.columns_spill import SpilledColumns, read_back
 from writer.dedupe import DedupeWindow
+from writer.encoder_channel import EncoderChannel, out_of_band
 from writer.spool import IndexEntry, read_range
 from writer.store import EncodedFile
 
@@ -89,7 +89,7 @@ class FlushEncoder:
         self.dedupe_covered_seconds = config.window_seconds
         self.starts = 0  # encoder processes started (more than one: a child died and was replaced)
         self._process: Any = None
-        self._connection: Connection | None = None
+        self._connection: EncoderChannel | None = None
         self._lock = threading.Lock()
 
     @property
@@ -105,7 +105,8 @@ class FlushEncoder:
 
     def prepare(self, entries: list[IndexEntry]) -> EncodedBatch:
         """Read, dedupe, sort and encode a spool range in the child."""
-        columns = [entry.columns for entry in entries]  # sent once, beside entries that do not carry them
+        # sent once, beside entries that do not carry them, and not copied into the pickled message
+        columns = [out_of_band(entry.columns) if isinstance(entry.columns, bytes) else entry.columns for entry in entries]
         bare = [dataclasses.replace(entry, columns=None) for entry in entries]
         return self._call("prepare", bare, columns)
 
@@ -153,14 +154,15 @@ class FlushEncoder:
 
     def _start(self) -> None:
         # A fresh interpreter (no copy of the writer's threads), started as a plain subprocess: no
-        # multiprocessing resource tracker beside it. The connection is one end of a socket pair.
+        # multiprocessing resource tracker beside it. The connection is one end of a socket pair
+        # (``writer.encoder_channel``).
         ours, theirs = socket.socketpair()
         with theirs:
             process = subprocess.Popen(
                 [sys.executable, "-c", "from writer.flush_encoder import main; main()", str(theirs.fileno())],
                 pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
                 env={**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)})
-        self._process, self._connection = process, Connection(ours.detach())
+        self._process, self._connection = process, EncoderChannel(ours)
         self.starts += 1
         self.dedupe_ids, self.dedupe_covered_seconds = self._exchange(self.config, "at start")
         log.info("encoder process started", extra={"pid": process.pid, "dedupe_ids": self.dedupe_ids})
@@ -198,7 +200,9 @@ class _Encoder:
         held = read_back(columns)  # None (a piece missing or not read back): the range's lines are parsed
         batch = group_range(span, self.window, held)
         del span  # the batch holds what it needs (its lines point into the range's buffer)
-        files = self.config.encode(batch)
+        files = [dataclasses.replace(item, body=out_of_band(item.body),
+                                     sidecar=None if item.sidecar is None else out_of_band(item.sidecar))
+                 for item in self.config.encode(batch)]  # they reach the writer as views, not copied in pickles
         encoded = EncodedBatch(batch.first_seq, batch.last_seq, batch.events, batch.duplicates, batch.unparsable,
                                batch.id_hashes, batch.parsed, batch.fields_refused, files)
         del batch
@@ -214,7 +218,7 @@ class _Encoder:
 def main() -> None:
     """The child process's entry: its connection's file descriptor is the one argument, its config the
     first message."""
-    connection = Connection(int(sys.argv[1]))
+    connection = EncoderChannel(socket.socket(fileno=int(sys.argv[1])))
     try:
         config = connection.recv()
     except (EOFError, OSError):
@@ -222,7 +226,7 @@ def main() -> None:
     serve(connection, config)
 
 
-def serve(connection: Connection, config: EncoderConfig) -> None:
+def serve(connection: EncoderChannel, config: EncoderConfig) -> None:
     """Answer ``prepare`` and ``remember`` until the writer closes the connection."""
     # A signal sent to the whole process group (Ctrl-C in a terminal, a runtime stopping the group) is the
     # writer's to act on: it drains, then closes this connection. Were the child to die first, the drain's

@@ -80,10 +80,11 @@ class S3Store:
         """Upload each object with a Content-MD5 the store checks (the flush thread)."""
         for item in files:
             started = time.monotonic()
+            body = bytes(item.body)  # botocore takes bytes or a file, not the view the encoder's answer arrives as
             try:
                 self.client.put_object(
-                    Bucket=self.bucket, Key=item.name, Body=item.body, ContentType="application/vnd.apache.parquet",
-                    ContentMD5=base64.b64encode(hashlib.md5(item.body).digest()).decode(),
+                    Bucket=self.bucket, Key=item.name, Body=body, ContentType="application/vnd.apache.parquet",
+                    ContentMD5=base64.b64encode(hashlib.md5(body).digest()).decode(),
                     Metadata={"events": str(item.published.events), "writer-id": self.settings.writer_id},
                     **(self.object_lock.put_args() if self.object_lock else {}),
                 )

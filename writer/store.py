@@ -28,8 +28,8 @@ class EncodedFile:
     """One file or object of a flush, encoded (in the encoder process) and ready to be written."""
 
     name: str
-    body: bytes
-    sidecar: bytes | None  # local files: the Parquet sidecar written beside the file
+    body: bytes | memoryview  # a view (``writer.encoder_channel``) once it came from the encoder process
+    sidecar: bytes | memoryview | None  # local files: the Parquet sidecar written beside the file
     published: PublishedFile
 
 

@@ -75,6 +75,8 @@ async def test_the_child_encodes_what_the_store_encodes_in_process(tmp_path: Pat
                        [_events_columns(events) for events in (_events("a", 30), _events("b", 20))])
     assert encoded.files == encode_days(here, True)
     assert len(encoded.files) == 2  # two days
+    # the files came beside the pickled answer (writer.encoder_channel), as views of what was received
+    assert all(isinstance(item.body, memoryview) and isinstance(item.sidecar, memoryview) for item in encoded.files)
     assert (encoded.first_seq, encoded.last_seq, encoded.events, encoded.duplicates) == (1, 2, 50, 0)
     assert encoded.id_hashes.tolist() == here.id_hashes.tolist() and encoded.parsed is (columns in ("none", "spill gone"))
     assert encoded.unparsable == [] and not encoded.fields_refused
