@@ -16,6 +16,7 @@ from shared import spool_format
 
 log = logging.getLogger("auditlake.ingest.read")
 MEMO_EVENTS = 200_000  # parsed unflushed events kept between reads (beyond this, each read parses again)
+FIRST_READ_BYTES = 1024 * 1024  # a segment's bytes are read this much first, then twice as much each time
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -74,7 +75,7 @@ class SpoolReader:
         found: list[tuple[int, dict[str, Any], int | None]] = []
         for path in wanted:
             try:
-                segment = self._read(path, flushed, known.get(path))
+                segment = self._read(path, flushed, known.get(path), path == segments[-1][1])
             except FileNotFoundError:
                 known.pop(path, None)
                 continue
@@ -89,7 +90,7 @@ class SpoolReader:
         self._segments = known
         return found
 
-    def _read(self, path: Path, flushed: int, known: _Segment | None) -> _Segment:
+    def _read(self, path: Path, flushed: int, known: _Segment | None, active: bool) -> _Segment:
         """The segment's unflushed records, parsing only those no earlier read parsed.
 
         Bytes before the previous read's first unflushed record are not read again. Positional reads, not
@@ -103,7 +104,9 @@ class SpoolReader:
                                       or known.parsed_to > status.st_size):
                 known = None
             start = known.skip_offset if known is not None else 0
-            data = os.pread(descriptor, max(status.st_size - start, 0), start)
+            first_seq = spool_format.segment_first_seq(path)
+            after_seq = None if first_seq is None else first_seq - 1
+            data = _records_from(descriptor, start, status.st_size, after_seq)
         finally:
             os.close(descriptor)
         skip_offset = start + spool_format.skip_records(data, flushed)
@@ -114,11 +117,34 @@ class SpoolReader:
             parse_from = known.parsed_to
         parsed_to = parse_from
         try:
-            for end, record in spool_format.iter_records(data[parse_from - start:], path):
+            for end, record in spool_format.iter_records(data[parse_from - start:], path, after_seq):
                 parsed_to = parse_from + end
                 if record.seq > flushed:
                     events = (orjson.loads(line) for line in record.payload.splitlines() if line)
                     records.append((record.seq, tuple((event, event_micros(event)) for event in events)))
         except spool_format.SpoolCorrupt as exc:
-            log.warning("skipping the damaged rest of a spool segment", extra={"error": str(exc)})
+            # The last segment may be written meanwhile: over a reused one's old records, a record being
+            # written can read as half new, half old. Not yet acknowledged, it is not an event to show.
+            log.log(logging.DEBUG if active else logging.WARNING, "skipping the damaged rest of a spool segment",
+                    extra={"error": str(exc)})
+            # what this read found is returned, but the next read starts where this one did
+            return _Segment(status.st_ino, flushed, start, -1, -1, tuple(records))
         return _Segment(status.st_ino, flushed, skip_offset, skip_offset, parsed_to, tuple(records))
+
+
+def _records_from(descriptor: int, start: int, size: int, after_seq: int | None) -> bytes:
+    """A segment's bytes from ``start`` (a record's start) to where its records end (``records_end``), read a
+    growing piece at a time: a reused segment (``writer.spool``) holds old records after its own, up to
+    its full size, which are not read."""
+    data = b""
+    wanted = FIRST_READ_BYTES
+    while start + len(data) < size:
+        piece = os.pread(descriptor, min(wanted, size - start - len(data)), start + len(data))
+        if not piece:
+            break
+        data += piece
+        end, unfinished = spool_format.records_end(data, after_seq)
+        if not unfinished:
+            return data[:end]
+        wanted = 2 * len(data)
+    return data

@@ -11,9 +11,12 @@ A spool segment is a file of records, each a 28-byte header followed by its payl
     20      4     payload length
     24      4     CRC-32 of bytes 2..24 and of the payload
 
-The payload is the batch's NDJSON events. A record cut short at the end of a segment is a torn tail
-(a crash during an append, never acknowledged); any other damage, a checksum mismatch of the last record
-included, makes the segment corrupt.
+The payload is the batch's NDJSON events. Every group commit writes a header of zeros after its last
+record (the next group writes over it), so the records of a segment end at a zeroed header or at the end
+of the file. A segment may be a flushed one reused (``writer.spool``): past that zeroed header it holds
+the old records, never read. A record cut short at the end of a segment is a torn tail (a crash during
+an append, never acknowledged); any other damage, a checksum mismatch of the last record included, and a
+zeroed header with a record of a later sequence number after it, make the segment corrupt.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ SEGMENT_SUFFIX = ".log"
 # A flushed segment being removed a few MiB at a time (writer.segment_reaper): never read, deleted at start.
 REMOVING_SUFFIX = ".removing"
 CHECKPOINT_NAME = "checkpoint.json"
+END_OF_RECORDS = bytes(HEADER_SIZE)  # written after a group's last record: where a segment's records end
 
 
 class SpoolCorrupt(Exception):
@@ -148,44 +152,96 @@ def list_segments(spool_dir: Path) -> list[tuple[int, Path]]:
     return found
 
 
-def iter_records(data: bytes, path: Path) -> Iterator[tuple[int, SpoolRecord]]:
-    """Yield (end offset, record) for each whole record; stop silently at a torn tail.
+def iter_records(data: bytes | memoryview, path: Path, after_seq: int | None = None) -> Iterator[tuple[int, SpoolRecord]]:
+    """Yield (end offset, record) for each whole record up to where the records end: the end of ``data``,
+    a zeroed header, or a header whose sequence number does not rise above ``after_seq`` (when given) and
+    the previous record's (an old record of a reused segment); stop silently at a torn tail.
 
-    Raises SpoolCorrupt when a record before the tail is damaged.
+    Raises SpoolCorrupt when a record before the tail is damaged, and when a record with a higher sequence
+    number and a good checksum follows where the records seem to end (that header was damaged, not written
+    as an end).
     """
     offset = 0
     size = len(data)
+    last_seq = after_seq
     while offset < size:
         if size - offset < HEADER_SIZE:
             return
-        header = data[offset : offset + HEADER_SIZE]
-        magic, version, _reserved, _seq, batch_id, length, _crc = HEADER.unpack_from(header)
+        magic, version, _reserved, seq, batch_id, length, _crc = HEADER.unpack_from(data, offset)
         if magic != MAGIC or version != VERSION:
-            if _only_zeros(data, offset):
-                return
-            raise SpoolCorrupt(path, offset, "bad record header")
+            if data[offset:offset + HEADER_SIZE] != END_OF_RECORDS:
+                raise SpoolCorrupt(path, offset, "bad record header")
+            if _record_after(data, offset + HEADER_SIZE, last_seq):
+                raise SpoolCorrupt(path, offset, "zeroed record header before later records")
+            return
+        if last_seq is not None and seq <= last_seq:
+            if _record_after(data, offset + 1, last_seq):
+                raise SpoolCorrupt(path, offset, f"record {seq} out of sequence before later records")
+            return
         end = offset + HEADER_SIZE + length
         if end > size:
             return
-        payload = data[offset + HEADER_SIZE : end]
-        seq = check_record(header, payload, path, offset)
+        payload = bytes(data[offset + HEADER_SIZE : end])
+        check_record(data[offset : offset + HEADER_SIZE], payload, path, offset)
+        last_seq = seq
         yield end, SpoolRecord(seq, batch_id, payload)
         offset = end
 
 
-def skip_records(data: bytes, up_to_seq: int) -> int:
-    """The offset of the first record whose seq is above ``up_to_seq`` (headers only, no checksums)."""
+def records_end(data: bytes | memoryview, after_seq: int | None = None) -> tuple[int, bool]:
+    """Where the records at the start of ``data`` end, by their headers alone (no checksums), and whether
+    ``data`` ran out first (then more of the file must be read to know). They end at a header that is not
+    one (a zeroed one among them), or whose sequence number does not rise above ``after_seq`` and the
+    previous one's: a reader of a reused segment (``writer.spool``) stops there, before its old records."""
     offset = 0
+    size = len(data)
+    last_seq = after_seq
+    while size - offset >= HEADER_SIZE:
+        magic, version, _reserved, seq, _batch, length, _crc = HEADER.unpack_from(data, offset)
+        if magic != MAGIC or version != VERSION or (last_seq is not None and seq <= last_seq):
+            return offset, False
+        if offset + HEADER_SIZE + length > size:
+            return offset, True
+        offset += HEADER_SIZE + length
+        last_seq = seq
+    return offset, True
+
+
+def _record_after(data: bytes | memoryview, start: int, after_seq: int | None) -> bool:
+    """True when a whole record with a good checksum and a sequence number above ``after_seq`` starts
+    anywhere at or after ``start``."""
+    whole = data if isinstance(data, bytes) else bytes(data)
+    offset = whole.find(MAGIC, start)
+    while offset >= 0:
+        if len(whole) - offset >= HEADER_SIZE:
+            _magic, version, _reserved, seq, _batch, length, crc = HEADER.unpack_from(whole, offset)
+            end = offset + HEADER_SIZE + length
+            if (version == VERSION and (after_seq is None or seq > after_seq) and end <= len(whole)
+                    and crc32(whole[offset + HEADER_SIZE:end], crc32(whole[offset + 2:offset + 24])) == crc):
+                return True
+        offset = whole.find(MAGIC, offset + 1)
+    return False
+
+
+def skip_records(data: bytes, up_to_seq: int) -> int:
+    """The offset of the first record whose seq is above ``up_to_seq``, or of the end of the records, by their
+    headers (data cut at ``records_end``: no old records of a reused segment). Only the last record stepped
+    over is checked whole (its checksum): in a reused segment a record being written may read as half new,
+    half old, and a header read so would send the walk anywhere; the offset is then that record's."""
+    offset = 0
+    last = None
     while len(data) - offset >= HEADER_SIZE:
         magic, version, _reserved, seq, _batch, length, _crc = HEADER.unpack_from(data, offset)
-        if magic != MAGIC or seq > up_to_seq:
-            return offset
+        if magic != MAGIC or seq > up_to_seq or offset + HEADER_SIZE + length > len(data):
+            break
+        last = offset
         offset += HEADER_SIZE + length
-    return min(offset, len(data))
-
-
-def _only_zeros(data: bytes, offset: int) -> bool:
-    return not data[offset:].strip(b"\x00")
+    if last is not None:
+        try:
+            check_record(data[last:last + HEADER_SIZE], data[last + HEADER_SIZE:offset], Path("-"), last)
+        except SpoolCorrupt:
+            return last
+    return offset
 
 
 def read_segment(path: Path) -> tuple[list[SpoolRecord], int]:

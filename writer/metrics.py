@@ -116,6 +116,11 @@ class WriterCollector:
         yield _g("auditlake_writer_spool_max_bytes", "Bound of the spool (AUDIT_SERVICE_SPOOL_MAX_BYTES).", spool.max_bytes)
         yield _g("auditlake_writer_spool_file_bytes", "Bytes in live spool segment files.", spool.file_bytes)
         yield _g("auditlake_writer_spool_segments", "Live spool segment files.", spool.segments)
+        yield _g("auditlake_writer_spool_spare_segments", "Flushed spool segments kept to be reused as the next ones.",
+                 len(spool.spares))
+        yield CounterMetricFamily("auditlake_writer_spool_reused_segments",
+                                  "Spool segments started over a flushed one (written over, not grown).",
+                                  value=spool.reused_segments)
         yield _g("auditlake_writer_spool_backlog_events", "Events spooled and not yet flushed.", spool.backlog_events)
         yield _g("auditlake_writer_spool_quarantined_segments", "Corrupt spool segments moved to quarantine.",
                  len(spool.quarantined))

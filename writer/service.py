@@ -88,6 +88,8 @@ class WriterService:
             "spool_bytes": self.spool.bytes,
             "spool_file_bytes": self.spool.file_bytes,
             "spool_segments": self.spool.segments,
+            "spool_spare_segments": len(self.spool.spares),
+            "spool_reused_segments": self.spool.reused_segments,
             "spool_backlog_events": self.spool.backlog_events,
             "spool_max_bytes": self.spool.max_bytes,
             "catching_up": self.flusher.behind,

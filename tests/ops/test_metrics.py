@@ -172,6 +172,7 @@ def test_an_unmapped_writer_counter_is_still_exposed() -> None:
         settings = type("S", (), {"backend": "s3", "writer_id": "w"})()
         stats = FutureStats(failing_since=None)
         spool = type("P", (), {"bytes": 0, "max_bytes": 1, "file_bytes": 0, "segments": 0, "backlog_events": 0,
+                               "spares": [], "reused_segments": 0,
                                "quarantined": [], "last_write_error": None, "committed_batches": 0,
                                "committed_events": 0, "columns_bytes": 0,
                                "columns_spill": type("C", (), {"spilled_batches": 0})()})()

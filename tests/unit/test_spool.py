@@ -168,8 +168,10 @@ async def test_torn_tail_is_trimmed(tmp_path: Path) -> None:
     """Half a record at the end of a segment (a crash mid-append) is cut off; whole records survive."""
     await _spool_with(tmp_path, [b'{"a":1}\n', b'{"b":2}\n'])
     (_, segment), = spool_format.list_segments(tmp_path)
-    whole = segment.stat().st_size
-    with open(segment, "ab") as handle:
+    whole = segment.stat().st_size - spool_format.HEADER_SIZE  # the records, then the zeroed header that ends them
+    assert segment.read_bytes()[whole:] == spool_format.END_OF_RECORDS
+    with open(segment, "r+b") as handle:  # the next append starts over the zeroed header
+        handle.seek(whole)
         handle.write(spool_format.encode_record(3, 77, b'{"torn":true}\n')[:-5])
     reopened = Spool(tmp_path, 1 << 20, 1 << 30)
     reopened.open()
@@ -244,12 +246,12 @@ def test_record_checksum_is_zlibs_crc32_so_spools_of_earlier_builds_still_read(t
 
 async def test_a_group_is_written_piece_by_piece_through_short_writes(tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Headers and payloads go to ``writev`` unjoined: more pieces than one call takes, and calls that write
+    """Headers and payloads go to ``pwritev`` unjoined: more pieces than one call takes, and calls that write
     only part of what they were given, still leave every record whole and in order."""
-    real_writev = os.writev
+    real_pwritev = os.pwritev
     calls = []
 
-    def short_writev(fd: int, buffers: list) -> int:
+    def short_pwritev(fd: int, buffers: list, offset: int) -> int:
         calls.append(len(buffers))
         budget = 1000  # at most this many bytes a call, often ending inside a piece
         taken = []
@@ -258,9 +260,9 @@ async def test_a_group_is_written_piece_by_piece_through_short_writes(tmp_path: 
             budget -= len(taken[-1])
             if not budget:
                 break
-        return real_writev(fd, taken)
+        return real_pwritev(fd, taken, offset)
 
-    monkeypatch.setattr(os, "writev", short_writev)
+    monkeypatch.setattr(os, "pwritev", short_pwritev)
     payloads = [b'{"n":%d}\n' % index * (1 + index % 7) for index in range(700)]
     await _spool_with(tmp_path, payloads, segment_bytes=1 << 30)
     assert max(calls) == 1024 and len(calls) > 2
