@@ -40,9 +40,10 @@ FLUSH_MARKER = "flush-pending.json"
 # after a restart is parsed at the flush instead.
 MAX_COLUMNS_BYTES = 32 * 1024 * 1024
 # Flushed segments kept for reuse instead of removed. Writing 256 KB and fsyncing it took 0.41-0.53 ms (140-180
-# µs of CPU) at the end of a growing file and 0.26-0.29 ms (98-120 µs) over blocks written before; with
-# single-event bodies the spool's write and fsync fell from 0.37-0.42 to 0.26-0.29 ms and requests/s rose
-# 7-11 % (docs/benchmarks.md, twenty-first session).
+# µs of CPU) at the end of a growing file and 0.26-0.29 ms (98-120 µs) over blocks written before. In the
+# service (bench/cpu_split.py, three alternated pairs each): a group's write and fsync 0.30-0.33 -> 0.19-0.22
+# ms with single events (8,383-8,503 -> 8,985-9,335 requests/s), 0.70-0.75 -> 0.33-0.47 ms with 100-event
+# bodies (docs/benchmarks.md, twenty-first session).
 SPARE_SEGMENTS = 1
 
 
