@@ -28,9 +28,19 @@ STOP_TIMEOUT_SECONDS = 30.0  # a process's drain (10 s in tests) and its shutdow
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` different TCP ports on 127.0.0.1 that were free a moment ago: each is held while the next is
+    chosen (ports chosen one after another can be the same one: a writer once failed to bind ingest's)."""
+    with contextlib.ExitStack() as held:
+        ports = []
+        for _ in range(count):
+            sock = held.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            ports.append(sock.getsockname()[1])
+        return ports
 
 
 def http(method: str, url: str, body: Any = None, timeout: float = 10.0,
@@ -59,8 +69,7 @@ class Service:
     def __init__(self, root: Path, **env: str) -> None:
         self.root = root
         self.run_dir = Path(tempfile.mkdtemp(prefix="al-", dir="/tmp"))
-        self.port = free_port()
-        self.writer_port = free_port()
+        self.port, self.writer_port = free_ports(2)
         self.store = root / "store"
         self.spool = root / "spool"
         self.env = {
