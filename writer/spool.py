@@ -512,7 +512,8 @@ class Spool:
             self._backlog_events -= entry.events
             unused_spills.extend(self._release_columns(entry.columns))
         live = {entry.path for entry in self.index}
-        dead = [path for path in self._segment_sizes if path not in live and path != self._active]
+        # a copy in one step: the commit thread may add the next segment meanwhile
+        dead = [path for path in list(self._segment_sizes) if path not in live and path != self._active]
         removed = []
         for path in dead:
             full = self._segment_sizes.pop(path) >= self.segment_bytes  # a segment that rolled over: its size is allocated
