@@ -71,9 +71,11 @@ class EncoderChannel:
         return pickle.loads(head, buffers=views)
 
     def poll(self, timeout: float) -> bool:
-        """True when a message (or the end of the stream) is there to read within ``timeout`` seconds."""
-        readable, _, _ = select.select([self.socket], [], [], timeout)
-        return bool(readable)
+        """True when a message (or the end of the stream) is there to read within ``timeout`` seconds
+        (``poll``, not ``select``: no limit on the descriptor's number)."""
+        poller = select.poll()
+        poller.register(self.socket, select.POLLIN)
+        return bool(poller.poll(timeout * 1000))
 
     def _send_all(self, pieces: Sequence[bytes | memoryview]) -> None:
         """Send the pieces in order with ``sendmsg`` (at most ``_IOV_MAX`` a call), resuming after short sends."""
