@@ -3,8 +3,8 @@
 A flush sends the encoder every record's typed fields (about 24 KB a 100-event request: 7 MB for a flush
 of 28,000 events) and gets back its encoded files (about 5 MB). ``multiprocessing.connection.Connection``
 pickled those into a growing buffer, sent it, gathered it into another growing buffer on the other side
-and unpickled copies of every buffer again: 0.47-0.72 µs of CPU an event over both processes, against
-0.21-0.40 here (``bench/encoder_transfer.py``), on the CPU the writer and the encoder share.
+and unpickled copies of every buffer again: 0.34-0.47 µs of CPU an event over both processes, against
+0.17-0.21 here (``bench/encoder_transfer.py``, five runs), on the CPU the writer and the encoder share.
 
 Here a message is pickled with protocol 5 and its out-of-band buffers (what ``out_of_band`` marks, and
 numpy arrays on their own) go to ``sendmsg`` as they are; the receiver reads them into one uninitialized
@@ -26,7 +26,7 @@ import numpy as np
 _COUNTS = struct.Struct("<QQ")
 _IOV_MAX = 1024  # Linux's limit on buffers per sendmsg call
 # A larger socket buffer than the default 208 KiB: 12 MB crossed in fewer wake-ups of the other process
-# (0.38 -> 0.25 µs an event in bench/encoder_transfer.py). The kernel caps it at net.core.wmem_max.
+# (0.38 -> 0.25 µs an event in a run of bench/encoder_transfer.py). The kernel caps it at net.core.wmem_max.
 SOCKET_BUFFER_BYTES = 1024 * 1024
 # Parts at least this large are read into numpy's uninitialized memory instead of a zero-filled bytearray.
 _UNINITIALIZED_FROM_BYTES = 64 * 1024
