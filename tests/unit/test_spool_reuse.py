@@ -179,3 +179,37 @@ def test_the_reader_skips_a_record_half_written_and_finds_it_once_whole(tmp_path
     assert not any(record.levelno >= logging.WARNING for record in caplog.records)
     segment.write_bytes(b"".join(records) + spool_format.END_OF_RECORDS)
     assert sorted(seq for seq, _, _ in reader.events()) == [1, 2, 3]
+
+
+async def test_a_failed_append_over_a_reused_segment_is_cut_off_and_the_next_one_goes_on(tmp_path: Path,
+                                                                                       monkeypatch) -> None:
+    """A group commit that fails half written over a reused segment is refused and cut off (with the old
+    records after it); the next appends go on from there and a reopen finds exactly them."""
+    spool, committer, _first, inode = await _rolled_and_flushed(tmp_path)
+    while spool.reused_segments == 0:
+        await _append(spool, range(spool.next_seq, spool.next_seq + 1))
+    await _append(spool, range(spool.next_seq, spool.next_seq + 1))
+    real_pwritev = os.pwritev
+
+    def half_then_fail(fd: int, buffers: list, offset: int) -> int:
+        real_pwritev(fd, [bytes(buffers[0])[:10]], offset)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "pwritev", half_then_fail)
+    failed = spool.next_seq
+    with pytest.raises(Exception, match="spool write failed"):
+        await spool.append(9999, _payload(failed), 1)
+    monkeypatch.undo()
+    await _append(spool, range(spool.next_seq, spool.next_seq + 2))
+    unflushed = [entry.seq for entry in spool.index]
+    assert failed not in unflushed
+    reused = next(path for _, path in spool_format.list_segments(tmp_path) if os.stat(path).st_ino == inode)
+    spool.close()
+    await committer
+    spool.release()
+    reopened = Spool(tmp_path, SEGMENT_BYTES, 1 << 30)
+    reopened.open()
+    assert [entry.seq for entry in reopened.index] == unflushed and reopened.quarantined == []
+    assert not reopened.knows_batch(9999)
+    assert reused.stat().st_size == sum(entry.length for entry in reopened.index if entry.path == reused)
+    reopened.release()
