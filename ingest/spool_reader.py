@@ -104,8 +104,7 @@ class SpoolReader:
                                       or known.parsed_to > status.st_size):
                 known = None
             start = known.skip_offset if known is not None else 0
-            first_seq = spool_format.segment_first_seq(path)
-            after_seq = None if first_seq is None else first_seq - 1
+            after_seq = spool_format.seq_floor(path)
             data = _records_from(descriptor, start, status.st_size, after_seq)
         finally:
             os.close(descriptor)

@@ -137,6 +137,14 @@ def segment_first_seq(path: Path) -> int | None:
     return int(digits) if digits.isdigit() else None
 
 
+def seq_floor(path: Path) -> int | None:
+    """The seq every record of the segment at ``path`` rises above (its name's seq, less one): a segment is
+    named after the next seq that could be written when it was opened; None for other files. What
+    ``iter_records`` and ``records_end`` take as ``after_seq`` to stop before a reused segment's old records."""
+    first = segment_first_seq(path)
+    return None if first is None else first - 1
+
+
 def list_segments(spool_dir: Path) -> list[tuple[int, Path]]:
     """Segments in a spool directory, ordered by first sequence number."""
     found = []

@@ -178,9 +178,8 @@ class Spool:
         data = path.read_bytes()
         records = []
         valid_end = 0
-        first_seq = spool_format.segment_first_seq(path)
         try:
-            for end, record in spool_format.iter_records(data, path, None if first_seq is None else first_seq - 1):
+            for end, record in spool_format.iter_records(data, path, spool_format.seq_floor(path)):
                 records.append(record)
                 valid_end = end
         except SpoolCorrupt as exc:

@@ -87,7 +87,7 @@ async def test_a_reused_segment_replays_only_its_own_records(tmp_path: Path, cap
     reopened.release()
 
 
-async def test_a_zeroed_header_with_later_records_after_it_is_corruption(tmp_path: Path) -> None:
+async def test_a_zeroed_header_with_later_records_after_it_is_corruption(tmp_path: Path, caplog) -> None:
     """Zeros where a record's header was, with records after them, is damage (quarantined, the good prefix
     kept); zeros with nothing but older records after them is where the records end."""
     spool = Spool(tmp_path, 1 << 20, 1 << 30)
@@ -105,21 +105,16 @@ async def test_a_zeroed_header_with_later_records_after_it_is_corruption(tmp_pat
     reopened = Spool(tmp_path, 1 << 20, 1 << 30)
     reopened.open()
     assert [entry.seq for entry in reopened.index] == [1] and len(reopened.quarantined) == 1
-    assert "zeroed record header before later records" in _quarantine_reason(tmp_path, reopened)
+    (logged,) = [record for record in caplog.records if record.getMessage() == "quarantined corrupt spool segment"]
+    assert "zeroed record header before later records" in logged.reason
     reopened.release()
-
-
-def _quarantine_reason(directory: Path, spool: Spool) -> str:
-    """Why the quarantined copy of the first segment is corrupt (its name does not say)."""
-    quarantined = directory / "quarantine" / spool.quarantined[0]
-    with pytest.raises(spool_format.SpoolCorrupt) as raised:
-        list(spool_format.iter_records(quarantined.read_bytes(), Path(spool_format.segment_name(1)), 0))
-    return str(raised.value)
 
 
 def test_records_end_at_a_zeroed_header_a_lower_seq_or_not_a_header() -> None:
     records = b"".join(spool_format.encode_record(seq, seq, _payload(seq)) for seq in (7, 8, 9))
     stale = spool_format.encode_record(3, 3, _payload(3))
+    assert spool_format.seq_floor(Path(spool_format.segment_name(7))) == 6
+    assert spool_format.seq_floor(Path("checkpoint.json")) is None
     assert spool_format.records_end(records + spool_format.END_OF_RECORDS + stale, 6) == (len(records), False)
     assert spool_format.records_end(records + stale, 6) == (len(records), False)  # 3 does not rise above 9
     assert spool_format.records_end(records + b"garbage" * 10, 6) == (len(records), False)
