@@ -1,10 +1,11 @@
 """Latency with independent producers at about half the maximum: wrk's p50 / p99 and how often an ack was slow.
 
-Usage: .venv/bin/python bench/spread_latency.py [--mean-pause-ms 19] [--seconds 20] [--events-per-body 100]
+Usage: .venv/bin/python bench/spread_latency.py [--mean-pause-ms 19] [--seconds 20] [--events-per-body 100] [--in-step]
 Needs wrk. Starts the two processes (local backend, default settings, verbosity ``verbose``), runs 5 s at
 the maximum so the writer has flushed and its dedupe window holds ids, waits for the spool to drain, then
 runs 16 connections whose pauses are exponential with ``--mean-pause-ms`` (about 700 requests/s of
-100-event bodies, half the maximum on the machine of docs/benchmarks.md). Prints the rate, wrk's p50 /
+100-event bodies, half the maximum on the machine of docs/benchmarks.md); with ``--in-step`` every pause is
+exactly that long, as in ``ingest_bench.py``'s paced run (the connections answered together send together). Prints the rate, wrk's p50 /
 p99 / max, and the share of ingest's requests and of its frames' acks (send to ack, from its metrics)
 slower than 1, 2.5, 5 and 10 ms; the same for the writer's group commits (a frame's arrival to durable)
 and for their write and fsync of the spool (the disk's share of a commit); last, the share of 0.25 s
@@ -66,6 +67,8 @@ def main() -> None:
     parser.add_argument("--mean-pause-ms", type=int, default=19)
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--events-per-body", type=int, default=100)
+    parser.add_argument("--in-step", action="store_true",
+                        help="every connection pauses exactly --mean-pause-ms (16 bodies arrive together)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="auditlake-spread-"))
     (work / "service").mkdir()
@@ -81,7 +84,7 @@ def main() -> None:
         stop, limits = threading.Event(), []
         sampler = threading.Thread(target=sample_frame_limit, args=(service.url, stop, limits), daemon=True)
         sampler.start()
-        run = wrk(service.url, template, args.seconds, 16, args.mean_pause_ms, spread=True)
+        run = wrk(service.url, template, args.seconds, 16, args.mean_pause_ms, spread=not args.in_step)
         stop.set()
         sampler.join()
         scrape(service, after)
