@@ -109,6 +109,11 @@ class Settings:
     read_max_days: int = 31
     read_concurrency: int = 4
     read_priority: str = "idle"  # CPU priority of ingest's read process: idle (SCHED_IDLE), low (nice 10), normal
+    # The writer's encoder process runs at this nice value (0-19). It shares a CPU with the writer's loop and
+    # commit threads; at nice 0 a flush's encoding held the spool's group commits back (in step at ~60 % of
+    # the maximum, commits during a flush p99 4.0-4.5 ms, 1.5-1.9 at nice 10) and the encoder still gets all
+    # the CPU they leave (docs/benchmarks.md, twenty-second session).
+    encoder_niceness: int = 10
     read_cache_bytes: int = 192 * 1024 * 1024
     test_read_delay_seconds: float = 0.0
     verbosity: str = "minimal"
@@ -243,6 +248,7 @@ _ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AUDIT_SERVICE_READ_MAX_DAYS": ("read_max_days", _parse_int(1)),
     "AUDIT_SERVICE_READ_CONCURRENCY": ("read_concurrency", _parse_int(1, 256)),
     "AUDIT_SERVICE_READ_PRIORITY": ("read_priority", _parse_choice("idle", "low", "normal")),
+    "AUDIT_SERVICE_ENCODER_NICENESS": ("encoder_niceness", _parse_int(0, 19)),
     "AUDIT_SERVICE_READ_CACHE_BYTES": ("read_cache_bytes", _parse_int(0)),
     "AUDIT_SERVICE_TEST_READ_DELAY_SECONDS": ("test_read_delay_seconds", _parse_float(0.0)),
     "AUDIT_LOG_VERBOSITY": ("verbosity", lambda raw: raw.strip().lower()),

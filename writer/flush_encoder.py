@@ -63,6 +63,7 @@ class EncoderConfig:
     window_max_ids: int = 0
     log_level: str = "INFO"
     keep_freed_ms: int = 0  # ``native_memory.arrow_keep_freed_ms`` of the backend
+    niceness: int = 0  # added to the child's nice value (``Settings.encoder_niceness``)
 
 
 @dataclasses.dataclass
@@ -96,6 +97,17 @@ class FlushEncoder:
     def pid(self) -> int | None:
         """The running child's process id, if one runs."""
         return self._process.pid if self._process is not None and self._process.poll() is None else None
+
+    @property
+    def niceness(self) -> int | None:
+        """The running child's nice value (None while none runs)."""
+        pid = self.pid
+        if pid is None:
+            return None
+        try:
+            return os.getpriority(os.PRIO_PROCESS, pid)
+        except OSError:  # it ended meanwhile
+            return None
 
     def start(self) -> None:
         """Start the child now (it loads the dedupe window) unless one runs; blocks until it is ready."""
@@ -234,6 +246,7 @@ def serve(connection: EncoderChannel, config: EncoderConfig) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sched_slice.restore_default()  # bulk work: the default slice, not the writer loop's short one
+    os.nice(config.niceness)  # the writer's loop and commit threads take the CPU first (lowering never fails)
     sched_slice.name_thread(ENCODER_THREAD_NAME)
     configure_logging("writer", config.log_level)
     stack_dump.install()

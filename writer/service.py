@@ -56,7 +56,8 @@ class WriterService:
         self.store = build_store(settings, faults)
         self.encoder = FlushEncoder(EncoderConfig(
             self.store.encoder(), settings.resolved_spool_path / "dedupe", settings.dedupe_window_seconds,
-            settings.dedupe_max_ids, settings.log_level, native_memory.arrow_keep_freed_ms(settings.backend)))
+            settings.dedupe_max_ids, settings.log_level, native_memory.arrow_keep_freed_ms(settings.backend),
+            settings.encoder_niceness))
         if settings.backend == "s3":
             self.flusher = Flusher(self.spool, self.store, self.stats, 2**62, settings.s3_upload_interval_seconds,
                                    settings.retention_interval_seconds, self.encoder, settings.s3_max_object_bytes,
@@ -96,6 +97,7 @@ class WriterService:
             "flushed_seq": self.spool.flushed_seq,
             "quarantined_segments": list(self.spool.quarantined),
             "accounted": self._accounted(),
+            "encoder_niceness": self.encoder.niceness,
             "dedupe_ids": self.encoder.dedupe_ids,
             "dedupe_window_seconds": round(self.encoder.dedupe_covered_seconds, 1),
             "storage": self._storage(),

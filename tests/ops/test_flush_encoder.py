@@ -59,3 +59,19 @@ def test_a_writer_whose_encoder_cannot_start_still_takes_events_and_stores_them_
     stored = service.wait_flushed(12, timeout=30)
     posted = {event["audit_event_id"] for event in events}
     assert sorted(event["audit_event_id"] for event in stored if event["audit_event_id"] in posted) == sorted(posted)
+
+
+def test_the_encoder_runs_below_the_writer_by_the_configured_niceness(service_factory) -> None:
+    """By default the encoder child runs 10 nice levels below the writer (its loop and commit threads take
+    the CPU first), and the writer's status says so; ``AUDIT_SERVICE_ENCODER_NICENESS=0`` keeps it level."""
+    for setting, expected in ((None, 10), ("0", 0)):
+        extra = {} if setting is None else {"AUDIT_SERVICE_ENCODER_NICENESS": setting}
+        service = service_factory(**extra)
+        writer_nice = os.getpriority(os.PRIO_PROCESS, service.procs["writer"].pid)
+        deadline = time.monotonic() + 10
+        while not service.encoder_pids() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (child,) = service.encoder_pids()
+        assert os.getpriority(os.PRIO_PROCESS, child) == min(writer_nice + expected, 19)
+        assert service.writer_status()["encoder_niceness"] == min(writer_nice + expected, 19)
+        service.stop()
