@@ -109,11 +109,13 @@ class Settings:
     read_max_days: int = 31
     read_concurrency: int = 4
     read_priority: str = "idle"  # CPU priority of ingest's read process: idle (SCHED_IDLE), low (nice 10), normal
-    # The writer's encoder process runs at this nice value (0-19). It shares a CPU with the writer's loop and
-    # commit threads; at nice 0 a flush's encoding held the spool's group commits back (in step at ~60 % of
-    # the maximum, commits during a flush p99 4.0-4.5 ms, 1.5-1.9 at nice 10) and the encoder still gets all
-    # the CPU they leave (docs/benchmarks.md, twenty-second session).
-    encoder_niceness: int = 10
+    # The writer's encoder process runs this many nice levels below the writer (0-19). It shares a CPU with
+    # the writer's loop and commit threads; at 0 a flush's encoding held the spool's group commits back (in
+    # step at ~60 % of the maximum: commits slower than 1 ms 6-10 %, wrk's p99 7.8-8.7 ms), at 5 they ran
+    # first (3.5-4.2 %, 6.6-7.0 ms). 10 was as quick but took so much CPU from the encoder at the maximum
+    # that the writer stored 150,000-165,000 of 183,000 events/s accepted; at 5 171,000-178,000 (at 0 all).
+    # docs/benchmarks.md, twenty-second session.
+    encoder_niceness: int = 5
     read_cache_bytes: int = 192 * 1024 * 1024
     test_read_delay_seconds: float = 0.0
     verbosity: str = "minimal"

@@ -62,9 +62,9 @@ def test_a_writer_whose_encoder_cannot_start_still_takes_events_and_stores_them_
 
 
 def test_the_encoder_runs_below_the_writer_by_the_configured_niceness(service_factory) -> None:
-    """By default the encoder child runs 10 nice levels below the writer (its loop and commit threads take
+    """By default the encoder child runs 5 nice levels below the writer (its loop and commit threads take
     the CPU first), and the writer's status says so; ``AUDIT_SERVICE_ENCODER_NICENESS=0`` keeps it level."""
-    for setting, expected in ((None, 10), ("0", 0)):
+    for setting, expected in ((None, 5), ("0", 0)):
         extra = {} if setting is None else {"AUDIT_SERVICE_ENCODER_NICENESS": setting}
         service = service_factory(**extra)
         writer_nice = os.getpriority(os.PRIO_PROCESS, service.procs["writer"].pid)

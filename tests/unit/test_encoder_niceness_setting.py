@@ -1,4 +1,4 @@
-"""``AUDIT_SERVICE_ENCODER_NICENESS``: the writer's encoder process's nice value, 0-19, 10 by default."""
+"""``AUDIT_SERVICE_ENCODER_NICENESS``: the writer's encoder process's nice value, 0-19, 5 by default."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from shared.errors import ConfigError
 from shared.settings import Settings
 
 
-def test_the_encoder_niceness_defaults_to_ten_and_takes_zero_to_nineteen() -> None:
-    assert Settings.from_env({}).encoder_niceness == 10
+def test_the_encoder_niceness_defaults_to_five_and_takes_zero_to_nineteen() -> None:
+    assert Settings.from_env({}).encoder_niceness == 5
     assert Settings.from_env({"AUDIT_SERVICE_ENCODER_NICENESS": "0"}).encoder_niceness == 0
     assert Settings.from_env({"AUDIT_SERVICE_ENCODER_NICENESS": "19"}).encoder_niceness == 19
 
