@@ -12,6 +12,7 @@ call starts a new child.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import logging
@@ -246,7 +247,8 @@ def serve(connection: EncoderChannel, config: EncoderConfig) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sched_slice.restore_default()  # bulk work: the default slice, not the writer loop's short one
-    os.nice(config.niceness)  # the writer's loop and commit threads take the CPU first (lowering never fails)
+    with contextlib.suppress(OSError):  # lowering is always allowed; a sandbox that refuses it leaves it level
+        os.nice(config.niceness)  # the writer's loop and commit threads take the CPU first
     sched_slice.name_thread(ENCODER_THREAD_NAME)
     configure_logging("writer", config.log_level)
     stack_dump.install()
