@@ -1,9 +1,12 @@
-"""Small durable-file helpers: atomic replace with fsync of the file and its directory."""
+"""Small I/O helpers: atomic replace with fsync of the file and its directory, and vectored writes resumed after short ones."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+IOV_MAX = 1024  # Linux's limit on buffers per writev / pwritev / sendmsg call
 
 
 def fsync_dir(path: Path) -> None:
@@ -29,3 +32,18 @@ def write_atomic(path: Path, data: bytes | memoryview, mode: int = 0o600) -> Non
         os.close(fd)
     os.replace(tmp, path)
     fsync_dir(path.parent)
+
+
+def write_vectored(pieces: Sequence[bytes | memoryview], write: Callable[[list[memoryview]], int]) -> None:
+    """Hand ``pieces`` in order to ``write`` (``os.writev``-like: at most ``IOV_MAX`` byte views a call,
+    returns how many bytes it took) until every byte is taken, resuming where a short write stopped."""
+    views = [memoryview(piece).cast("B") for piece in pieces if len(piece)]
+    while views:
+        taken = write(views[:IOV_MAX])
+        done = 0
+        while done < len(views) and taken >= len(views[done]):
+            taken -= len(views[done])
+            done += 1
+        views = views[done:]
+        if taken:
+            views[0] = views[0][taken:]

@@ -21,7 +21,7 @@ from shared import spool_format
 from shared.spool_format import SpoolCorrupt
 from writer.columns_spill import ColumnsSpill, SpilledColumns
 from writer.faults import FaultPoints
-from writer.fsutil import fsync_dir, write_atomic
+from writer.fsutil import fsync_dir, write_atomic, write_vectored
 
 # A group commit this small (single events: a dozen requests of ~0.5 KB) is written and fsync'd on the event
 # loop's thread: the hand-over to a worker thread and back (two wake-ups, the GIL taken twice) cost more than
@@ -78,7 +78,6 @@ class FlushMarker:
     names: list[str]
 
 
-_IOV_MAX = 1024  # Linux's limit on buffers per writev call
 
 
 @dataclasses.dataclass
@@ -426,18 +425,17 @@ class Spool:
         return offsets, unspilled
 
     def _write_pieces(self, pieces: list[bytes], offset: int) -> None:
-        """Write the pieces back to back from ``offset`` with ``pwritev`` (at most ``_IOV_MAX`` a call),
-        resuming after short writes."""
+        """Write the pieces back to back from ``offset`` with ``pwritev`` (``fsutil.write_vectored``)."""
         assert self._fd is not None
-        views = [memoryview(piece) for piece in pieces if piece]
-        while views:
-            written = os.pwritev(self._fd, views[:_IOV_MAX], offset)
+        descriptor = self._fd
+
+        def write(views: list[memoryview]) -> int:
+            nonlocal offset
+            written = os.pwritev(descriptor, views, offset)
             offset += written
-            while views and written >= len(views[0]):
-                written -= len(views[0])
-                views.pop(0)
-            if written:
-                views[0] = views[0][written:]
+            return written
+
+        write_vectored(pieces, write)
 
     def _roll_back(self, size: int) -> None:
         """Cut a failed append off the active segment so it can never be replayed; else start afresh."""
