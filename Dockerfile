@@ -1,4 +1,6 @@
 # auditlake: ingest (port 8010) and writer (health on 127.0.0.1:8011) under supervisord.
+# Python 3.11: 3.12 and 3.13 spend 9-15 % more of ingest's instructions per request (docs/benchmarks.md,
+# twenty-third session).
 FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 \
