@@ -1,7 +1,9 @@
 """Latency with independent producers at about half the maximum: wrk's p50 / p99 and how often an ack was slow.
 
 Usage: .venv/bin/python bench/spread_latency.py [--mean-pause-ms 19] [--seconds 20] [--events-per-body 100] [--in-step]
-Needs wrk. Starts the two processes (local backend, default settings, verbosity ``verbose``), runs 5 s at
+       [--backend local|s3]
+Needs wrk. Starts the two processes (default settings, verbosity ``verbose``; on ``s3`` with a moto server
+process as ``ingest_bench.py`` does), runs 5 s at
 the maximum so the writer has flushed and its dedupe window holds ids, waits for the spool to drain, then
 runs 16 connections whose pauses are exponential with ``--mean-pause-ms`` (about 700 requests/s of
 100-event bodies, half the maximum on the machine of docs/benchmarks.md); with ``--in-step`` every pause is
@@ -27,7 +29,8 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 sys.path.insert(0, str(BENCH))
 
-from ingest_bench import drain_backlog, write_template, wrk  # noqa: E402
+from ingest_bench import drain_backlog, start_service, write_template, wrk  # noqa: E402
+from moto_process import stop_moto  # noqa: E402
 from tests.ops.helpers import Scrape  # noqa: E402
 from tests.service import Service  # noqa: E402
 
@@ -69,13 +72,12 @@ def main() -> None:
     parser.add_argument("--events-per-body", type=int, default=100)
     parser.add_argument("--in-step", action="store_true",
                         help="every connection pauses exactly --mean-pause-ms (16 bodies arrive together)")
+    parser.add_argument("--backend", choices=("local", "s3"), default="local")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="auditlake-spread-"))
-    (work / "service").mkdir()
     template = work / "body.json"
     write_template(template, args.events_per_body)
-    service = Service(work / "service", AUDIT_LOG_VERBOSITY="verbose")
-    service.start_all()
+    service, moto = start_service(args, work / "service")
     try:
         wrk(service.url, template, 5, 16)
         drain_backlog(service)
@@ -90,6 +92,8 @@ def main() -> None:
         scrape(service, after)
     finally:
         service.stop()
+        if moto is not None:
+            stop_moto(moto)
     print(f"{run['accepted_per_second']:.0f} requests/s accepted, p50 {run['p50_ms']} ms, p99 {run['p99_ms']} ms, "
           f"max {run['max_us'] / 1000:.1f} ms, steal {run['machine_steal_percent']} %")
     for key in [*HISTOGRAMS, *WRITER_HISTOGRAMS]:
