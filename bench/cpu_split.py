@@ -1,7 +1,8 @@
 """Where the machine's CPU goes during a wrk run at the maximum: ingest, the writer, wrk, idle and steal.
 
-Usage: .venv/bin/python bench/cpu_split.py [--events-per-body 100] [--seconds 10] [--connections 16]
-Needs wrk. Starts the two processes with default settings (verbosity ``verbose``), runs wrk with
+Usage: .venv/bin/python bench/cpu_split.py [--events-per-body 100] [--seconds 10] [--connections 16] [--backend local|s3]
+Needs wrk. Starts the two processes with default settings (verbosity ``verbose``; with ``--backend s3`` a moto
+server process too, counted as ``moto``), runs wrk with
 ``bench/ingest_wrk.lua`` for ``--seconds`` + 4 s, and over ``--seconds`` in the middle reads each process's
 CPU time (``/proc/<pid>/stat``) and the machine's (``/proc/stat``). Prints requests and events per second,
 each process's share of a core and CPU per request (with its kernel part and minor page faults), the
@@ -28,6 +29,7 @@ sys.path.insert(0, str(BENCH.parent))
 sys.path.insert(0, str(BENCH))
 
 from ingest_bench import machine_ticks, process_counters, service_under_wrk  # noqa: E402
+from moto_process import stop_moto  # noqa: E402
 
 
 def histogram_summary(url: str, name: str) -> tuple[float, float]:
@@ -51,12 +53,16 @@ def main() -> None:
     parser.add_argument("--events-per-body", type=int, default=100)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--backend", choices=("local", "s3"), default="local")
     args = parser.parse_args()
-    work, service, load = service_under_wrk("auditlake-cpu-split-", args.events_per_body, args.connections, args.seconds + 4)
+    work, service, load, moto = service_under_wrk("auditlake-cpu-split-", args.events_per_body, args.connections,
+                                                  args.seconds + 4, args.backend)
     try:
         time.sleep(2)
         pids = service.process_pids()  # ingest, writer and the writer's encoder child
         pids["wrk"] = load.pid
+        if moto is not None:
+            pids["moto"] = moto.pid
         before = {name: process_counters(pid) for name, pid in pids.items()}
         cpus = {name: sorted(os.sched_getaffinity(pid)) for name, pid in pids.items()}
         ticks_before, latency_before, started = machine_ticks(), latency_summaries(service), time.time()
@@ -69,6 +75,8 @@ def main() -> None:
         summary = json.loads((work / "wrk.json").read_text())
     finally:
         service.stop()
+        if moto is not None:
+            stop_moto(moto)
     rate = summary["requests"] / (summary["duration_us"] / 1e6)
     print(f"{rate:.0f} requests/s, {rate * args.events_per_body:.0f} events/s, statuses {summary['statuses']}, "
           f"p50 {summary['p50_us'] / 1000:.1f} ms")

@@ -90,24 +90,25 @@ def machine_ticks() -> tuple[int, int, int]:
     return sum(fields), fields[3] + fields[4], fields[7]
 
 
-def service_under_wrk(prefix: str, events_per_body: int, connections: int, seconds: float
-                      ) -> tuple[Path, Service, subprocess.Popen[bytes]]:
-    """A temporary directory, a started service (verbosity ``verbose``) in it, and wrk posting bodies of
-    ``events_per_body`` events to it for ``seconds`` (its summary goes to ``<directory>/wrk.json``)."""
+def service_under_wrk(prefix: str, events_per_body: int, connections: int, seconds: float, backend: str = "local"
+                      ) -> tuple[Path, Service, subprocess.Popen[bytes], subprocess.Popen[bytes] | None]:
+    """A temporary directory, a started service (``start_service``: verbosity ``verbose``, on ``backend``) in
+    it, wrk posting bodies of ``events_per_body`` events to it for ``seconds`` (its summary goes to
+    ``<directory>/wrk.json``), and the moto server process on ``s3`` (else None; ``stop_moto`` it after)."""
     work = Path(tempfile.mkdtemp(prefix=prefix))
-    (work / "service").mkdir()
     template = work / "body.json"
     write_template(template, events_per_body)
-    service = Service(work / "service", AUDIT_LOG_VERBOSITY="verbose")
-    service.start_all()
+    service, moto = start_service(argparse.Namespace(backend=backend), work / "service")
     env = {**os.environ, "BENCH_TEMPLATE": str(template), "BENCH_OUT": str(work / "wrk.json")}
     try:
         load = subprocess.Popen(["wrk", "-t", "2", "-c", str(connections), "-d", f"{int(seconds)}s", "-s", str(LUA),
                                  f"{service.url}/v1/audit/events"], env=env, stdout=subprocess.DEVNULL)
     except OSError:
         service.stop()
+        if moto is not None:
+            stop_moto(moto)
         raise
-    return work, service, load
+    return work, service, load, moto
 
 
 def drain_backlog(service: Service, timeout: float = 120.0) -> float:

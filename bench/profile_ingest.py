@@ -1,6 +1,7 @@
 """Profile both processes under wrk load with py-spy and print where their time goes (self and inclusive).
 
 Usage: .venv/bin/python bench/profile_ingest.py [--events-per-body 100] [--seconds 10] [--top 25] [--connections 16]
+       [--backend local|s3]
 Needs py-spy (``pip install py-spy``; run as root or with ptrace allowed) and wrk. Starts the two processes
 with default settings (verbosity ``verbose``), runs wrk with ``--connections`` (256 is an overload) for ``--seconds`` + 6 s, samples
 both processes at 100 Hz for ``--seconds`` in the middle, and prints each process's CPU share and its top
@@ -22,6 +23,7 @@ sys.path.insert(0, str(BENCH.parent))
 sys.path.insert(0, str(BENCH))
 
 from ingest_bench import cpu_seconds, service_under_wrk  # noqa: E402
+from moto_process import stop_moto  # noqa: E402
 
 
 def summarize(raw: Path, top: int) -> list[str]:
@@ -51,9 +53,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--backend", choices=("local", "s3"), default="local")
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    work, service, load = service_under_wrk("auditlake-profile-", args.events_per_body, args.connections, args.seconds + 6)
+    work, service, load, moto = service_under_wrk("auditlake-profile-", args.events_per_body, args.connections,
+                                                  args.seconds + 6, args.backend)
     try:
         time.sleep(3)
         pids = service.process_pids()  # ingest, writer and the writer's encoder child
@@ -71,6 +75,8 @@ def main() -> None:
         load.wait()
     finally:
         service.stop()
+        if moto is not None:
+            stop_moto(moto)
         shutil.rmtree(work, ignore_errors=True)
 
 
