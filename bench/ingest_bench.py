@@ -58,7 +58,7 @@ def write_template(path: Path, count: int) -> int:
     return len(body)
 
 
-def wrk(url: str, template: Path, seconds: float, connections: int, delay_ms: int = 0, spread: bool = False) -> dict:
+def wrk(url: str, template: Path, seconds: float, connections: int, delay_ms: float = 0, spread: bool = False) -> dict:
     """One wrk run; the JSON summary written by the Lua script's ``done``. With ``spread`` the pauses are
     exponential with mean ``delay_ms`` (independent producers), else every connection pauses ``delay_ms``."""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:

@@ -1,5 +1,5 @@
 -- wrk script for bench/ingest_bench.py: POSTs a body template with unique audit_event_ids, optional pacing.
--- Environment: BENCH_TEMPLATE (file with "@ID@" placeholders), BENCH_DELAY_MS (per-connection pause), BENCH_OUT,
+-- Environment: BENCH_TEMPLATE (file with "@ID@" placeholders), BENCH_DELAY_MS (per-connection pause, may be fractional), BENCH_OUT,
 -- BENCH_SPREAD=1 (pauses drawn from an exponential distribution with that mean, so connections do not move in step).
 local threads = {}
 local counter = 0
@@ -56,7 +56,13 @@ function delay()
   if spread then
     return math.floor(-pause * math.log(1 - math.random()) + 0.5)
   end
-  return pause
+  -- wrk waits whole milliseconds: a fractional pause is one of its two neighbours, the upper one as often
+  -- as the fraction says (so 2.3 ms averages 2.3 ms; a whole pause is always itself).
+  local whole = math.floor(pause)
+  if math.random() < pause - whole then
+    return whole + 1
+  end
+  return whole
 end
 
 function response(status, headers, body)
