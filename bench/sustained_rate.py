@@ -5,10 +5,12 @@ Needs wrk. ``ingest_bench.py``'s maximum is what ingest accepts in 20 s of a clo
 what the writer does not store meanwhile (up to ``AUDIT_SERVICE_SPOOL_MAX_BYTES``, 1 GiB), so a rate above what
 the writer stores is answered 202 until the spool is full and 503 after. This run offers the rate for
 ``--seconds``: 16 connections, each pausing after its answer (the pause calibrated on two 3 s runs to give
-the rate; a fractional pause is rounded up or down at random in the right proportion). It samples the
-writer's spool backlog and stored events every 10 s and prints JSON: the accepted rate, the statuses, the
-rate the writer stored, the backlog's samples and its growth (events/s, a least-squares slope over the run),
-and wrk's p50 / p99. A rate is sustained when there is no 503 and the backlog does not grow.
+the rate, then set again after each 30 s segment from the rate that segment reached, since this closed
+loop slows when answers do; a fractional pause is rounded up or down at random in the right proportion).
+It samples the writer's spool backlog and stored events every 10 s and prints JSON: the accepted rate, the
+statuses, the rate the writer stored, the backlog's samples and its growth (events/s, a least-squares slope
+over the run), and each segment's rate, pause and wrk's p50 / p99. A rate is sustained when there is no 503
+and the backlog does not grow.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from tests.service import Service  # noqa: E402
 CONNECTIONS = 16
 SAMPLE_SECONDS = 10.0
 PROBE_SECONDS = 3
+SEGMENT_SECONDS = 30
 
 
 def calibrated_pause(url: str, template: Path, requests_per_second: float) -> float:
@@ -68,11 +71,13 @@ def sample_writer(service: Service, stop: threading.Event, into: list[dict]) -> 
 
 
 def run(args: argparse.Namespace) -> dict:
-    """Start the service, calibrate, offer the rate for ``args.seconds``, report."""
+    """Start the service, calibrate, offer the rate for ``args.seconds`` in segments, report."""
     work = Path(tempfile.mkdtemp(prefix="auditlake-sustained-"))
     template = work / "batch100.json"
     write_template(template, 100)
     service, moto = start_service(args, work / "service")
+    wanted_cycle_ms = CONNECTIONS * 1000 / (args.events_per_second / 100)
+    segments = []
     try:
         wrk(service.url, template, 3, CONNECTIONS)  # warm up
         pause = calibrated_pause(service.url, template, args.events_per_second / 100)
@@ -80,7 +85,16 @@ def run(args: argparse.Namespace) -> dict:
         stop, samples = threading.Event(), []
         sampler = threading.Thread(target=sample_writer, args=(service, stop, samples), daemon=True)
         sampler.start()
-        offered = wrk(service.url, template, args.seconds, CONNECTIONS, pause)
+        left = args.seconds
+        while left > 0:
+            # The loop slows when answers do (a fuller dedupe window, a slower phase of the machine): each
+            # segment's pause follows the last one's rate, so the rate offered stays the one asked for.
+            part = wrk(service.url, template, min(SEGMENT_SECONDS, left), CONNECTIONS, pause)
+            part["pause_ms"] = round(pause, 2)
+            segments.append(part)
+            left -= SEGMENT_SECONDS
+            measured_cycle_ms = CONNECTIONS * 1000 / max(part["accepted_per_second"], 1)
+            pause = max(0.0, pause + wanted_cycle_ms - measured_cycle_ms)
         stop.set()
         sampler.join()
         after = service.writer_status()
@@ -89,19 +103,23 @@ def run(args: argparse.Namespace) -> dict:
         if moto is not None:
             stop_moto(moto)
         shutil.rmtree(work, ignore_errors=True)
-    seconds = offered["duration_us"] / 1e6
+    seconds = sum(part["duration_us"] for part in segments) / 1e6
+    statuses: dict[str, int] = {}
+    for part in segments:
+        for status, count in part["statuses"].items():
+            statuses[status] = statuses.get(status, 0) + count
     return {
         "backend": args.backend, "target_events_per_second": args.events_per_second, "seconds": round(seconds, 1),
-        "pause_ms": pause,
-        "accepted_events_per_second": round(offered["accepted_per_second"] * 100),
-        "statuses": offered["statuses"],
+        "accepted_events_per_second": round(statuses.get("202", 0) * 100 / seconds),
+        "statuses": statuses,
         "stored_events_per_second": round((after["flushed_events"] - before["flushed_events"]) / seconds),
         "backlog_events_before": before["spool_backlog_events"],
         "backlog_events_after": after["spool_backlog_events"],
         "backlog_growth_events_per_second": round(slope([(s["seconds"], s["backlog_events"]) for s in samples])),
         "backlog_samples": [s["backlog_events"] for s in samples],
-        "p50_ms": offered["p50_ms"], "p99_ms": offered["p99_ms"],
-        "machine_steal_percent": offered["machine_steal_percent"],
+        "segments": [{"events_per_second": round(part["accepted_per_second"] * 100), "pause_ms": part["pause_ms"],
+                      "p50_ms": part["p50_ms"], "p99_ms": part["p99_ms"]} for part in segments],
+        "machine_steal_percent": max(part["machine_steal_percent"] for part in segments),
     }
 
 
