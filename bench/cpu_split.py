@@ -75,8 +75,7 @@ def main() -> None:
         summary = json.loads((work / "wrk.json").read_text())
     finally:
         service.stop()
-        if moto is not None:
-            stop_moto(moto)
+        stop_moto(moto)
     rate = summary["requests"] / (summary["duration_us"] / 1e6)
     print(f"{rate:.0f} requests/s, {rate * args.events_per_body:.0f} events/s, statuses {summary['statuses']}, "
           f"p50 {summary['p50_us'] / 1000:.1f} ms")

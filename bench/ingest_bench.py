@@ -105,8 +105,7 @@ def service_under_wrk(prefix: str, events_per_body: int, connections: int, secon
                                  f"{service.url}/v1/audit/events"], env=env, stdout=subprocess.DEVNULL)
     except OSError:
         service.stop()
-        if moto is not None:
-            stop_moto(moto)
+        stop_moto(moto)
         raise
     return work, service, load, moto
 
@@ -256,8 +255,7 @@ def run(args: argparse.Namespace) -> dict:
                 report["overload"]["offered_requests_per_second"] / top["requests_per_second"], 1)
     finally:
         service.stop()
-        if moto is not None:
-            stop_moto(moto)
+        stop_moto(moto)
         shutil.rmtree(work, ignore_errors=True)
     return report
 

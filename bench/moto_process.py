@@ -32,7 +32,9 @@ def start_moto(bucket: str) -> tuple[subprocess.Popen[bytes], str, Any]:
             time.sleep(0.1)
 
 
-def stop_moto(proc: subprocess.Popen[bytes]) -> None:
-    """Terminate the server and wait for it."""
+def stop_moto(proc: subprocess.Popen[bytes] | None) -> None:
+    """Terminate the server and wait for it (nothing for None: a run on the local backend started none)."""
+    if proc is None:
+        return
     proc.terminate()
     proc.wait(timeout=10)

@@ -75,8 +75,7 @@ def main() -> None:
         load.wait()
     finally:
         service.stop()
-        if moto is not None:
-            stop_moto(moto)
+        stop_moto(moto)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -92,8 +92,7 @@ def main() -> None:
         scrape(service, after)
     finally:
         service.stop()
-        if moto is not None:
-            stop_moto(moto)
+        stop_moto(moto)
     print(f"{run['accepted_per_second']:.0f} requests/s accepted, p50 {run['p50_ms']} ms, p99 {run['p99_ms']} ms, "
           f"max {run['max_us'] / 1000:.1f} ms, steal {run['machine_steal_percent']} %")
     for key in [*HISTOGRAMS, *WRITER_HISTOGRAMS]:

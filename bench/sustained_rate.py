@@ -100,8 +100,7 @@ def run(args: argparse.Namespace) -> dict:
         after = service.writer_status()
     finally:
         service.stop()
-        if moto is not None:
-            stop_moto(moto)
+        stop_moto(moto)
         shutil.rmtree(work, ignore_errors=True)
     seconds = sum(part["duration_us"] for part in segments) / 1e6
     statuses: dict[str, int] = {}
