@@ -98,7 +98,7 @@ def service_under_wrk(prefix: str, events_per_body: int, connections: int, secon
     work = Path(tempfile.mkdtemp(prefix=prefix))
     template = work / "body.json"
     write_template(template, events_per_body)
-    service, moto = start_service(argparse.Namespace(backend=backend), work / "service")
+    service, moto = start_service(backend, work / "service")
     env = {**os.environ, "BENCH_TEMPLATE": str(template), "BENCH_OUT": str(work / "wrk.json")}
     try:
         load = subprocess.Popen(["wrk", "-t", "2", "-c", str(connections), "-d", f"{int(seconds)}s", "-s", str(LUA),
@@ -162,11 +162,12 @@ def floor(templates: dict[str, Path], seconds: float) -> dict:
         proc.wait()
 
 
-def start_service(args: argparse.Namespace, root: Path) -> tuple[Service, object]:
-    """The two processes with default settings (and a moto server process for s3)."""
+def start_service(backend: str, root: Path) -> tuple[Service, subprocess.Popen[bytes] | None]:
+    """The two processes with default settings on ``backend`` (``local`` or ``s3``: then with a moto server
+    process, returned beside the service; else None)."""
     env = {"AUDIT_LOG_VERBOSITY": "verbose", "AUDIT_SERVICE_DRAIN_SECONDS": "20"}
     moto = None
-    if args.backend == "s3":
+    if backend == "s3":
         from moto_process import start_moto
 
         from tests.s3.conftest import CREDENTIALS
@@ -188,7 +189,7 @@ def run(args: argparse.Namespace) -> dict:
     report: dict = {"backend": args.backend, "body_bytes": sizes, "connections": 16, "seconds": args.seconds}
     if not args.skip_floor:
         report["floor"] = floor(templates, args.seconds)
-    service, moto = start_service(args, work / "service")
+    service, moto = start_service(args.backend, work / "service")
     try:
         wrk(service.url, templates["batch_100"], 3, 16)  # warm up
         before = service.writer_status()

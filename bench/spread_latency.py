@@ -77,7 +77,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="auditlake-spread-"))
     template = work / "body.json"
     write_template(template, args.events_per_body)
-    service, moto = start_service(args, work / "service")
+    service, moto = start_service(args.backend, work / "service")
     try:
         wrk(service.url, template, 5, 16)
         drain_backlog(service)

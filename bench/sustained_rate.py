@@ -7,7 +7,7 @@ the writer stores is answered 202 until the spool is full and 503 after. This ru
 ``--seconds``: 16 connections, each pausing after its answer (the pause calibrated on two 3 s runs to give
 the rate, then set again after each 30 s segment from the rate that segment reached, since this closed
 loop slows when answers do; a fractional pause is rounded up or down at random in the right proportion).
-It samples the writer's spool backlog and stored events every 10 s and prints JSON: the accepted rate, the
+It samples the writer's spool backlog every 10 s and prints JSON: the accepted rate, the
 statuses, the rate the writer stored, the backlog's samples and its growth (events/s, a least-squares slope
 over the run), and each segment's rate, pause and wrk's p50 / p99. A rate is sustained when there is no 503
 and the backlog does not grow.
@@ -38,17 +38,21 @@ PROBE_SECONDS = 3
 SEGMENT_SECONDS = 30
 
 
+def next_pause(pause: float, wanted_requests_per_second: float, run: dict) -> float:
+    """The per-connection pause (ms) for the next run, from a run with ``pause`` that reached its own rate: in
+    this closed loop each connection's cycle is its answer's time plus the pause, so the pause moves by the
+    difference of the cycle wanted and the cycle measured."""
+    wanted_cycle_ms = CONNECTIONS * 1000 / wanted_requests_per_second
+    measured_cycle_ms = CONNECTIONS * 1000 / max(run["accepted_per_second"], 1)
+    return max(0.0, pause + wanted_cycle_ms - measured_cycle_ms)
+
+
 def calibrated_pause(url: str, template: Path, requests_per_second: float) -> float:
-    """The per-connection pause (ms) that gives ``requests_per_second`` in this closed loop: each connection's
-    cycle is its answer's time plus the pause, so the pause moves by the difference of the cycle wanted and
-    the cycle a probe run measured."""
-    wanted_cycle_ms = CONNECTIONS * 1000 / requests_per_second
-    pause = max(0.0, wanted_cycle_ms - 5.0)  # a first guess: answers take a few ms near the maximum
+    """The pause (ms) that gives ``requests_per_second``: a guess, then ``next_pause`` after two probe runs."""
+    pause = max(0.0, CONNECTIONS * 1000 / requests_per_second - 5.0)  # answers take a few ms near the maximum
     for _ in range(2):
-        probe = wrk(url, template, PROBE_SECONDS, CONNECTIONS, pause)
-        measured_cycle_ms = CONNECTIONS * 1000 / max(probe["accepted_per_second"], 1)
-        pause = max(0.0, pause + wanted_cycle_ms - measured_cycle_ms)
-    return round(pause, 2)
+        pause = next_pause(pause, requests_per_second, wrk(url, template, PROBE_SECONDS, CONNECTIONS, pause))
+    return pause
 
 
 def slope(samples: list[tuple[float, int]]) -> float:
@@ -61,13 +65,11 @@ def slope(samples: list[tuple[float, int]]) -> float:
     return sum((t - mean_t) * (v - mean_v) for t, v in samples) / spread if spread else 0.0
 
 
-def sample_writer(service: Service, stop: threading.Event, into: list[dict]) -> None:
-    """Every SAMPLE_SECONDS until ``stop``: seconds since start, the spool's backlog and the events stored."""
+def sample_backlog(service: Service, stop: threading.Event, into: list[tuple[float, int]]) -> None:
+    """Every SAMPLE_SECONDS until ``stop``: seconds since start and the writer's spool backlog (events)."""
     started = time.monotonic()
     while not stop.wait(SAMPLE_SECONDS):
-        status = service.writer_status()
-        into.append({"seconds": round(time.monotonic() - started, 1), "backlog_events": status["spool_backlog_events"],
-                     "stored_events": status["flushed_events"]})
+        into.append((round(time.monotonic() - started, 1), service.writer_status()["spool_backlog_events"]))
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -75,15 +77,14 @@ def run(args: argparse.Namespace) -> dict:
     work = Path(tempfile.mkdtemp(prefix="auditlake-sustained-"))
     template = work / "batch100.json"
     write_template(template, 100)
-    service, moto = start_service(args, work / "service")
-    wanted_cycle_ms = CONNECTIONS * 1000 / (args.events_per_second / 100)
+    service, moto = start_service(args.backend, work / "service")
     segments = []
     try:
         wrk(service.url, template, 3, CONNECTIONS)  # warm up
         pause = calibrated_pause(service.url, template, args.events_per_second / 100)
         before = service.writer_status()
         stop, samples = threading.Event(), []
-        sampler = threading.Thread(target=sample_writer, args=(service, stop, samples), daemon=True)
+        sampler = threading.Thread(target=sample_backlog, args=(service, stop, samples), daemon=True)
         sampler.start()
         left = args.seconds
         while left > 0:
@@ -93,8 +94,7 @@ def run(args: argparse.Namespace) -> dict:
             part["pause_ms"] = round(pause, 2)
             segments.append(part)
             left -= SEGMENT_SECONDS
-            measured_cycle_ms = CONNECTIONS * 1000 / max(part["accepted_per_second"], 1)
-            pause = max(0.0, pause + wanted_cycle_ms - measured_cycle_ms)
+            pause = next_pause(pause, args.events_per_second / 100, part)
         stop.set()
         sampler.join()
         after = service.writer_status()
@@ -114,8 +114,8 @@ def run(args: argparse.Namespace) -> dict:
         "stored_events_per_second": round((after["flushed_events"] - before["flushed_events"]) / seconds),
         "backlog_events_before": before["spool_backlog_events"],
         "backlog_events_after": after["spool_backlog_events"],
-        "backlog_growth_events_per_second": round(slope([(s["seconds"], s["backlog_events"]) for s in samples])),
-        "backlog_samples": [s["backlog_events"] for s in samples],
+        "backlog_growth_events_per_second": round(slope(samples)),
+        "backlog_samples": [backlog for _, backlog in samples],
         "segments": [{"events_per_second": round(part["accepted_per_second"] * 100), "pause_ms": part["pause_ms"],
                       "p50_ms": part["p50_ms"], "p99_ms": part["p99_ms"]} for part in segments],
         "machine_steal_percent": max(part["machine_steal_percent"] for part in segments),

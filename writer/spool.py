@@ -78,8 +78,6 @@ class FlushMarker:
     names: list[str]
 
 
-
-
 @dataclasses.dataclass
 class _Pending:
     seq: int

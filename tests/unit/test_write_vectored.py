@@ -23,4 +23,3 @@ def test_pieces_reach_a_short_writer_whole_and_in_order_within_the_view_limit() 
     write_vectored(pieces, write)
     assert bytes(received) == b"".join(bytes(memoryview(piece).cast("B")) for piece in pieces)
     assert max(calls) <= IOV_MAX
-
