@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import sys
 import time
 import urllib.request
@@ -76,6 +77,7 @@ def main() -> None:
     finally:
         service.stop()
         stop_moto(moto)
+        shutil.rmtree(work, ignore_errors=True)
     rate = summary["requests"] / (summary["duration_us"] / 1e6)
     print(f"{rate:.0f} requests/s, {rate * args.events_per_body:.0f} events/s, statuses {summary['statuses']}, "
           f"p50 {summary['p50_us'] / 1000:.1f} ms")

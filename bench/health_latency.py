@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -34,6 +35,7 @@ def main() -> int:
         figures, acknowledged = measure_under_load(service, args.calls, args.producers, args.batch)
     finally:
         service.stop()
+        shutil.rmtree(root, ignore_errors=True)
     print(json.dumps({"calls_per_endpoint": args.calls, "producers": args.producers, "batch": args.batch,
                       "events_acknowledged": acknowledged, "nproc": os.cpu_count(),
                       "python": platform.python_version(), "latency_ms": figures}))

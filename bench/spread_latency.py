@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import sys
 import threading
 import tempfile
@@ -93,6 +94,7 @@ def main() -> None:
     finally:
         service.stop()
         stop_moto(moto)
+        shutil.rmtree(work, ignore_errors=True)
     print(f"{run['accepted_per_second']:.0f} requests/s accepted, p50 {run['p50_ms']} ms, p99 {run['p99_ms']} ms, "
           f"max {run['max_us'] / 1000:.1f} ms, steal {run['machine_steal_percent']} %")
     for key in [*HISTOGRAMS, *WRITER_HISTOGRAMS]:
