@@ -1,4 +1,4 @@
-"""Small I/O helpers: atomic replace with fsync of the file and its directory, and vectored writes resumed after short ones."""
+"""Small I/O helpers: atomic replace with fsync of the file and its directory, a data sync, and vectored writes resumed after short ones."""
 
 from __future__ import annotations
 
@@ -16,6 +16,15 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def sync_data(fd: int) -> None:
+    """Make what was written to a file durable with what reading it back needs (its size, its blocks):
+    ``fdatasync``, which unlike ``fsync`` does not commit an inode change of timestamps only. On a
+    journaling filesystem that is a journal commit, waiting behind every other file's metadata, whenever
+    the file's mtime moved since the last sync (docs/benchmarks.md, twenty-fourth session). ``fsync`` where
+    the platform has no ``fdatasync`` (macOS)."""
+    getattr(os, "fdatasync", os.fsync)(fd)
 
 
 def write_atomic(path: Path, data: bytes | memoryview, mode: int = 0o600) -> None:

@@ -1,4 +1,4 @@
-"""The durable spool: segments of batches written in order (a flushed one reused as the next), group-committed with fsync before any ack."""
+"""The durable spool: segments of batches written in order (a flushed one reused as the next), group-committed with fdatasync before any ack."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from shared import spool_format
 from shared.spool_format import SpoolCorrupt
 from writer.columns_spill import ColumnsSpill, SpilledColumns
 from writer.faults import FaultPoints
-from writer.fsutil import fsync_dir, write_atomic, write_vectored
+from writer.fsutil import fsync_dir, sync_data, write_atomic, write_vectored
 
 # A group commit this small (single events: a dozen requests of ~0.5 KB) is written and fsync'd on the event
 # loop's thread: the hand-over to a worker thread and back (two wake-ups, the GIL taken twice) cost more than
@@ -122,7 +122,7 @@ class Spool:
         self._fd: int | None = None
         # Flushed segments kept to be the next ones (``forget_flushed``, ``_open_new_segment``): their blocks
         # are allocated and written, so a group commit writes over them without growing the file, and its
-        # fsync has no block allocation or file size to commit to the journal.
+        # fdatasync has no block allocation, file size or (as fsync would) mtime to commit to the journal.
         self.spare_segments = spare_segments
         self._spares: list[Path] = []
         self._spares_lock = threading.Lock()  # kept by the flush's caller, taken by the commit thread
@@ -413,7 +413,7 @@ class Spool:
                 pieces, written_from = [data[cut:]], start + cut
             self._write_pieces([*pieces, spool_format.END_OF_RECORDS], written_from)
             unspilled = [spilled for spilled, columns in spills if not self.columns_spill.write(spilled, columns)]
-            os.fsync(self._fd)
+            sync_data(self._fd)  # fdatasync: no journal commit for the mtime a group's write moved
             self._sync_seconds = time.monotonic() - started
             self.faults.reach("after_fsync_before_ack")
         except OSError:
