@@ -23,7 +23,7 @@ from writer.columns_spill import ColumnsSpill, SpilledColumns
 from writer.faults import FaultPoints
 from writer.fsutil import fsync_dir, sync_data, write_atomic, write_vectored
 
-# A group commit this small (single events: a dozen requests of ~0.5 KB) is written and fsync'd on the event
+# A group commit this small (single events: a dozen requests of ~0.5 KB) is written and synced on the event
 # loop's thread: the hand-over to a worker thread and back (two wake-ups, the GIL taken twice) cost more than
 # the fsync itself (0.36-0.39 ms a commit against 0.14 for the fsync). Single-event bodies, alternated
 # rounds (bench/cpu_split.py --events-per-body 1): the writer's CPU per request 43-73 -> 28-49 us in every
@@ -133,10 +133,10 @@ class Spool:
         self._pending_by_batch: dict[int, asyncio.Future[int]] = {}
         self._wakeup = asyncio.Event()
         self._closing = False
-        self._sync_seconds = 0.0  # the last group commit's write and fsync (set in whichever thread ran it)
-        self._writing = False  # a group's write and fsync is running (set in whichever thread runs it)
+        self._sync_seconds = 0.0  # the last group commit's write and sync (set in whichever thread ran it)
+        self._writing = False  # a group's write and sync is running (set in whichever thread runs it)
         # metrics hook, once per durable group commit: its oldest frame's arrival to durable, and the write
-        # and fsync within that (the disk's share; the rest is the wait for the loop and the thread hand-off)
+        # and sync within that (the disk's share; the rest is the wait for the loop and the thread hand-off)
         self.observe_commit: Callable[[float, float], None] = lambda durable_seconds, sync_seconds: None
 
     # -- startup -----------------------------------------------------------------------------------
@@ -311,7 +311,7 @@ class Spool:
     def append(self, batch_id: int, payload: bytes | memoryview, events: int,
                columns: bytes | None = None) -> asyncio.Future[int]:
         """Queue a batch of ``events`` lines (the server has counted them) for the next group commit; the
-        future resolves to its seq once fsync'd. ``columns``, the lines' typed fields, are kept in memory
+        future resolves to its seq once synced. ``columns``, the lines' typed fields, are kept in memory
         for the flush while they fit ``max_columns_bytes``, past it in a spill file; they are never written to
         the spool's segments."""
         if self.bytes + self._pending_bytes + len(payload) > self.max_bytes:
@@ -329,7 +329,7 @@ class Spool:
         return future
 
     async def run_committer(self) -> None:
-        """Write and fsync pending appends in groups until closed; resolve or fail their futures."""
+        """Write and sync pending appends in groups until closed; resolve or fail their futures."""
         loop = asyncio.get_running_loop()
         while True:
             if not self._pending:
@@ -388,8 +388,9 @@ class Spool:
     def _append_and_sync(self, records: list[tuple[bytes, bytes]], spills: list[tuple[SpilledColumns, bytes]]
                          ) -> tuple[list[int], list[SpilledColumns]]:
         """Append records (header, payload) and the zeroed header that ends them, write the group's spilled
-        typed fields into their places, and fsync the segment (in a worker thread); roll the segment back on
-        failure. The records' offsets, and the spilled pieces that could not be written.
+        typed fields into their places, and sync the segment (``fsutil.sync_data``; on the loop's thread for a
+        small group, else in a worker thread); roll the segment back on failure. The records' offsets, and the
+        spilled pieces that could not be written.
 
         The pieces go to ``pwritev`` as they are: joining them would copy up to two 16 MiB frames twice. The
         next group writes over the zeroed header.
@@ -455,7 +456,7 @@ class Spool:
 
     def release(self) -> None:
         """Close the active segment file descriptor (and the spill files'); not while a group write still
-        runs in the commit thread (a shutdown whose drain deadline passed during a stalled ``fsync``): its
+        runs in the commit thread (a shutdown whose drain deadline passed during a stalled sync): its
         descriptors could be closed, or their numbers reused, under it. The process's exit closes them then."""
         if self._writing:
             log.warning("a group commit is still running (a stalled disk?); the spool's files are left open "

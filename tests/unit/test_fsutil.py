@@ -1,13 +1,33 @@
-"""``fsutil.sync_data``: fdatasync where the platform has it, fsync where it does not."""
+"""``writer.fsutil``: ``write_vectored`` hands every byte over in order, at most IOV_MAX views a call, short writes
+resumed; ``sync_data`` is fdatasync where the platform has it, fsync where it does not."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from writer.fsutil import sync_data
+from writer.fsutil import IOV_MAX, sync_data, write_vectored
+
+
+def test_pieces_reach_a_short_writer_whole_and_in_order_within_the_view_limit() -> None:
+    """A writer that takes at most 7 bytes a call (cutting views in the middle) still receives every piece's
+    bytes once, in order; empty pieces are skipped and a numpy array goes as its bytes."""
+    pieces = [b"abc", b"", memoryview(b"defghij"), np.arange(5, dtype=np.uint16), *[bytes([n % 256]) for n in range(2500)]]
+    received = bytearray()
+    calls = []
+
+    def write(views: list[memoryview]) -> int:
+        calls.append(len(views))
+        data = b"".join(views)[:7]
+        received.extend(data)
+        return len(data)
+
+    write_vectored(pieces, write)
+    assert bytes(received) == b"".join(bytes(memoryview(piece).cast("B")) for piece in pieces)
+    assert max(calls) <= IOV_MAX
 
 
 def _counting(monkeypatch: pytest.MonkeyPatch, name: str, calls: list[str]) -> None:
