@@ -148,6 +148,12 @@ def _looks_canonical(value: str) -> bool:
     return calendar.isleap(int(value[0:4])) if month == 2 and day == 29 else False
 
 
+def is_canonical_stamp(value: Any) -> bool:
+    """True when ``value`` is a ``ts`` string already in the stored form (``canonical_ts`` would keep it);
+    False may still be canonical (February 29th: ``canonical_ts`` decides)."""
+    return type(value) is str and len(value) == TS_LENGTH and _CANONICAL_RUN.fullmatch(value) is not None
+
+
 def canonical_stamps(values: list[Any], default: str) -> list[str]:
     """``canonical_ts`` of each value (``default`` for None): one regex pass when all are canonical already."""
     try:

@@ -34,6 +34,7 @@ from shared.s3_layout import STRING_COLUMNS
 FIELDS = STRING_COLUMNS
 SEPARATOR = "\x7f"
 _TYPED = ("ts", *FIELDS)
+TYPED_NAMES = frozenset(_TYPED)
 _REQUEST_LENGTH = 3 + len(FIELDS)
 
 
@@ -54,6 +55,12 @@ def encode(events: Sequence[dict[str, Any]], received_at: str, body: bytes | Non
     get = dict.get
     columns = [list(map(get, events, repeat(name))) for name in _TYPED]
     return orjson.dumps([len(events), received_at, *[_entry(values, False, free) for values in columns]])
+
+
+def encode_strings(event: dict[str, Any], received_at: str) -> bytes:
+    """``encode`` of one event whose typed fields, where present, are strings that do not hold the separator
+    (the caller knows: a body without DEL or backslash, no typed field among the event's non-strings)."""
+    return orjson.dumps([1, received_at, *map(event.get, _TYPED)])
 
 
 def transposed(events: Sequence[dict[str, Any]]) -> dict[str, tuple[Any, ...]] | None:

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from ingest.body import Rejected
-from ingest.compact_batch import Prepared, _lines_within_depth, canonical_events, has_control_bytes, prepare
+from ingest.compact_batch import Prepared, _lines_within_depth, canonical_events, has_control_bytes, prepare, prepare_single
 from ingest.hardening import MAX_DEPTH, check_posted, encode_events, guard_events
 from shared import typed_columns
 from shared.errors import EventError
@@ -165,6 +165,70 @@ DECLINED = {
 @pytest.mark.parametrize("name", sorted(DECLINED))
 def test_fast_path_declines_what_the_general_path_must_judge(name: str, copies: int) -> None:
     assert fast(copied(DECLINED[name], copies), "t1") is None
+
+
+def single_prepared(posted: Any, tenant: str | None = None, limit: int = LIMIT, shape: str = "object") -> Prepared | None:
+    """``prepare_single`` on one event sent alone (``object``) or as ``{"events": [...]}`` (``envelope``)."""
+    body = orjson.dumps(posted if shape == "object" else {"events": [posted]})
+    document = orjson.loads(body)
+    encoded = canonical_events(body, document)
+    assert encoded is not None and len(encoded) == 1
+    return prepare_single(document if shape == "object" else document["events"][0], encoded[0], body, RECEIVED,
+                          tenant, limit)
+
+
+SINGLE_TAKEN = {
+    "realistic": event(),
+    "scalars only": {"audit_event_id": "id-1", "ts": "2026-11-29T07:00:00.000000Z", "type": "auth", "n": 3},
+    "unicode": event(actor_ref="usér:Zoë", note="日本語 ✓"),
+    "nested to the limit": event(details=json.loads("[" * (MAX_DEPTH - 3) + "]" * (MAX_DEPTH - 3))),
+    "big allowed integer": event(count=2**64 - 1, low=-(2**63), flag=True),
+    "typed extra field not a string": event(user_email=5, agent_name=["a"]),
+    "only some typed fields": {"audit_event_id": "x", "ts": "2026-11-29T07:00:00.000000Z"},
+    "month end": event(ts="2026-12-31T23:59:59.999999Z"),
+    "named keys nested in a value": event(details={"type": 5, "tenant_id": None, "ts": [1]}),
+}
+
+
+@pytest.mark.parametrize("shape", ["object", "envelope"])
+@pytest.mark.parametrize("name", sorted(SINGLE_TAKEN))
+def test_a_single_event_takes_the_short_path_to_the_general_paths_line_and_typed_fields(name: str, shape: str) -> None:
+    posted = SINGLE_TAKEN[name]
+    prepared = single_prepared(copy.deepcopy(posted), shape=shape)
+    assert prepared is not None, name
+    events = normalized([copy.deepcopy(posted)])
+    assert lines_of(prepared[0]) == encode_events(events, LIMIT)
+    assert prepared[1] == typed_columns.encode(events, RECEIVED, orjson.dumps(posted))
+    assert prepared == (fast_prepared([posted])[0], typed_columns.encode(events, RECEIVED))
+
+
+SINGLE_LEFT_TO_PREPARE = {
+    "missing id": {"ts": "2026-11-29T07:00:00.000000Z", "type": "auth"},
+    "missing ts": {k: v for k, v in event().items() if k != "ts"},
+    "epoch ts": event(ts=1764403200.25),
+    "offset ts": event(ts="2026-11-29T09:00:00+01:00"),
+    "leap day": event(ts="2028-02-29T00:00:00.000000Z"),
+    "posted received_at": event(received_at="2020-01-01T00:00:00Z"),
+    "escapes outside the named fields": event(details={"msg": "line 1\nline 2", "q": 'say "hi"'}),
+    "brackets in strings beyond the bound": event(note="[{" * 40),
+    **{name: events[0] for name, events in DECLINED.items() if len(events) == 1 and type(events[0]) is dict},
+}
+
+
+@pytest.mark.parametrize("name", sorted(SINGLE_LEFT_TO_PREPARE))
+def test_a_single_event_out_of_the_usual_is_left_to_prepare(name: str) -> None:
+    """``prepare_single`` takes nothing ``prepare`` would judge otherwise: what it leaves, ``prepare`` takes or
+    declines on its own."""
+    assert single_prepared(copy.deepcopy(SINGLE_LEFT_TO_PREPARE[name]), "t1") is None
+
+
+def test_a_single_event_of_another_tenant_or_too_large_is_left_to_prepare() -> None:
+    assert single_prepared(event(), "t1") is not None
+    assert single_prepared(event(), "t2") is None
+    assert single_prepared({k: v for k, v in event().items() if k != "tenant_id"}, "t1") is None
+    size = len(general([event(audit_event_id="x", blob="x" * 3000)])[0])
+    assert single_prepared(event(audit_event_id="x", blob="x" * 3000), limit=size) is not None
+    assert single_prepared(event(audit_event_id="x", blob="x" * 3000), limit=size - 1) is None
 
 
 def within(lines: list[bytes]) -> bool:
