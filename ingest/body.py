@@ -13,6 +13,9 @@ from shared.settings import Settings
 
 GZIP_WBITS = 16 + zlib.MAX_WBITS
 JSON_TYPES = ("application/json",)
+# What producers send, accepted without parsing the header (the parse costs about 4 % of a one-event request).
+USUAL_JSON_TYPES = frozenset({"application/json", "application/json; charset=utf-8", "application/json;charset=utf-8",
+                              "application/json; charset=UTF-8", "application/json;charset=UTF-8"})
 
 
 class Rejected(Exception):
@@ -46,7 +49,7 @@ def handler_options(settings: Settings) -> dict[str, Any]:
 def check_media_type(request: web.Request) -> None:
     """Accept JSON (``application/json``, ``application/*+json``) or no Content-Type; 415 otherwise."""
     raw = request.headers.get("Content-Type", "").strip()
-    if not raw:
+    if not raw or raw in USUAL_JSON_TYPES:
         return
     media = request.content_type.lower()
     if not (media in JSON_TYPES or (media.startswith("application/") and media.endswith("+json"))):
@@ -106,13 +109,13 @@ async def read_body(request: web.Request, settings: Settings) -> bytes:
     limit = settings.max_body_bytes
     check_media_type(request)
     decoder = _decoder(request, limit)
-    if request.content_length is not None and request.content_length > limit:
-        raise Rejected(413, f"body exceeds {limit} bytes")
     if decoder is None and request.content.is_eof():  # the whole body is here already: no deadline needed
         body = request.content.read_nowait()
         if len(body) > limit:
             raise Rejected(413, f"body exceeds {limit} bytes")
         return body
+    if request.content_length is not None and request.content_length > limit:
+        raise Rejected(413, f"body exceeds {limit} bytes")
     received = 0
     parts: list[bytes] = []
     try:
