@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 import uuid
 from typing import Any
 
@@ -229,6 +230,58 @@ def test_a_single_event_of_another_tenant_or_too_large_is_left_to_prepare() -> N
     size = len(general([event(audit_event_id="x", blob="x" * 3000)])[0])
     assert single_prepared(event(audit_event_id="x", blob="x" * 3000), limit=size) is not None
     assert single_prepared(event(audit_event_id="x", blob="x" * 3000), limit=size - 1) is None
+
+
+_TEXT = "ab Z09-:._@/\"\\\n\x00\x1f\x7f\x85\u00e9\u65e5[]{}"
+
+
+def _random_value(rng: random.Random, depth: int = 0) -> Any:
+    """A JSON value: mostly strings, sometimes numbers, booleans, null, or (shallow) objects and arrays."""
+    kind = rng.random()
+    if kind < 0.55 or depth > 2:
+        return "".join(rng.choice(_TEXT) if rng.random() < 0.03 else rng.choice("abcxyz") for _ in range(rng.randint(0, 12)))
+    if kind < 0.65:
+        return rng.choice([0, -7, 2**63 - 1, 1.5, True, False, None])
+    if kind < 0.85:
+        return {rng.choice(["ip", "type", "ts", "n", "tenant_id"]): _random_value(rng, depth + 1) for _ in range(rng.randint(0, 3))}
+    return [_random_value(rng, depth + 1) for _ in range(rng.randint(0, 3))]
+
+
+def _random_event(rng: random.Random) -> dict[str, Any]:
+    """One posted event: the named fields usually strings, the id, ts, tenant and type varied, extra fields."""
+    posted: dict[str, Any] = {}
+    if rng.random() < 0.85:
+        posted["audit_event_id"] = str(uuid.UUID(int=rng.getrandbits(128)))
+    posted["ts"] = rng.choice(["2026-11-29T07:00:00.000000Z", "2026-12-31T23:59:59.999999Z"]) if rng.random() < 0.6 else (
+        rng.choice(["2028-02-29T00:00:00.000000Z", "2026-02-30T00:00:00.000000Z", "2026-11-29T07:00:00Z", 1764403200, None, "x"]))
+    if posted["ts"] is None and rng.random() < 0.5:
+        del posted["ts"]
+    for name in ("type", "tenant_id", "action", "outcome", "user_email", "agent_name", "note", "details"):
+        if rng.random() < 0.6:
+            posted[name] = _random_value(rng) if rng.random() < 0.15 else rng.choice(
+                ["auth", "t1", "t2", "read", "audit_read", "a@example.com"])
+    if rng.random() < 0.05:
+        posted["received_at"] = "2026-01-01T00:00:00.000000Z"
+    return posted
+
+
+def test_a_single_event_taken_by_the_short_path_is_stored_as_the_general_path_stores_it() -> None:
+    """Random single events (seeded): whatever ``prepare_single`` takes, the general path accepts, with the
+    same line and typed fields; it takes a fair share of them, so the comparison is not empty."""
+    rng = random.Random(20261207)
+    taken = 0
+    for _ in range(3000):
+        posted = _random_event(rng)
+        tenant = rng.choice([None, "t1"])
+        limit = rng.choice([LIMIT, 400])
+        prepared = single_prepared(copy.deepcopy(posted), tenant, limit, rng.choice(["object", "envelope"]))
+        if prepared is None:
+            continue
+        taken += 1
+        events = normalized([copy.deepcopy(posted)], tenant)
+        assert lines_of(prepared[0]) == encode_events(events, limit), posted
+        assert prepared[1] == typed_columns.encode(events, RECEIVED, orjson.dumps(posted)), posted
+    assert taken > 400
 
 
 def within(lines: list[bytes]) -> bool:
