@@ -284,6 +284,30 @@ def test_a_single_event_taken_by_the_short_path_is_stored_as_the_general_path_st
     assert taken > 400
 
 
+def test_a_batch_taken_by_the_fast_path_is_stored_as_the_general_path_stores_it() -> None:
+    """Random batches (seeded; some of copies sharing their keys): whatever ``prepare`` takes, the general
+    path accepts, with the same lines and, where ``prepare`` gives them, the same typed fields."""
+    rng = random.Random(20261208)
+    taken = 0
+    for _ in range(1500):
+        posted = copied([_random_event(rng)], rng.randint(2, 4)) if rng.random() < 0.5 else [
+            _random_event(rng) for _ in range(rng.randint(2, 5))]
+        tenant = rng.choice([None, "t1"])
+        prepared = fast_prepared(posted, tenant)
+        if prepared is None:
+            continue
+        taken += 1
+        events = normalized(copy.deepcopy(posted), tenant)
+        lines = lines_of(prepared[0])
+        for original, event, line in zip(posted, events, lines):
+            if "audit_event_id" not in original:  # each path made up its own id, in the same place
+                event["audit_event_id"] = orjson.loads(line)["audit_event_id"]
+        assert lines == encode_events(events, LIMIT), posted
+        if prepared[1] is not None:
+            assert prepared[1] == typed_columns.encode(events, RECEIVED, orjson.dumps({"events": posted})), posted
+    assert taken > 200
+
+
 def within(lines: list[bytes]) -> bool:
     return _lines_within_depth(lines, max(map(len, lines)))
 
