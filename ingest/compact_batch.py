@@ -129,8 +129,10 @@ Prepared = tuple[bytes, bytes | None]
 
 def prepare(posted: list[Any], encoded: list[bytes], body: bytes, received_at: str, tenant: str | None,
             max_event_bytes: int) -> Prepared | None:
-    """The stored lines of the posted events, as NDJSON (and, for a batch whose events share their keys,
-    their typed fields), or None when the general path must decide.
+    """The stored lines of the posted events, as NDJSON (and, for a batch whose events share their keys or a
+    usual single event, their typed fields), or None when the general path must decide.
+
+    A single event goes to ``prepare_single`` first, and through the steps below only when that declines.
 
     ``encoded`` is what ``canonical_events(body, document)`` returned for the document ``posted`` comes
     from: the body is the canonical encoding, so byte scans of it speak for every string in it. Every step
@@ -143,6 +145,10 @@ def prepare(posted: list[Any], encoded: list[bytes], body: bytes, received_at: s
     events are completed only once every check but the size bound has passed; when that one declines, the
     general path normalizes the completed events to the same result.
     """
+    if len(posted) == 1:
+        single = prepare_single(posted[0], encoded[0], body, received_at, tenant, max_event_bytes)
+        if single is not None:
+            return single
     if not posted or set(map(type, posted)) != {dict}:
         return None
     columns = typed_columns.transposed(posted) if len(posted) > 1 else None
@@ -172,8 +178,8 @@ def prepare(posted: list[Any], encoded: list[bytes], body: bytes, received_at: s
     except EventError:  # the general path names the problem
         return None
     if stamps is stamps_posted and _gains_only_received_at(posted, columns, tenant):
-        end = f',"{RECEIVED_AT}":"{received_at}"}}\n'.encode()  # replaces each encoding's closing brace
-        if longest - 1 + len(end) - 1 > max_event_bytes:
+        end = _spliced_end(received_at, longest, max_event_bytes)
+        if end is None:
             return None
         typed = None
         if field_entries is not None:
@@ -208,12 +214,19 @@ def prepare_single(event: Any, encoded: bytes, body: bytes, received_at: str, te
     if (not is_canonical_stamp(event.get("ts")) or "audit_event_id" not in event or RECEIVED_AT in event
             or event.get("type") in SERVICE_EVENT_TYPES or (tenant is not None and event.get("tenant_id") != tenant)):
         return None
-    end = f',"{RECEIVED_AT}":"{received_at}"}}\n'.encode()
-    if len(encoded) - 1 + len(end) - 1 > max_event_bytes:
+    end = _spliced_end(received_at, len(encoded), max_event_bytes)
+    if end is None:
         return None
     if typed_columns.TYPED_NAMES.isdisjoint(odd):
         return encoded[:-1] + end, typed_columns.encode_strings(event, received_at)
     return encoded[:-1] + end, typed_columns.encode((event,), received_at)
+
+
+def _spliced_end(received_at: str, longest: int, max_event_bytes: int) -> bytes | None:
+    """What replaces each encoding's closing brace (``received_at``, the brace, the newline), or None when the
+    longest encoding (``longest`` bytes) would then make a line over ``max_event_bytes``."""
+    end = f',"{RECEIVED_AT}":"{received_at}"}}\n'.encode()
+    return end if longest - 1 + len(end) - 1 <= max_event_bytes else None
 
 
 def _nested_by_values(posted: list[dict[str, Any]]) -> bool | None:

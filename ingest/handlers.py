@@ -11,7 +11,7 @@ from ingest import keys
 from ingest.auth import principal
 from ingest.body import Rejected
 from ingest.errors import error, json_response, unavailable
-from ingest.compact_batch import canonical_events, prepare, prepare_single
+from ingest.compact_batch import canonical_events, prepare
 from ingest.hardening import check_count, check_posted, check_structure, encode_events, guard_events, read_json
 from ingest.link import AckTimeout, QueueFull, WriterRefused, WriterUnavailable
 from ingest.stats import utc_now_iso
@@ -51,12 +51,7 @@ async def _payload(request: web.Request, received_at: str) -> tuple[bytes, int, 
     tenant = principal(request).tenant
     events = posted  # completed in place by ``prepare`` when it answers
     encoded = canonical_events(body, document)
-    prepared = None
-    if encoded is not None:
-        if len(encoded) == 1:
-            prepared = prepare_single(posted[0], encoded[0], body, received_at, tenant, settings.max_event_bytes)
-        if prepared is None:
-            prepared = prepare(posted, encoded, body, received_at, tenant, settings.max_event_bytes)
+    prepared = None if encoded is None else prepare(posted, encoded, body, received_at, tenant, settings.max_event_bytes)
     if prepared is None:
         await check_structure(body, document)
         check_posted(posted)

@@ -109,8 +109,8 @@ def test_fast_path_lines_equal_the_general_path(name: str, copies: int) -> None:
 
 
 def test_events_sharing_their_keys_get_their_typed_fields_from_the_fast_path() -> None:
-    """Typed fields come from the column checks when the events share their keys and only gain received_at;
-    otherwise the caller encodes the completed events."""
+    """Typed fields come from the column checks when the events share their keys and only gain received_at,
+    and from ``prepare_single`` for a usual single event; otherwise the caller encodes the completed events."""
     shared_keys = [event(), event(type="cas_grant", user_email="b\x7fc"), event(outcome="deny")]
     prepared = fast_prepared(shared_keys)
     assert prepared is not None and prepared[1] is not None
@@ -119,7 +119,11 @@ def test_events_sharing_their_keys_get_their_typed_fields_from_the_fast_path() -
     request = dict(zip(("count", "received_at", "ts", *typed_columns.FIELDS), orjson.loads(prepared[1])))
     assert request["type"] == "auth\x7fcas_grant\x7fauth"
     assert request["user_email"] == ["a@example.com", "b\x7fc", "a@example.com"]
-    for declined in ([event(), event(component="bot")], [event()], [event(ts=1764403200), event(ts=1764403201)]):
+    single = [event()]
+    prepared = fast_prepared(single)
+    assert prepared is not None and prepared[1] == typed_columns.encode(normalized(copy.deepcopy(single)), RECEIVED)
+    for declined in ([event(), event(component="bot")], [event(ts=1764403200)],
+                     [event(ts=1764403200), event(ts=1764403201)]):
         prepared = fast_prepared(declined)
         assert prepared is not None and prepared[1] is None
 
