@@ -21,6 +21,7 @@ log = logging.getLogger("auditlake.ingest")
 
 async def serve(settings: Settings, pinning: cpu_pinning.Pinning) -> None:
     """Serve HTTP until SIGTERM/SIGINT, then stop listening and drain outstanding requests."""
+    from ingest import front_door
     from ingest.app import create_app
 
     stop = asyncio.Event()
@@ -32,6 +33,7 @@ async def serve(settings: Settings, pinning: cpu_pinning.Pinning) -> None:
     runner = web.AppRunner(create_app(settings, pinning=pinning), access_log=None,
                            shutdown_timeout=settings.drain_seconds, **handler_options(settings))
     await runner.setup()
+    front_door.install(runner)
     frozen = event_loop.freeze_started_objects()  # before the port opens: no request waits for it
     site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
     await site.start()

@@ -16,7 +16,7 @@ from multidict import MultiDict, MultiDictProxy
 
 from ingest import keys
 from ingest.errors import error
-from ingest.tokens import ADMIN, ANONYMOUS, INGEST, OPEN, OPEN_MODE, READ, Principal
+from ingest.tokens import ADMIN, ANONYMOUS, INGEST, OPEN, OPEN_MODE, READ, Principal, TokenTable
 
 log = logging.getLogger("auditlake.ingest.auth")
 REALM = 'Bearer realm="auditlake"'
@@ -105,17 +105,25 @@ def _bearer(request: web.Request) -> str | None:
 async def require_token(request: web.Request, handler) -> web.StreamResponse:
     """Answer 401/403 unless the caller's token holds the route's scope; remember who called."""
     table = request.app[keys.TOKENS]
+    if table.enabled and request.match_info.http_exception is not None:
+        return await handler(request)  # aiohttp's own 404/405 answer: no route to admit to
+    rule = rule_for(request.method, request.match_info.route.resource.canonical) if table.enabled else None
+    refusal = admit_caller(request, table, rule)
+    return refusal if refusal is not None else await handler(request)
+
+
+def admit_caller(request: web.Request, table: TokenTable, rule: RouteRule | None) -> web.Response | None:
+    """Remember who called (``PRINCIPAL``) and return None when the caller may use a route of ``rule``; else
+    the 401/403 answer. With no tokens configured every request is admitted as ``OPEN_MODE`` (``rule`` may
+    then be None)."""
     if not table.enabled:
         request[PRINCIPAL] = OPEN_MODE
-        return await handler(request)
-    if request.match_info.http_exception is not None:
-        return await handler(request)
-    rule = rule_for(request.method, request.match_info.route.resource.canonical)
+        return None
     presented = _bearer(request)
     caller = table.identify(presented) if presented else None
     if rule.scope == OPEN:
         request[PRINCIPAL] = caller or ANONYMOUS
-        return await handler(request)
+        return None
     if presented is None:
         return _challenge(401, "authentication required: send Authorization: Bearer <token>")
     if caller is None:
@@ -133,7 +141,7 @@ async def require_token(request: web.Request, handler) -> web.StreamResponse:
         if any(value != caller.tenant for value in asked):
             return error(403, "this token is bound to another tenant than the tenant_id filter")
     request[PRINCIPAL] = caller
-    return await handler(request)
+    return None
 
 
 async def warn_at_start(app: web.Application) -> None:

@@ -34,11 +34,22 @@ async def json_errors(request: web.Request, handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        headers = {key: value for key, value in exc.headers.items() if key.lower() in ("allow", "retry-after")}
-        return error(exc.status, exc.reason if exc.text is None or exc.text.startswith(f"{exc.status}:") else exc.text,
-                     headers)
+        return http_error(exc)
     except Exception:
-        log.exception("unhandled error", extra={"path": request.path, "method": request.method})
-        return error(500, "internal error")
+        return internal_error(request)
+
+
+def http_error(exc: web.HTTPException) -> web.Response:
+    """aiohttp's HTTP error (4xx/5xx) in the JSON error shape, keeping its Allow and Retry-After headers;
+    an answer below 400 (a redirect) is raised again as it is. Call it in an ``except`` clause."""
+    if exc.status < 400:
+        raise exc
+    headers = {key: value for key, value in exc.headers.items() if key.lower() in ("allow", "retry-after")}
+    return error(exc.status, exc.reason if exc.text is None or exc.text.startswith(f"{exc.status}:") else exc.text,
+                 headers)
+
+
+def internal_error(request: web.BaseRequest) -> web.Response:
+    """Log the exception being handled with the request's path and method, and answer 500 in the JSON shape."""
+    log.exception("unhandled error", extra={"path": request.path, "method": request.method})
+    return error(500, "internal error")

@@ -36,7 +36,7 @@ def events_of(document: Any) -> list[Any]:
     raise EventError("body must be an event object, an array of event objects or {\"events\": [...]}")
 
 
-async def _payload(request: web.Request, received_at: str) -> tuple[bytes, int, int, bytes]:
+async def _payload(app: web.Application, request: web.Request, received_at: str) -> tuple[bytes, int, int, bytes]:
     """The NDJSON lines to store, how many events they hold, how many were posted and the lines' typed
     fields (``typed_columns.encode``); raise Rejected/EventError, or QueueFull/WriterUnavailable when the
     writer's queue has no room left once the body is read and its parse turn has come (it is not parsed).
@@ -44,8 +44,8 @@ async def _payload(request: web.Request, received_at: str) -> tuple[bytes, int, 
     Everything parsed is dropped when this returns, before the request waits for the writer: a parsed
     batch is hundreds of objects, and keeping them alive across the wait makes every allocation slower.
     """
-    settings = request.app[keys.SETTINGS]
-    body, document = await read_json(request, settings, request.app[keys.TURNS], request.app[keys.LINK].admit)
+    settings = app[keys.SETTINGS]
+    body, document = await read_json(request, settings, app[keys.TURNS], app[keys.LINK].admit)
     posted = events_of(document)
     check_count(posted, settings)
     tenant = principal(request).tenant
@@ -60,7 +60,7 @@ async def _payload(request: web.Request, received_at: str) -> tuple[bytes, int, 
         lines, payload, columns = encode_events(events, settings.max_event_bytes), None, None
     else:
         lines, (payload, columns) = None, prepared
-    preset = request.app[keys.PRESET]
+    preset = app[keys.PRESET]
     if not preset.allow_all:
         kept = [index for index, event in enumerate(events) if preset.allows(event.get("type"))]
         if len(kept) < len(events):
@@ -76,14 +76,18 @@ async def _payload(request: web.Request, received_at: str) -> tuple[bytes, int, 
 
 
 async def post_events(request: web.Request) -> web.Response:
+    """The route's handler (``ingest.front_door`` calls ``accept_events`` without the router)."""
+    return await accept_events(request.app, request)
+
+
+async def accept_events(app: web.Application, request: web.BaseRequest) -> web.Response:
     """Validate, filter by verbosity, forward to the writer and answer 202 once it acknowledged."""
-    app = request.app
     stats = app[keys.STATS]
     link = app[keys.LINK]
     received_at = utc_now_iso()
     try:
         link.admit()  # full or no writer: refuse before spending a read and a parse on the body
-        payload, kept, posted, columns = await _payload(request, received_at)
+        payload, kept, posted, columns = await _payload(app, request, received_at)
     except (QueueFull, WriterUnavailable) as exc:  # at once, or filled up while it was read or waited its turn
         stats.refused_unread_requests += 1
         return unavailable(str(exc))

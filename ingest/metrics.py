@@ -26,6 +26,8 @@ STATS_COUNTERS: dict[str, tuple[str, str]] = {
                                 "Posts answered 503 before their body was parsed (queue full or no writer, on arrival or once read); events unknown."),
     "unconfirmed_events": ("auditlake_ingest_events_unconfirmed", "Events answered 504: the writer did not confirm in time."),
     "invalid_requests": ("auditlake_ingest_invalid_requests", "Requests refused as malformed (400, 413)."),
+    "front_door_requests": ("auditlake_ingest_front_door_requests",
+                            "Posts to /v1/audit/events answered without the router (the others went through it)."),
 }
 # Counters that carry the verbosity preset as a label.
 VERBOSITY_COUNTERS: dict[str, tuple[str, str]] = {

@@ -24,7 +24,9 @@ def install(app: web.Application) -> None:
     """Add the metrics/access-log middleware (outermost), the ack-latency hook and the two routes."""
     metrics = IngestMetrics(app)
     app[METRICS] = metrics
-    app.middlewares.insert(0, observe_requests(metrics, app[keys.SETTINGS].access_log_sample_rate))
+    recorder = RequestRecorder(metrics, app[keys.SETTINGS].access_log_sample_rate)
+    app[RECORDER] = recorder
+    app.middlewares.insert(0, observe_requests(recorder))
     app[keys.LINK].on_ack = metrics.ack_seconds.labels().observe
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/openapi.json", openapi_handler)
@@ -45,8 +47,33 @@ def response_bytes(response: web.StreamResponse) -> int:
     return response.content_length or response.body_length
 
 
-def observe_requests(metrics: IngestMetrics, sample_rate: float,
-                     sample: Callable[[], float] = random.random) -> Callable:
+class RequestRecorder:
+    """What is kept of every answered request: its count and duration by route, method and status, and a
+    sampled access log line (``AUDIT_SERVICE_ACCESS_LOG``)."""
+
+    def __init__(self, metrics: IngestMetrics, sample_rate: float, sample: Callable[[], float] = random.random):
+        self.metrics = metrics
+        self.sample_rate = sample_rate
+        self.sample = sample
+
+    def record(self, request: web.BaseRequest, route: str, status: int, seconds: float,
+               response: web.StreamResponse | None) -> None:
+        """Count and time one request of ``route`` (a canonical path) answered with ``status``."""
+        method = request.method if request.method in KNOWN_METHODS else "OTHER"
+        self.metrics.observe_request(route, method, status, seconds)
+        if self.sample_rate > 0 and (self.sample_rate >= 1 or self.sample() < self.sample_rate):
+            access_log.info("request", extra={
+                "method": method, "route": route, "status": status,
+                "duration_ms": round(seconds * 1000, 3),
+                "bytes": response_bytes(response) if response is not None else 0,
+                "request_bytes": request.content_length or 0,
+            })
+
+
+RECORDER = web.AppKey("request_recorder", RequestRecorder)
+
+
+def observe_requests(recorder: RequestRecorder) -> Callable:
     """A middleware counting every request by route and status, timing it, and logging a sampled access line."""
 
     @web.middleware
@@ -65,16 +92,6 @@ def observe_requests(metrics: IngestMetrics, sample_rate: float,
             status = CLIENT_CLOSED
             raise
         finally:
-            seconds = time.perf_counter() - started
-            route = route_of(request)
-            method = request.method if request.method in KNOWN_METHODS else "OTHER"
-            metrics.observe_request(route, method, status, seconds)
-            if sample_rate > 0 and (sample_rate >= 1 or sample() < sample_rate):
-                access_log.info("request", extra={
-                    "method": method, "route": route, "status": status,
-                    "duration_ms": round(seconds * 1000, 3),
-                    "bytes": response_bytes(response) if response is not None else 0,
-                    "request_bytes": request.content_length or 0,
-                })
+            recorder.record(request, route_of(request), status, time.perf_counter() - started, response)
 
     return observe

@@ -29,4 +29,5 @@ class IngestStats:
     dropped_by_verbosity: int = 0
     invalid_requests: int = 0
     unconfirmed_events: int = 0
+    front_door_requests: int = 0  # posts answered without the router (``ingest.front_door``)
     last_received_at: str | None = None

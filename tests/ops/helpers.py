@@ -18,8 +18,8 @@ T = TypeVar("T")
 class Scrape:
     """One scrape of a /metrics endpoint: families by name and sample values by name and labels."""
 
-    def __init__(self, url: str) -> None:
-        with urllib.request.urlopen(url, timeout=5) as response:
+    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5) as response:
             self.content_type = response.headers.get("Content-Type", "")
             self.text = response.read().decode()
         self.families = {family.name: family for family in text_string_to_metric_families(self.text)}

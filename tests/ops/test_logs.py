@@ -9,7 +9,7 @@ import sys
 from aiohttp import web
 
 from ingest.metrics import IngestMetrics
-from ingest.ops import observe_requests
+from ingest.ops import RequestRecorder, observe_requests
 from tests.ledger import make_events
 from tests.ops.helpers import log_lines, raw_log, wait_for
 from tests.service import REPO, Service, http
@@ -80,7 +80,7 @@ async def test_sampled_access_log_logs_the_sampled_fraction(aiohttp_client, capl
     """At a rate of 0.25 a request is logged when its random draw is below 0.25 (draws injected here)."""
     app = web.Application()
     draws = itertools.cycle([0.1, 0.5, 0.9, 0.2])
-    app.middlewares.append(observe_requests(IngestMetrics(app), 0.25, sample=lambda: next(draws)))
+    app.middlewares.append(observe_requests(RequestRecorder(IngestMetrics(app), 0.25, sample=lambda: next(draws))))
     async def ping(request: web.Request) -> web.Response:
         return web.json_response({"pong": True})
 
