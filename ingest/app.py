@@ -34,7 +34,8 @@ def create_app(settings: Settings, link: WriterLink | None = None,
     app[keys.STATS] = IngestStats()
     app[keys.PRESET] = resolve(settings.verbosity)
     app[keys.LINK] = link or WriterLink(settings.resolved_socket_path, settings.queue_max_size,
-                                        settings.queue_max_bytes, settings.max_frame_bytes)
+                                        settings.queue_max_bytes, settings.max_frame_bytes,
+                                        settings.ack_timeout_seconds)
     app[keys.PINNING] = pinning
     app[keys.STORAGE] = storage or ReadProcess(settings, pinning.allowed_before if pinning.cpus is not None else None)
     app[keys.TOKENS] = TokenTable(settings)

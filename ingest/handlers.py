@@ -105,7 +105,7 @@ async def accept_events(app: web.Application, request: web.BaseRequest) -> web.R
         return error(413, "request events exceed the maximum batch size after normalization")
     try:
         submission = link.submit(payload, kept, columns)
-        await link.wait(submission, app[keys.SETTINGS].ack_timeout_seconds)
+        await link.wait(submission)
     except (QueueFull, WriterUnavailable, WriterRefused) as exc:
         stats.rejected_events += kept
         return unavailable(str(exc) if not isinstance(exc, WriterRefused) else "audit writer refused the events")

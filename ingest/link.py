@@ -36,6 +36,10 @@ MAX_FRAMES_IN_FLIGHT = 2
 # events/s in five alternated pairs at the maximum; docs/benchmarks.md, twentieth session). A writer that keeps up gets two, which half the maximum
 # needs for its latency (requests slower than 5 ms 8-12 % with two, 15-17 % with one).
 CATCHING_UP_FRAMES_IN_FLIGHT = 1
+# How often the waits are checked against their deadlines (at most a tenth of the ack timeout): one watchdog
+# for the link, where a timer per request (``call_later``) cost 7,800 instructions of a single-event
+# request's 357,000 (bench/instruction_counts.py). A wait ends at most this much after its deadline.
+ACK_WATCH_SECONDS = 0.1
 
 
 class QueueFull(Exception):
@@ -62,6 +66,7 @@ class Submission:
     events: int
     columns: bytes  # the events' typed fields (shared.typed_columns), sent beside the lines
     future: asyncio.Future[None]
+    deadline: float  # time.monotonic() after which its wait ends (``WriterLink.ack_timeout`` after submit)
     sent: bool = False
 
 
@@ -76,8 +81,10 @@ class _InFlight:
 class WriterLink:
     """Owns the connection to the writer and everything queued for it."""
 
-    def __init__(self, socket_path: Path, max_events: int, max_bytes: int, max_frame_bytes: int) -> None:
+    def __init__(self, socket_path: Path, max_events: int, max_bytes: int, max_frame_bytes: int,
+                 ack_timeout: float = 30.0) -> None:
         self.socket_path = socket_path
+        self.ack_timeout = ack_timeout  # seconds from submit to the writer's answer (AUDIT_SERVICE_ACK_TIMEOUT_SECONDS)
         self.max_events = max_events
         self.max_bytes = max_bytes
         self.max_frame_bytes = max_frame_bytes
@@ -138,35 +145,50 @@ class WriterLink:
             raise WriterUnavailable("audit writer unavailable")
         if self.queued_events + events > self.max_events or self.queued_bytes + len(payload) > self.max_bytes:
             raise QueueFull("audit queue full")
-        submission = Submission(payload, events, columns, asyncio.get_running_loop().create_future())
+        submission = Submission(payload, events, columns, asyncio.get_running_loop().create_future(),
+                                time.monotonic() + self.ack_timeout)
         self.queued_events += events
         self.queued_bytes += len(payload)
         self._pending.append(submission)
         self._has_work.set()
         return submission
 
-    async def wait(self, submission: Submission, timeout: float) -> None:
-        """Wait for the writer's answer; withdraw an unsent submission on timeout.
+    async def wait(self, submission: Submission) -> None:
+        """Wait for the writer's answer, or the end of the submission's time (``_expire_due``).
 
-        The timeout is a timer that settles the submission's own future (cheaper than ``wait_for``); a
-        cancelled request leaves its submission queued, as it was accepted into the queue already.
+        A cancelled request leaves its submission queued, as it was accepted into the queue already (its
+        future is cancelled with it, so nothing is settled or withdrawn on its behalf).
         """
-        timer = asyncio.get_running_loop().call_later(timeout, self._expire, submission)
-        try:
-            await submission.future
-        finally:
-            timer.cancel()
+        await submission.future
 
-    def _expire(self, submission: Submission) -> None:
-        if submission.future.done():
-            return
-        if not submission.sent and submission in self._pending:
+    def _expire_due(self, now: float) -> None:
+        """End the waits whose deadline is past: AckTimeout for a sent submission (the writer may still store
+        it), WriterUnavailable for a queued one, which is withdrawn. Deadlines follow the order of submission,
+        which is the order of the frames in flight and then of the queue, so the walk stops at the first
+        submission not yet due."""
+        for inflight in self._inflight.values():
+            for submission in inflight.submissions:
+                if submission.deadline > now:
+                    return
+                if not submission.future.done():
+                    submission.future.set_exception(
+                        AckTimeout("audit writer did not confirm in time; the events may or may not be stored"))
+        due = []
+        for submission in self._pending:
+            if submission.deadline > now:
+                break
+            if not submission.future.done():
+                due.append(submission)
+        for submission in due:
             self._pending.remove(submission)
             self._release(submission)
             submission.future.set_exception(WriterUnavailable("audit writer did not take the events in time"))
-            return
-        submission.future.set_exception(
-            AckTimeout("audit writer did not confirm in time; the events may or may not be stored"))
+
+    async def _watch(self) -> None:
+        interval = min(ACK_WATCH_SECONDS, self.ack_timeout / 10)
+        while True:
+            await asyncio.sleep(interval)
+            self._expire_due(time.monotonic())
 
     def _release(self, submission: Submission) -> None:
         self.queued_events -= submission.events
@@ -185,7 +207,14 @@ class WriterLink:
     # -- connection loop ---------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Connect, forward and reconnect until stopped."""
+        """Connect, forward and reconnect until stopped; meanwhile end the waits that run out of time."""
+        watchdog = asyncio.create_task(self._watch(), name="writer-ack-watchdog")
+        try:
+            await self._connect_and_forward()
+        finally:
+            await cancel_and_wait([watchdog])
+
+    async def _connect_and_forward(self) -> None:
         delay = RECONNECT_START_SECONDS
         while not self._stopping:
             loop = asyncio.get_running_loop()

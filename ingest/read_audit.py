@@ -76,7 +76,7 @@ class AuditTrail:
 
     async def _confirm(self, submission: Any, event: dict[str, Any]) -> None:
         try:
-            await self.link.wait(submission, self.settings.ack_timeout_seconds)
+            await self.link.wait(submission)
         except (QueueFull, WriterUnavailable, WriterRefused, AckTimeout) as exc:
             self._lost(event, exc)
             return

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from pathlib import Path
 
 import orjson
+import pytest
 
-from ingest.link import Submission, WriterLink
+from ingest.link import AckTimeout, Submission, WriterLink, WriterUnavailable
 from shared import typed_columns, wire
 
 
@@ -21,7 +23,7 @@ def _link(max_frame_bytes: int) -> WriterLink:
 def _queue(link: WriterLink, items: list[tuple[bytes, bytes]]) -> None:
     loop = asyncio.get_running_loop()
     for payload, columns in items:
-        link._pending.append(Submission(payload, payload.count(b"\n"), columns, loop.create_future()))
+        link._pending.append(Submission(payload, payload.count(b"\n"), columns, loop.create_future(), math.inf))
 
 
 async def test_requests_share_a_typed_frame_with_their_columns_in_order() -> None:
@@ -140,3 +142,32 @@ async def test_a_writer_catching_up_gets_one_frame_at_a_time(tmp_path: Path) -> 
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
         server.close()
+
+
+async def test_waits_end_at_their_deadlines_oldest_first() -> None:
+    """Past its deadline a sent submission fails with AckTimeout (it stays in its frame, whose ack may still
+    come) and a queued one with WriterUnavailable, withdrawn and no longer counted; one whose request was
+    cancelled stays queued; nothing due later is touched, and a wait ends with its submission's outcome."""
+    link = WriterLink(Path("/nonexistent"), 1000, 1 << 20, 1 << 20, ack_timeout=5.0)
+    link.hello = True
+    link._stream = object()  # connected, as far as ``submit`` can tell
+    sent = [link.submit(b'{"a":1}\n', 1, b"[1]"), link.submit(b'{"b":2}\n', 1, b"[2]")]
+    inflight = link._next_batch()
+    link._inflight[inflight.batch_id] = inflight
+    queued = [link.submit(b'{"c":3}\n', 1, b"[3]") for _ in range(3)]
+    queued[1].future.cancel()  # its request went away
+    later = link.submit(b'{"d":4}\n', 1, b"[4]")
+    assert [item.deadline for item in (*sent, *queued, later)] == sorted(item.deadline for item in (*sent, *queued, later))
+    waiting = asyncio.create_task(link.wait(sent[0]))
+    link._expire_due(sent[0].deadline - 0.001)
+    assert not any(item.future.done() for item in (*sent, queued[0], queued[2], later))
+    link._expire_due(queued[2].deadline)
+    for item in sent:
+        assert isinstance(item.future.exception(), AckTimeout)
+    assert list(inflight.submissions) == sent and link.frames_in_flight == 1
+    for item in (queued[0], queued[2]):
+        assert isinstance(item.future.exception(), WriterUnavailable)
+    assert list(link._pending) == [queued[1], later] and not later.future.done()
+    assert link.queued_events == 4  # the two withdrawn are no longer counted; the sent ones until their ack
+    with pytest.raises(AckTimeout):
+        await waiting
