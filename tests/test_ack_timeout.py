@@ -36,6 +36,14 @@ def in_flight(service: Service) -> float:
     return Scrape(f"{service.url}/metrics").value("auditlake_ingest_frames_in_flight")
 
 
+def settled(service: Service) -> bool:
+    """The service's own start event is acknowledged, and nothing is queued or in flight."""
+    if service.get("/v1/audit/status")[1]["self_audit"]["recorded"] < 1:
+        return False
+    scrape = Scrape(f"{service.url}/metrics")
+    return scrape.value("auditlake_ingest_frames_in_flight") == 0 and scrape.value("auditlake_ingest_queue_events") == 0
+
+
 def test_unacknowledged_posts_are_504_and_unsent_ones_withdrawn_as_503(service_factory) -> None:
     """With the writer stopped, the first two posts go out in the two frames that may await it and are
     504 after the timeout; the third waits in the queue and is 503 (withdrawn). Resumed, the writer stores
@@ -43,6 +51,7 @@ def test_unacknowledged_posts_are_504_and_unsent_ones_withdrawn_as_503(service_f
     service = service_factory(AUDIT_SERVICE_ACK_TIMEOUT_SECONDS=str(TIMEOUT_SECONDS),
                               AUDIT_SERVICE_FLUSH_INTERVAL_SECONDS="0.2")
     markers = [f"ack-timeout-{index}-{uuid.uuid4().hex[:8]}" for index in range(3)]
+    wait_for(lambda: settled(service), what="the start event acknowledged, nothing queued or in flight")
     before = Scrape(f"{service.url}/metrics")
     writer = service.procs["writer"]
     writer.send_signal(signal.SIGSTOP)
