@@ -153,13 +153,13 @@ class WriterLink:
         self._has_work.set()
         return submission
 
-    async def wait(self, submission: Submission) -> None:
-        """Wait for the writer's answer, or the end of the submission's time (``_expire_due``).
+    def wait(self, submission: Submission) -> asyncio.Future[None]:
+        """What to await for the writer's answer, or the end of the submission's time (``_expire_due``).
 
         A cancelled request leaves its submission queued, as it was accepted into the queue already (its
         future is cancelled with it, so nothing is settled or withdrawn on its behalf).
         """
-        await submission.future
+        return submission.future
 
     def _expire_due(self, now: float) -> None:
         """End the waits whose deadline is past: AckTimeout for a sent submission (the writer may still store

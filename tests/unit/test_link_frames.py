@@ -158,7 +158,7 @@ async def test_waits_end_at_their_deadlines_oldest_first() -> None:
     queued[1].future.cancel()  # its request went away
     later = link.submit(b'{"d":4}\n', 1, b"[4]")
     assert [item.deadline for item in (*sent, *queued, later)] == sorted(item.deadline for item in (*sent, *queued, later))
-    waiting = asyncio.create_task(link.wait(sent[0]))
+    waiting = link.wait(sent[0])
     link._expire_due(sent[0].deadline - 0.001)
     assert not any(item.future.done() for item in (*sent, queued[0], queued[2], later))
     link._expire_due(queued[2].deadline)
