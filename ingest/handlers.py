@@ -8,9 +8,9 @@ from typing import Any
 from aiohttp import web
 
 from ingest import keys
+from ingest.answer import JsonAnswer, error_answer, json_answer
 from ingest.auth import principal
 from ingest.body import Rejected
-from ingest.errors import error, json_response, unavailable
 from ingest.compact_batch import canonical_events, prepare
 from ingest.hardening import check_count, check_posted, check_structure, encode_events, guard_events, read_json
 from ingest.link import AckTimeout, QueueFull, WriterRefused, WriterUnavailable
@@ -75,12 +75,12 @@ async def _payload(app: web.Application, request: web.Request, received_at: str)
     return payload, len(events), len(posted), columns
 
 
-async def post_events(request: web.Request) -> web.Response:
+async def post_events(request: web.Request) -> web.StreamResponse | JsonAnswer:
     """The route's handler (``ingest.front_door`` calls ``accept_events`` without the router)."""
     return await accept_events(request.app, request)
 
 
-async def accept_events(app: web.Application, request: web.BaseRequest) -> web.Response:
+async def accept_events(app: web.Application, request: web.BaseRequest) -> web.Response | JsonAnswer:
     """Validate, filter by verbosity, forward to the writer and answer 202 once it acknowledged."""
     stats = app[keys.STATS]
     link = app[keys.LINK]
@@ -90,28 +90,28 @@ async def accept_events(app: web.Application, request: web.BaseRequest) -> web.R
         payload, kept, posted, columns = await _payload(app, request, received_at)
     except (QueueFull, WriterUnavailable) as exc:  # at once, or filled up while it was read or waited its turn
         stats.refused_unread_requests += 1
-        return unavailable(str(exc))
+        return error_answer(503, str(exc))
     except Rejected as exc:
         stats.invalid_requests += 1
         return exc.response()
     except EventError as exc:
         stats.invalid_requests += 1
-        return error(400, str(exc))
+        return error_answer(400, str(exc))
     stats.dropped_by_verbosity += posted - kept
     if not kept:
-        return json_response({"accepted": 0, "queued": link.queued_events}, 202)
+        return json_answer({"accepted": 0, "queued": link.queued_events}, 202)
     if len(payload) > link.max_frame_bytes:
         stats.invalid_requests += 1
-        return error(413, "request events exceed the maximum batch size after normalization")
+        return error_answer(413, "request events exceed the maximum batch size after normalization")
     try:
         submission = link.submit(payload, kept, columns)
         await link.wait(submission)
     except (QueueFull, WriterUnavailable, WriterRefused) as exc:
         stats.rejected_events += kept
-        return unavailable(str(exc) if not isinstance(exc, WriterRefused) else "audit writer refused the events")
+        return error_answer(503, str(exc) if not isinstance(exc, WriterRefused) else "audit writer refused the events")
     except AckTimeout as exc:
         stats.unconfirmed_events += kept
-        return error(504, str(exc))
+        return error_answer(504, str(exc))
     stats.accepted_events += kept
     stats.last_received_at = received_at
-    return json_response({"accepted": kept, "queued": link.queued_events}, 202)
+    return json_answer({"accepted": kept, "queued": link.queued_events}, 202)

@@ -189,6 +189,13 @@ async def test_only_plain_posts_take_the_front_door(in_process) -> None:
     assert door.stats.front_door_requests == 1
 
 
+async def test_the_app_has_no_response_prepare_hooks(in_process) -> None:
+    """The posting route's answers (``ingest.answer.JsonAnswer``) skip aiohttp's ``on_response_prepare``
+    signals, so the started app must have none."""
+    _, door, _ = in_process
+    assert door.app.frozen and len(door.app.on_response_prepare) == 0
+
+
 async def test_errors_and_cancellations_are_answered_and_counted(in_process, monkeypatch) -> None:
     """What the app's middlewares make of a handler's failures, the front door makes too: an unexpected
     exception is a JSON 500 (logged), aiohttp's HTTP errors keep their status in the JSON shape, a redirect
