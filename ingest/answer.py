@@ -31,7 +31,6 @@ class JsonAnswer:
     handler calls ``prepare`` (which writes it all) and ``write_eof``, then reads ``keep_alive``."""
 
     __slots__ = ("status", "body", "header_lines", "keep_alive")
-    content_type = "application/json"
 
     def __init__(self, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> None:
         self.status = status
