@@ -22,8 +22,10 @@ from aiohttp.abc import AbstractStreamWriter
 from aiohttp.helpers import rfc822_formatted_time
 from aiohttp.http import SERVER_SOFTWARE, HttpVersion10, HttpVersion11
 
+from ingest.errors import RETRY_AFTER_SECONDS
+
 REASONS = {status.value: status.phrase for status in HTTPStatus}
-RETRY_AFTER = {"Retry-After": "1"}
+RETRY_AFTER = {"Retry-After": RETRY_AFTER_SECONDS}
 
 
 class JsonAnswer:
@@ -59,11 +61,12 @@ class JsonAnswer:
         """Nothing left to write: ``prepare`` sent the whole answer."""
 
 
-def json_answer(document: Any, status: int, headers: Mapping[str, str] | None = None) -> JsonAnswer:
+def json_answer(document: Any, status: int) -> JsonAnswer:
     """``document`` encoded with orjson as an answer of ``status``."""
-    return JsonAnswer(status, orjson.dumps(document), headers)
+    return JsonAnswer(status, orjson.dumps(document))
 
 
 def error_answer(status: int, detail: str) -> JsonAnswer:
-    """The one error shape, ``{"detail": "..."}``; a 503 tells producers when to try again."""
+    """The one error shape, ``{"detail": "..."}`` (as ``errors.error``); a 503 tells producers when to try again
+    (as ``errors.unavailable``)."""
     return JsonAnswer(status, orjson.dumps({"detail": detail}), RETRY_AFTER if status == 503 else None)

@@ -75,7 +75,7 @@ async def _payload(app: web.Application, request: web.Request, received_at: str)
     return payload, len(events), len(posted), columns
 
 
-async def post_events(request: web.Request) -> web.StreamResponse | JsonAnswer:
+async def post_events(request: web.Request) -> web.Response | JsonAnswer:
     """The route's handler (``ingest.front_door`` calls ``accept_events`` without the router)."""
     return await accept_events(request.app, request)
 
