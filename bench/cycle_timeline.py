@@ -33,7 +33,9 @@ from ingest_bench import service_under_wrk  # noqa: E402
 
 ROUND_TRIP = ("frame", "w_read", "w_batch", "w_queued", "w_write", "w_sync", "w_durable", "w_answer", "w_reply",
               "reply", "settled")
-SITE = "import sys\nsys.path.insert(0, {bench!r})\nimport timeline_marks\ntimeline_marks.install()\n"
+# The repository first: the marks import ingest and the writer before ``-m`` puts the working directory on the
+# path, and an editable install elsewhere must not answer for this tree's code.
+SITE = "import sys\nsys.path[:0] = [{bench!r}, {repo!r}]\nimport timeline_marks\ntimeline_marks.install()\n"
 
 Step = tuple[int, str, int, int]  # clock ns, step, the thread's CPU ns, the thread's id
 
@@ -147,7 +149,7 @@ def main() -> None:
     parser.add_argument("--show", type=int, default=1, help="frames of the merged timeline to print")
     args = parser.parse_args()
     site = Path(tempfile.mkdtemp(prefix="auditlake-timeline-"))
-    (site / "sitecustomize.py").write_text(SITE.format(bench=str(BENCH)))
+    (site / "sitecustomize.py").write_text(SITE.format(bench=str(BENCH), repo=str(BENCH.parent)))
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
     os.environ["AUDITLAKE_TIMELINE"] = str(site / "steps")
     os.environ["AUDITLAKE_TIMELINE_SKIP"] = str(args.skip)
