@@ -101,8 +101,7 @@ def _writer(marks: Marks) -> None:
     _around(server.SocketServer, "_on_batch", marks, "w_batch", "w_queued")
     _around(spool.Spool, "_append_and_sync", marks, "w_write", "w_durable")
     _around(spool, "sync_data", marks, "w_sync")
-    _around(server.SocketServer, "_answer", marks, "w_answer")
-    _around(server.SocketServer, "_send_replies", marks, "w_reply")
+    _around(server.SocketServer, "_answer_group", marks, "w_answer", "w_reply")
 
 
 def install() -> None:

@@ -138,6 +138,10 @@ class Spool:
         # metrics hook, once per durable group commit: its oldest frame's arrival to durable, and the write
         # and sync within that (the disk's share; the rest is the wait for the loop and the thread hand-off)
         self.observe_commit: Callable[[float, float], None] = lambda durable_seconds, sync_seconds: None
+        # called once per group commit with the group's futures, right after they are settled (a result or
+        # a SpoolWriteError) and in the same step: their done callbacks run a loop turn later, so the
+        # server answers from here (writer.server) and its acks leave without waiting for that turn
+        self.on_group_settled: Callable[[list[asyncio.Future[int]]], None] = lambda futures: None
 
     # -- startup -----------------------------------------------------------------------------------
 
@@ -358,6 +362,7 @@ class Spool:
                     self._spills_to_reap.extend(self._release_columns(item.columns))
                     if not item.future.done():
                         item.future.set_exception(SpoolWriteError(self.last_write_error))
+                self.on_group_settled([item.future for item in group])
                 continue
             self.last_write_error = None
             self._written_seq = group[-1].seq
@@ -373,6 +378,7 @@ class Spool:
                 self._pending_by_batch.pop(item.batch_id, None)
                 if not item.future.done():
                     item.future.set_result(item.seq)
+            self.on_group_settled([item.future for item in group])
             if self._segment_sizes[path] >= self.segment_bytes:
                 await loop.run_in_executor(None, self._open_new_segment)
 
