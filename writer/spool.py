@@ -362,7 +362,7 @@ class Spool:
                     self._spills_to_reap.extend(self._release_columns(item.columns))
                     if not item.future.done():
                         item.future.set_exception(SpoolWriteError(self.last_write_error))
-                self.on_group_settled([item.future for item in group])
+                self._group_settled(group)
                 continue
             self.last_write_error = None
             self._written_seq = group[-1].seq
@@ -378,9 +378,16 @@ class Spool:
                 self._pending_by_batch.pop(item.batch_id, None)
                 if not item.future.done():
                     item.future.set_result(item.seq)
-            self.on_group_settled([item.future for item in group])
+            self._group_settled(group)
             if self._segment_sizes[path] >= self.segment_bytes:
                 await loop.run_in_executor(None, self._open_new_segment)
+
+    def _group_settled(self, group: list[_Pending]) -> None:
+        """Tell ``on_group_settled``; a failure there is logged, never the end of the committer."""
+        try:
+            self.on_group_settled([item.future for item in group])
+        except Exception:
+            log.exception("answering a group commit failed", extra={"batches": len(group)})
 
     def _write_group(self, records: list[tuple[bytes, bytes]], spills: list[tuple[SpilledColumns, bytes]]
                      ) -> tuple[list[int], list[SpilledColumns]]:

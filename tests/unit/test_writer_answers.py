@@ -128,3 +128,22 @@ async def test_a_commit_future_cancelled_before_its_group_settles_is_nacked(tmp_
     await asyncio.sleep(0.05)
     assert len(transport.frames()) == 1  # the group settles later and owes nothing more
     await _stop(spool, committer)
+
+
+async def test_an_answer_that_fails_leaves_the_committer_running(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    spool = Spool(tmp_path / "spool", 1 << 20, 1 << 30)
+    spool.open()
+    settled: list[int] = []
+
+    def failing(futures: list[asyncio.Future[int]]) -> None:
+        settled.append(len(futures))
+        raise RuntimeError("a transport refused the write")
+
+    spool.on_group_settled = failing
+    committer = await _run_committer(spool)
+    first = await asyncio.wait_for(spool.append(1, b'{"a":1}\n', 1), 5)
+    second = await asyncio.wait_for(spool.append(2, b'{"a":2}\n', 1), 5)
+    assert second == first + 1
+    assert settled == [1, 1]
+    assert "answering a group commit failed" in caplog.text
+    await _stop(spool, committer)
