@@ -27,14 +27,19 @@ RECONNECT_START_SECONDS = 0.05
 RECONNECT_MAX_SECONDS = 1.0
 MAX_SUBMISSIONS_PER_BATCH = 1024
 # Frames sent and not yet answered before the next one waits: while the writer fsyncs one, requests that
-# arrive meanwhile gather into the next frame (fewer frames, writes and spool records under load).
-MAX_FRAMES_IN_FLIGHT = 2
+# arrive meanwhile gather into the next frame (fewer frames, writes and spool records under load). Three
+# rather than two since the writer answers from its commit's own step and single-event connections travel in
+# two or three groups: a third group's frame no longer waits for an ack (single events 9,206 against 8,271
+# requests/s on average in four alternated pairs, 100-event bodies and the latency at half the maximum
+# unchanged; docs/benchmarks.md, twenty-eighth session).
+MAX_FRAMES_IN_FLIGHT = 3
 # The same while the writer says it is catching up (its STATUS: the spool holds two full flushes or more).
 # Each frame costs the writer a group commit (a thread hand-off, an fsync, an ack) on the CPU its flushes
 # need: one frame at a time, frames held 5.0-5.4 requests instead of 2.4-2.5 and the writer spent 168-193
 # µs per 100-event request instead of 239-270, so more was stored (148,901-165,000 against 125,275-148,817
-# events/s in five alternated pairs at the maximum; docs/benchmarks.md, twentieth session). A writer that keeps up gets two, which half the maximum
-# needs for its latency (requests slower than 5 ms 8-12 % with two, 15-17 % with one).
+# events/s in five alternated pairs at the maximum; docs/benchmarks.md, twentieth session). A writer that keeps up
+# gets more, which half the maximum needs for its latency (requests slower than 5 ms 8-12 % with two, 15-17 %
+# with one).
 CATCHING_UP_FRAMES_IN_FLIGHT = 1
 # How often the waits are checked against their deadlines (at most a tenth of the ack timeout): one watchdog
 # for the link, where a timer per request (``call_later``) cost 7,800 instructions of a single-event

@@ -37,8 +37,8 @@ def test_typed_fields_past_the_memory_bound_are_spilled_and_every_flush_uses_the
     blocker.unlink()
     wait_for(lambda: service.writer_status()["spool_backlog_events"] == 0, timeout=180, what="the backlog to drain")
     assert service.writer_status()["catching_up"] is False
-    wait_for(lambda: Scrape(f"{service.url}/metrics").value("auditlake_ingest_frames_in_flight_limit") == 2,
-             what="ingest to send two frames again")
+    wait_for(lambda: Scrape(f"{service.url}/metrics").value("auditlake_ingest_frames_in_flight_limit") == 3,
+             what="ingest to send three frames again")
     stored = sorted(event["audit_event_id"] for event in service.stored_events())
     assert stored == sorted(posted)  # every event, once
     after = Scrape(f"{service.writer_url}/metrics")
