@@ -75,6 +75,8 @@ def print_round_trip(trips: list[dict[str, Step]]) -> None:
     """Median wall time between consecutive steps of a frame's round trip, and the median CPU time of the thread
     over the frames whose two steps ran in one thread (a big group is written and synced by a worker thread)."""
     print(f"a frame's round trip ({len(trips)} frames), median µs: wall / CPU of the thread between the steps")
+    if not trips:
+        return
     for first, second in zip(ROUND_TRIP, ROUND_TRIP[1:]):
         wall = statistics.median((trip[second][0] - trip[first][0]) / 1000 for trip in trips)
         line = f"  {first:>9} -> {second:<9} {wall:7.1f}"

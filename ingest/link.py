@@ -29,9 +29,9 @@ MAX_SUBMISSIONS_PER_BATCH = 1024
 # Frames sent and not yet answered before the next one waits: while the writer fsyncs one, requests that
 # arrive meanwhile gather into the next frame (fewer frames, writes and spool records under load). Three
 # rather than two since the writer answers from its commit's own step and single-event connections travel in
-# two or three groups: a third group's frame no longer waits for an ack (single events 9,206 against 8,271
-# requests/s on average in four alternated pairs, 100-event bodies and the latency at half the maximum
-# unchanged; docs/benchmarks.md, twenty-eighth session).
+# two or three groups: a third group's frame no longer waits for an ack (single events 9,384 against 8,018
+# requests/s on average in six alternated pairs, 100-event bodies and the latency at half the maximum
+# unchanged; four frames were ahead in three pairs of six; docs/benchmarks.md, twenty-eighth session).
 MAX_FRAMES_IN_FLIGHT = 3
 # The same while the writer says it is catching up (its STATUS: the spool holds two full flushes or more).
 # Each frame costs the writer a group commit (a thread hand-off, an fsync, an ack) on the CPU its flushes

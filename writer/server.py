@@ -119,7 +119,7 @@ class SocketServer:
             try:
                 pending = self.spool.append(batch_id, lines, events, columns)
             except SpoolFull as exc:
-                self._nack(writer, batch_id, f"spool full: {exc}", retryable=True)
+                self._reply(writer, self._nack(batch_id, f"spool full: {exc}"))
                 return
         else:
             self.stats.duplicate_batches += 1
@@ -151,16 +151,15 @@ class SocketServer:
     def _answer(self, done: asyncio.Future[int], batch_id: int, events: int) -> bytes:
         """The ACK of a batch whose commit succeeded, else its NACK (counted)."""
         if done.cancelled():
-            self.stats.nacked_batches += 1
-            return wire.nack(batch_id, "writer shutting down", retryable=True)
+            return self._nack(batch_id, "writer shutting down")
         if isinstance(done.exception(), SpoolWriteError):
-            self.stats.nacked_batches += 1
-            return wire.nack(batch_id, str(done.exception()), retryable=True)
+            return self._nack(batch_id, str(done.exception()))
         return wire.ack(batch_id, events)
 
-    def _nack(self, writer: asyncio.Transport, batch_id: int, reason: str, retryable: bool) -> None:
+    def _nack(self, batch_id: int, reason: str) -> bytes:
+        """A retryable NACK of a batch the writer did not store (counted)."""
         self.stats.nacked_batches += 1
-        self._reply(writer, wire.nack(batch_id, reason, retryable))
+        return wire.nack(batch_id, reason, retryable=True)
 
     def _reply(self, writer: asyncio.Transport, frame: bytes) -> None:
         """Queue an answer; the answers queued in this loop turn leave in one write, after it."""
