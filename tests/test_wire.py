@@ -28,6 +28,12 @@ def test_control_frames_round_trip_as_json() -> None:
     assert (nack.kind, nack.batch_id, nack.json()) == (wire.Kind.NACK, 8, {"reason": "spool full", "retryable": True})
 
 
+@pytest.mark.parametrize("batch_id, events", [(0, 0), (1, 1), (7, 16), (2**63 + 5, 100_000), (2**64 - 1, 2**31)])
+def test_an_ack_formatted_directly_is_the_generic_control_frame(batch_id: int, events: int) -> None:
+    """``wire.ack`` formats its bytes itself; they are those of ``encode_json`` for the same ACK."""
+    assert wire.ack(batch_id, events) == wire.encode_json(wire.Kind.ACK, {"events": events}, batch_id)
+
+
 def test_encoding_a_frame_over_the_limit_is_refused() -> None:
     """A payload larger than the maximum frame size cannot be encoded."""
     with pytest.raises(FrameTooLarge):
