@@ -51,6 +51,7 @@ class SpoolCorrupt(Exception):
 
 
 _NEWLINE = ord("\n")
+BYTE_COUNT_LIMIT = 16 * 1024  # single-event frames: a few KiB; a 100-event request alone ~53 KB
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -69,7 +70,12 @@ class SpoolRecord:
 
 def line_count(data: bytes | bytearray | memoryview) -> int:
     """The newlines in ``data`` (NDJSON events), counted in SIMD: ``bytes.count`` of one byte runs a byte
-    at a time (5-6 instructions a byte), and a writer counts every frame it receives."""
+    at a time (5-6 instructions a byte), and a writer counts every frame it receives. Up to
+    ``BYTE_COUNT_LIMIT`` bytes ``bytes.count`` all the same: numpy's calls cost more than the count there,
+    tenfold when its code is out of the caches, as between a writer's commits (docs/benchmarks.md,
+    twenty-ninth session)."""
+    if len(data) <= BYTE_COUNT_LIMIT:
+        return (data if type(data) is bytes else bytes(data)).count(b"\n")
     return int(np.count_nonzero(np.frombuffer(data, dtype=np.uint8) == _NEWLINE))
 
 

@@ -8,6 +8,7 @@ import struct
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from shared import spool_format
@@ -277,6 +278,19 @@ async def test_a_group_is_written_piece_by_piece_through_short_writes(tmp_path: 
                                   bytes(range(256)) * 300])
 def test_line_count_counts_every_newline(data: bytes) -> None:
     assert spool_format.line_count(data) == data.count(b"\n")
+
+
+@pytest.mark.parametrize("size", [spool_format.BYTE_COUNT_LIMIT - 1, spool_format.BYTE_COUNT_LIMIT,
+                                  spool_format.BYTE_COUNT_LIMIT + 1, 3 * spool_format.BYTE_COUNT_LIMIT])
+def test_line_count_is_the_same_either_side_of_its_byte_count_limit(size: int) -> None:
+    """Bytes, a bytearray and a view of a received buffer (what the writer counts) give every newline,
+    counted by ``bytes.count`` up to the limit and by numpy above it."""
+    data = (b'{"a":"' + bytes(range(32, 127)) + b'"}\n\n') * (size // 100 + 1)
+    data = data[:size - 1] + b"\n"
+    received = np.frombuffer(data, dtype=np.uint8).copy()
+    expected = data.count(b"\n")
+    for form in (data, bytearray(data), memoryview(received), memoryview(received)[:]):
+        assert spool_format.line_count(form) == expected
 
 
 async def test_an_append_keeps_the_event_count_the_server_counted(tmp_path: Path) -> None:
