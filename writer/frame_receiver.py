@@ -10,7 +10,9 @@ of that buffer), from the I/O callback that received its last byte. The buffer i
 zero-filled first: a ``bytearray`` of that length was written with zeros only to be overwritten by the
 socket. That was 18 % of the writer process's instructions in callgrind, which counts ``rep stosb`` a
 byte at a time; in time it was about 3 us a frame of ~370 KB (a hot loop), some 0.2 % of a core at the
-maximum.
+maximum. A payload of up to ``SMALL_PAYLOAD_BYTES`` (single events) gets a ``bytearray`` all the same: its
+zeroing is a fraction of a microsecond, while numpy's call costs 10-30 us when its code has left the
+caches, as it has between two commits of single events (docs/benchmarks.md, twenty-ninth session).
 
 A bad header or checksum, or EOF inside a frame, ends the framing: the connection is closed and its
 ``on_lost`` callback gets the WireError. (uvloop hands a protocol that is also an ``asyncio.Protocol`` its
@@ -27,6 +29,8 @@ import numpy as np
 
 from shared import wire
 from shared.errors import TruncatedFrame, WireError
+
+SMALL_PAYLOAD_BYTES = 64 * 1024  # below malloc's mmap threshold: a bytearray's zeros go to warm heap pages
 
 
 class FrameReceiver(asyncio.BufferedProtocol):
@@ -87,7 +91,10 @@ class FrameReceiver(asyncio.BufferedProtocol):
             self._frame_head = wire.parse_header(self._header, self.max_payload)
             length = self._frame_head[2]
             if length:
-                self._payload = memoryview(np.empty(length, dtype=np.uint8))  # filled by the socket, not zeroed first
+                # filled by the socket: a large buffer is numpy's, not zeroed first; a small one a bytearray,
+                # whose zeroing costs less than numpy's call when its code is out of the caches
+                self._payload = memoryview(bytearray(length) if length <= SMALL_PAYLOAD_BYTES
+                                           else np.empty(length, dtype=np.uint8))
                 self._target, self._filled = self._payload, 0
                 return None
             self._payload = memoryview(b"")

@@ -8,7 +8,7 @@ import pytest
 
 from shared import wire
 from shared.errors import CorruptFrame, FrameTooLarge, TruncatedFrame, WireError
-from writer.frame_receiver import FrameReceiver
+from writer.frame_receiver import SMALL_PAYLOAD_BYTES, FrameReceiver
 
 
 class _Transport:
@@ -77,14 +77,18 @@ def test_frames_come_out_whole_however_the_bytes_are_cut(most: int) -> None:
     assert connection.lost == [None]
 
 
-def test_a_typed_batch_is_split_into_views_of_its_own_payload() -> None:
+@pytest.mark.parametrize(("lines", "buffer"), [
+    (b'{"a":1}\n', bytearray),  # small: zeroing costs less than numpy's call
+    (b'{"a":1}\n' * (SMALL_PAYLOAD_BYTES // 8), np.ndarray),  # large: received into a buffer not zero-filled first
+])
+def test_a_typed_batch_is_split_into_views_of_its_own_payload(lines: bytes, buffer: type) -> None:
     connection = _Connection()
-    connection.receive(wire.typed_batch(9, b'{"a":1}\n', b"[[1]]"), 1 << 20)
-    lines, columns = wire.typed_parts(connection.frames[0].payload)
-    assert (bytes(lines), bytes(columns)) == (b'{"a":1}\n', b"[[1]]")
+    connection.receive(wire.typed_batch(9, lines, b"[[1]]"), 1 << 20)
+    received, columns = wire.typed_parts(connection.frames[0].payload)
+    assert (bytes(received), bytes(columns)) == (lines, b"[[1]]")
     payload = connection.frames[0].payload
-    assert lines.obj is payload.obj  # no copy of the lines on the way to the spool
-    assert isinstance(payload.obj, np.ndarray)  # received into a buffer that was not zero-filled first
+    assert received.obj is payload.obj  # no copy of the lines on the way to the spool
+    assert isinstance(payload.obj, buffer)
 
 
 @pytest.mark.parametrize(("damage", "error"), [
