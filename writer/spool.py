@@ -364,9 +364,16 @@ class Spool:
                         item.future.set_exception(SpoolWriteError(self.last_write_error))
                 self._group_settled(group)
                 continue
+            durable_at = time.monotonic()
             self.last_write_error = None
             self._written_seq = group[-1].seq
-            self.observe_commit(time.monotonic() - group[0].arrived, self._sync_seconds)
+            for item in group:
+                self._pending_by_batch.pop(item.batch_id, None)
+                if not item.future.done():
+                    item.future.set_result(item.seq)
+            # The answers leave first: what follows is bookkeeping no answer needs, done while ingest reads
+            # them (all of it in this one step, so no frame sees the spool in between).
+            self._group_settled(group)
             path = self._active
             assert path is not None
             for item, offset in zip(group, offsets):
@@ -375,10 +382,7 @@ class Spool:
                 self.committed_batches += 1
                 self.committed_events += item.events
                 self._remember(item.batch_id, item.seq)
-                self._pending_by_batch.pop(item.batch_id, None)
-                if not item.future.done():
-                    item.future.set_result(item.seq)
-            self._group_settled(group)
+            self.observe_commit(durable_at - group[0].arrived, self._sync_seconds)
             if self._segment_sizes[path] >= self.segment_bytes:
                 await loop.run_in_executor(None, self._open_new_segment)
 

@@ -73,6 +73,28 @@ async def test_the_ack_is_written_before_the_commits_done_callbacks_run(tmp_path
     await _stop(spool, committer)
 
 
+async def test_the_answers_leave_before_the_commits_bookkeeping(tmp_path: Path) -> None:
+    """Once the group is durable its answers are written first; the index, the dedupe window and the commit's
+    metrics follow in the same step (so ingest reads the ACK meanwhile), and the batch is known when it ends."""
+    server, spool = _server(tmp_path)
+    transport = RecordingTransport()
+    seen: list[tuple[int, int, bool]] = []  # at the commit's metrics: writes, index entries, batch known
+    spool.observe_commit = lambda durable, sync: seen.append((len(transport.writes), len(spool.index),
+                                                               spool.knows_batch(7)))
+    written_at: list[tuple[int, bool]] = []
+    transport.write = lambda data: (written_at.append((len(spool.index), spool.knows_batch(7))),  # type: ignore[method-assign]
+                                    transport.writes.append(data))
+    committer = await _run_committer(spool)
+    server._on_batch(7, b'{"a":1}\n', None, transport)
+    future = spool.pending_batch(7)
+    assert future is not None
+    await future
+    assert written_at == [(0, False)]  # answered before the index and the window were touched
+    assert seen == [(1, 1, True)]
+    assert spool.knows_batch(7) and spool.pending_batch(7) is None
+    await _stop(spool, committer)
+
+
 async def test_a_group_answers_each_connection_in_one_write_and_a_batch_sent_twice_twice(tmp_path: Path) -> None:
     server, spool = _server(tmp_path)
     first, second = RecordingTransport(), RecordingTransport()
