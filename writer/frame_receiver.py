@@ -1,18 +1,22 @@
-"""A buffered protocol that receives each frame straight into a buffer of its own size: no copies on the way in.
+"""A buffered protocol that reads small frames in one ``recv`` into an inbox, and receives a large payload straight into a buffer of its own.
 
 The writer's server read frames with ``StreamReader.readexactly``. Each frame's bytes were copied three
 times before the spool saw them: from the socket into a ``bytes`` of what one ``recv`` returned, from
 there onto the reader's buffer, from that into the frame's payload, and then once more into its lines and
 its typed fields. ``perf`` put these copies (and the fresh pages they wrote to) at about 5 % of the writer's
-CPU at the maximum. Here the socket fills a frame's header, then a buffer of the payload's announced
-length (one ``recv`` each while the bytes are there), and the payload is handed on as it is (a memoryview
-of that buffer), from the I/O callback that received its last byte. The buffer is numpy's, not
-zero-filled first: a ``bytearray`` of that length was written with zeros only to be overwritten by the
-socket. That was 18 % of the writer process's instructions in callgrind, which counts ``rep stosb`` a
-byte at a time; in time it was about 3 us a frame of ~370 KB (a hot loop), some 0.2 % of a core at the
-maximum. A payload of up to ``SMALL_PAYLOAD_BYTES`` (single events) gets a ``bytearray`` all the same: its
-zeroing is a fraction of a microsecond, while numpy's call costs 10-30 us when its code has left the
-caches, as it has between two commits of single events (docs/benchmarks.md, twenty-ninth session).
+CPU at the maximum. A payload larger than ``SMALL_PAYLOAD_BYTES`` (100-event requests) is received into a
+buffer of its announced length and handed on as it is (a memoryview of that buffer), from the I/O
+callback that received its last byte. That buffer is numpy's, not zero-filled first: a ``bytearray`` of
+that length was written with zeros only to be overwritten by the socket. That was 18 % of the writer
+process's instructions in callgrind, which counts ``rep stosb`` a byte at a time; in time it was about
+3 us a frame of ~370 KB (a hot loop), some 0.2 % of a core at the maximum.
+
+Smaller frames (single events: a few KiB) are read into the connection's inbox, as many as one ``recv``
+brings, and each payload is copied out of it into a ``bytearray`` (a fraction of a microsecond). Receiving
+each into a buffer of its own took three ``recv`` calls and two callbacks a frame (the header, the
+payload, and the read that found nothing more) and numpy's call for the buffer, which costs 10-30 us when
+its code has left the caches, as it has between two commits of single events (docs/benchmarks.md,
+twenty-ninth session).
 
 A bad header or checksum, or EOF inside a frame, ends the framing: the connection is closed and its
 ``on_lost`` callback gets the WireError. (uvloop hands a protocol that is also an ``asyncio.Protocol`` its
@@ -30,12 +34,15 @@ import numpy as np
 from shared import wire
 from shared.errors import TruncatedFrame, WireError
 
-SMALL_PAYLOAD_BYTES = 64 * 1024  # below malloc's mmap threshold: a bytearray's zeros go to warm heap pages
+SMALL_PAYLOAD_BYTES = 64 * 1024  # a payload read through the inbox and copied out of it
+INBOX_BYTES = wire.HEADER_SIZE + SMALL_PAYLOAD_BYTES  # a small frame fits whole
 
 
 class FrameReceiver(asyncio.BufferedProtocol):
-    """One connection's frames, each received into its own payload buffer and handed to ``on_frame``.
+    """One connection's frames, each handed to ``on_frame`` with a payload buffer of its own.
 
+    Frames of up to ``SMALL_PAYLOAD_BYTES`` are read into the connection's inbox, as many as one ``recv``
+    brings, and each payload copied out of it; a larger payload is received into a buffer of its own size.
     ``on_connect(receiver)`` runs when the connection is made (``transport`` is set: greet the peer there,
     set ``on_frame``); ``on_lost(receiver, error)`` once when it is gone, with the WireError that ended the
     framing or None.
@@ -48,11 +55,11 @@ class FrameReceiver(asyncio.BufferedProtocol):
         self.max_payload = max_payload
         self.transport: asyncio.Transport | None = None
         self.on_frame: Callable[[wire.Frame], None] = lambda frame: None
-        self._header = bytearray(wire.HEADER_SIZE)
-        self._target = memoryview(self._header)  # what the socket fills next: the header, then the payload
-        self._filled = 0
-        self._frame_head: tuple[wire.Kind, int, int, int] | None = None  # kind, batch id, length, crc
-        self._payload = memoryview(b"")
+        self._inbox = memoryview(bytearray(INBOX_BYTES))
+        self._held = 0  # bytes of the inbox, from its start, not yet taken as frames
+        self._large: memoryview | None = None  # the payload of a large frame being received, past the inbox
+        self._large_filled = 0
+        self._large_head: tuple[wire.Kind, int, int, int] | None = None  # its kind, batch id, length, crc
         self._error: WireError | None = None
         self._ended = False
 
@@ -69,43 +76,59 @@ class FrameReceiver(asyncio.BufferedProtocol):
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._ended:
             return memoryview(bytearray(wire.HEADER_SIZE))  # bytes after the end are read and dropped
-        return self._target[self._filled:]
+        if self._large is not None:
+            return self._large[self._large_filled:]
+        return self._inbox[self._held:]
 
     def buffer_updated(self, nbytes: int) -> None:
         if self._ended:
             return
-        self._filled += nbytes
-        if self._filled < len(self._target):
-            return
         try:
-            frame = self._completed()
+            if self._large is not None:
+                self._large_filled += nbytes
+                if self._large_filled == len(self._large):
+                    self._hand_on(self._large_done())
+                return
+            self._held += nbytes
+            self._take_frames()
         except WireError as exc:
             self._end(exc)
-            return
-        if frame is not None:
-            self.on_frame(frame)
 
-    def _completed(self) -> wire.Frame | None:
-        """The frame whose last byte just arrived, or None when a header announced a payload still to come."""
-        if self._frame_head is None:
-            self._frame_head = wire.parse_header(self._header, self.max_payload)
-            length = self._frame_head[2]
-            if length:
-                # filled by the socket: a large buffer is numpy's, not zeroed first; a small one a bytearray,
-                # whose zeroing costs less than numpy's call when its code is out of the caches
-                self._payload = memoryview(bytearray(length) if length <= SMALL_PAYLOAD_BYTES
-                                           else np.empty(length, dtype=np.uint8))
-                self._target, self._filled = self._payload, 0
-                return None
-            self._payload = memoryview(b"")
-        kind, batch_id, _, crc = self._frame_head
-        payload = self._payload
-        self._frame_head, self._payload = None, memoryview(b"")
-        self._target, self._filled = memoryview(self._header), 0
+    def _take_frames(self) -> None:
+        """Hand on every whole frame in the inbox, in order; move what is left of the next one to its start
+        (or, for a large payload, into a buffer of its own)."""
+        inbox, held, at = self._inbox, self._held, 0
+        while held - at >= wire.HEADER_SIZE and not self._ended:
+            head = wire.parse_header(inbox[at:at + wire.HEADER_SIZE], self.max_payload)
+            length = head[2]
+            start = at + wire.HEADER_SIZE
+            if length > SMALL_PAYLOAD_BYTES:  # never whole in the inbox: its rest goes straight to its buffer
+                received = held - start
+                self._large = memoryview(np.empty(length, dtype=np.uint8))  # filled by the socket, not zeroed
+                self._large[:received] = inbox[start:held]
+                self._large_filled, self._large_head, at = received, head, held
+                break
+            if held - start < length:
+                break
+            self._hand_on(wire.checked(head[0], head[1], memoryview(bytearray(inbox[start:start + length])), head[3]))
+            at = start + length
+        if at:
+            inbox[:held - at] = inbox[at:held]
+            self._held = held - at
+
+    def _large_done(self) -> wire.Frame:
+        """The large frame whose last byte just arrived; the inbox takes the next frame."""
+        kind, batch_id, _, crc = cast(tuple[wire.Kind, int, int, int], self._large_head)
+        payload = cast(memoryview, self._large)
+        self._large, self._large_head, self._large_filled = None, None, 0
         return wire.checked(kind, batch_id, payload, crc)
 
+    def _hand_on(self, frame: wire.Frame) -> None:
+        if not self._ended:
+            self.on_frame(frame)
+
     def eof_received(self) -> bool:
-        if not self._ended and (self._filled or self._frame_head is not None):
+        if not self._ended and (self._held or self._large is not None):
             self._end(TruncatedFrame("stream ended inside a frame"))
         return False  # the transport closes itself
 

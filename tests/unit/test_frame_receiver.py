@@ -53,6 +53,9 @@ def _stream() -> tuple[bytes, list[wire.Frame]]:
         wire.encode_json(wire.Kind.HELLO, {"role": "ingest"}, 3),
         wire.encode(wire.Kind.HELLO, 4, b""),
         wire.batch(5, b'{"d":4}\n'),
+        wire.batch(6, b'{"e":5}\n' * (SMALL_PAYLOAD_BYTES // 8 + 1)),  # past the inbox: a buffer of its own
+        wire.batch(7, b'{"f":6}\n' * (SMALL_PAYLOAD_BYTES // 8)),  # the largest that goes through the inbox
+        wire.batch(8, b'{"g":7}\n'),
     ]
     data = b"".join(frames)
     expected, at = [], 0
@@ -63,8 +66,10 @@ def _stream() -> tuple[bytes, list[wire.Frame]]:
     return data, expected
 
 
-@pytest.mark.parametrize("most", [1, 7, 32, 33, 4096, 1 << 20])
+@pytest.mark.parametrize("most", [1, 7, 32, 33, 4096, 40_000, SMALL_PAYLOAD_BYTES + 30, 1 << 20])
 def test_frames_come_out_whole_however_the_bytes_are_cut(most: int) -> None:
+    """Every frame whole and in order, each payload in a buffer of its own that later reads leave alone
+    (they are compared once everything was received)."""
     data, expected = _stream()
     connection = _Connection()
     connection.receive(data, most)
@@ -95,10 +100,11 @@ def test_a_typed_batch_is_split_into_views_of_its_own_payload(lines: bytes, buff
     (lambda frame: frame[:-1] + bytes([frame[-1] ^ 0xFF]), CorruptFrame),
     (lambda frame: b"XX" + frame[2:], CorruptFrame),
 ])
-def test_a_bad_frame_ends_the_connection_and_nothing_after_it_is_handed_on(damage, error) -> None:
+@pytest.mark.parametrize("most", [5, 1 << 20])  # the frames one read at a time, or all in one read
+def test_a_bad_frame_ends_the_connection_and_nothing_after_it_is_handed_on(damage, error, most: int) -> None:
     connection = _Connection()
     good = wire.batch(1, b'{"a":1}\n')
-    connection.receive(good + damage(wire.batch(2, b'{"b":2}\n')) + good, 5)
+    connection.receive(good + damage(wire.batch(2, b'{"b":2}\n')) + good, most)
     assert [frame.batch_id for frame in connection.frames] == [1]
     assert connection.transport.closed
     connection.receiver.connection_lost(None)
@@ -113,10 +119,12 @@ def test_a_frame_over_the_limit_is_refused_from_its_header() -> None:
     assert isinstance(connection.lost[0], FrameTooLarge)
 
 
-@pytest.mark.parametrize("cut", [1, wire.HEADER_SIZE, wire.HEADER_SIZE + 3])
-def test_the_stream_ending_inside_a_frame_is_a_truncated_frame(cut: int) -> None:
+@pytest.mark.parametrize(("events", "cut"), [(1, 1), (1, wire.HEADER_SIZE), (1, wire.HEADER_SIZE + 3),
+                                             (SMALL_PAYLOAD_BYTES, wire.HEADER_SIZE),
+                                             (SMALL_PAYLOAD_BYTES, SMALL_PAYLOAD_BYTES * 2)])
+def test_the_stream_ending_inside_a_frame_is_a_truncated_frame(events: int, cut: int) -> None:
     connection = _Connection()
-    connection.receive(wire.batch(1, b'{"a":1}\n')[:cut], 1 << 20)
+    connection.receive(wire.batch(1, b'{"a":1}\n' * events)[:cut], 1 << 20)
     assert connection.receiver.eof_received() is False
     connection.receiver.connection_lost(None)
     assert isinstance(connection.lost[0], TruncatedFrame)
