@@ -98,23 +98,26 @@ class FrameReceiver(asyncio.BufferedProtocol):
         """Hand on every whole frame in the inbox, in order; move what is left of the next one to its start
         (or, for a large payload, into a buffer of its own)."""
         inbox, held, at = self._inbox, self._held, 0
-        while held - at >= wire.HEADER_SIZE and not self._ended:
-            head = wire.parse_header(inbox[at:at + wire.HEADER_SIZE], self.max_payload)
-            length = head[2]
-            start = at + wire.HEADER_SIZE
-            if length > SMALL_PAYLOAD_BYTES:  # never whole in the inbox: its rest goes straight to its buffer
-                received = held - start
-                self._large = memoryview(np.empty(length, dtype=np.uint8))  # filled by the socket, not zeroed
-                self._large[:received] = inbox[start:held]
-                self._large_filled, self._large_head, at = received, head, held
-                break
-            if held - start < length:
-                break
-            self._hand_on(wire.checked(head[0], head[1], memoryview(bytearray(inbox[start:start + length])), head[3]))
-            at = start + length
-        if at:
-            inbox[:held - at] = inbox[at:held]
-            self._held = held - at
+        try:
+            while held - at >= wire.HEADER_SIZE and not self._ended:
+                head = wire.parse_header(inbox[at:at + wire.HEADER_SIZE], self.max_payload)
+                length = head[2]
+                start = at + wire.HEADER_SIZE
+                if length > SMALL_PAYLOAD_BYTES:  # never whole in the inbox: its rest goes straight to its buffer
+                    received = held - start
+                    self._large = memoryview(np.empty(length, dtype=np.uint8))  # filled by the socket, not zeroed
+                    self._large[:received] = inbox[start:held]
+                    self._large_filled, self._large_head, at = received, head, held
+                    break
+                if held - start < length:
+                    break
+                payload = memoryview(bytearray(inbox[start:start + length]))
+                at = start + length  # taken before it is handed on: a frame is never handed on twice
+                self._hand_on(wire.checked(head[0], head[1], payload, head[3]))
+        finally:
+            if at:
+                inbox[:held - at] = inbox[at:held]
+                self._held = held - at
 
     def _large_done(self) -> wire.Frame:
         """The large frame whose last byte just arrived; the inbox takes the next frame."""

@@ -96,6 +96,24 @@ def test_a_typed_batch_is_split_into_views_of_its_own_payload(lines: bytes, buff
     assert isinstance(payload.obj, buffer)
 
 
+def test_a_frame_whose_handler_raised_is_not_handed_on_again() -> None:
+    """A handler that raises ends that read (uvloop reports it); the frames after it come with the next read
+    and the one it raised for never again."""
+    connection = _Connection()
+    handed: list[int] = []
+
+    def on_frame(frame: wire.Frame) -> None:
+        handed.append(frame.batch_id)
+        if frame.batch_id == 1 and handed.count(1) == 1:
+            raise RuntimeError("handler failed")
+
+    connection.receiver.on_frame = on_frame
+    with pytest.raises(RuntimeError):
+        connection.receive(wire.batch(1, b'{"a":1}\n') + wire.batch(2, b'{"b":2}\n'), 1 << 20)
+    connection.receive(wire.batch(3, b'{"c":3}\n'), 1 << 20)
+    assert handed == [1, 2, 3]
+
+
 @pytest.mark.parametrize(("damage", "error"), [
     (lambda frame: frame[:-1] + bytes([frame[-1] ^ 0xFF]), CorruptFrame),
     (lambda frame: b"XX" + frame[2:], CorruptFrame),
