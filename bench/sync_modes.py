@@ -43,44 +43,30 @@ def prepared(path: str, flags: int = 0, blocks: str = "zeroed") -> int:
     return os.open(path, os.O_WRONLY | flags)
 
 
-def ways(directory: str, record: bytes) -> dict[str, Callable[[int], int]]:
-    """Each way's append: called with the offset, returns the bytes it took in the file."""
+def ways(directory: str, record: bytes) -> dict[str, Callable[[int], None]]:
+    """Each way's append of ``record``, called with the offset where the record goes."""
     aligned = mmap.mmap(-1, -(-len(record) // BLOCK) * BLOCK)  # page-aligned, as O_DIRECT needs
     aligned.write(record)
-    plain = prepared(os.path.join(directory, "plain"))
     vectored = prepared(os.path.join(directory, "vectored"))
     dsync = prepared(os.path.join(directory, "dsync"), os.O_DSYNC)
     direct = prepared(os.path.join(directory, "direct"), os.O_DIRECT | os.O_DSYNC)
-    growing = prepared(os.path.join(directory, "growing"), blocks="none")
-    reserved = prepared(os.path.join(directory, "reserved"), blocks="reserved")
 
-    def plain_append(offset: int) -> int:
-        os.pwrite(plain, record, offset)
-        os.fdatasync(plain)
-        return len(record)
+    def then_fdatasync(fd: int) -> Callable[[int], None]:
+        def append(offset: int) -> None:
+            os.pwrite(fd, record, offset)
+            os.fdatasync(fd)
+        return append
 
-    def vectored_append(offset: int) -> int:
-        return os.pwritev(vectored, [record], offset, os.RWF_DSYNC)
-
-    def dsync_append(offset: int) -> int:
-        return os.pwrite(dsync, record, offset)
-
-    def direct_append(offset: int) -> int:
-        return os.pwritev(direct, [aligned], offset - offset % BLOCK)
-
-    def growing_append(offset: int) -> int:
-        os.pwrite(growing, record, offset)
-        os.fdatasync(growing)
-        return len(record)
-
-    def reserved_append(offset: int) -> int:
-        os.pwrite(reserved, record, offset)
-        os.fdatasync(reserved)
-        return len(record)
-
-    return {"pwrite + fdatasync (the spool)": plain_append, "pwritev2 RWF_DSYNC": vectored_append,
-            "O_DSYNC": dsync_append, "O_DIRECT | O_DSYNC, 4 KiB blocks": direct_append,
-            "a growing file, + fdatasync": growing_append, "a fallocated file, + fdatasync": reserved_append}
+    return {
+        "pwrite + fdatasync (the spool)": then_fdatasync(prepared(os.path.join(directory, "plain"))),
+        "pwritev2 RWF_DSYNC": lambda offset: os.pwritev(vectored, [record], offset, os.RWF_DSYNC),
+        "O_DSYNC": lambda offset: os.pwrite(dsync, record, offset),
+        # the whole blocks from the one the record starts in: a partly filled last block is written again
+        "O_DIRECT | O_DSYNC, 4 KiB blocks": lambda offset: os.pwritev(direct, [aligned], offset - offset % BLOCK),
+        "a growing file, + fdatasync": then_fdatasync(prepared(os.path.join(directory, "growing"), blocks="none")),
+        "a fallocated file, + fdatasync": then_fdatasync(prepared(os.path.join(directory, "reserved"),
+                                                               blocks="reserved")),
+    }
 
 
 def main() -> None:
@@ -96,16 +82,14 @@ def main() -> None:
     directory = tempfile.mkdtemp(prefix="auditlake-sync-modes-", dir=args.directory)
     try:
         appends = ways(directory, os.urandom(args.bytes))
-        offsets = dict.fromkeys(appends, 0)
         walls: dict[str, list[float]] = {name: [] for name in appends}
         cpus: dict[str, list[float]] = {name: [] for name in appends}
-        for _ in range(args.appends):
+        for index in range(args.appends):
             for name, append in appends.items():
                 started, cpu = time.perf_counter(), time.thread_time()
-                taken = append(offsets[name])
+                append(index * args.bytes)
                 walls[name].append((time.perf_counter() - started) * 1e6)
                 cpus[name].append((time.thread_time() - cpu) * 1e6)
-                offsets[name] += taken if name != "O_DIRECT | O_DSYNC, 4 KiB blocks" else args.bytes
                 time.sleep(args.pause_ms / 1000)
         print(f"{'way':36} {'wall p50':>9} {'p90':>7} {'CPU p50':>8} {'p90':>7}  µs, {args.appends} appends of {args.bytes} bytes")
         for name in appends:
