@@ -87,7 +87,7 @@ class FrameReceiver(asyncio.BufferedProtocol):
             if self._large is not None:
                 self._large_filled += nbytes
                 if self._large_filled == len(self._large):
-                    self._hand_on(self._large_done())
+                    self.on_frame(self._large_done())
                 return
             self._held += nbytes
             self._take_frames()
@@ -113,7 +113,7 @@ class FrameReceiver(asyncio.BufferedProtocol):
                     break
                 payload = memoryview(bytearray(inbox[start:start + length]))
                 at = start + length  # taken before it is handed on: a frame is never handed on twice
-                self._hand_on(wire.checked(head[0], head[1], payload, head[3]))
+                self.on_frame(wire.checked(head[0], head[1], payload, head[3]))
         finally:
             if at:
                 inbox[:held - at] = inbox[at:held]
@@ -125,10 +125,6 @@ class FrameReceiver(asyncio.BufferedProtocol):
         payload = cast(memoryview, self._large)
         self._large, self._large_head, self._large_filled = None, None, 0
         return wire.checked(kind, batch_id, payload, crc)
-
-    def _hand_on(self, frame: wire.Frame) -> None:
-        if not self._ended:
-            self.on_frame(frame)
 
     def eof_received(self) -> bool:
         if not self._ended and (self._held or self._large is not None):
