@@ -21,7 +21,7 @@ log = logging.getLogger("auditlake.ingest")
 
 async def serve(settings: Settings, pinning: cpu_pinning.Pinning) -> None:
     """Serve HTTP until SIGTERM/SIGINT, then stop listening and drain outstanding requests."""
-    from ingest import front_door
+    from ingest import fast_lane, front_door
     from ingest.app import create_app
 
     stop = asyncio.Event()
@@ -33,16 +33,18 @@ async def serve(settings: Settings, pinning: cpu_pinning.Pinning) -> None:
     runner = web.AppRunner(create_app(settings, pinning=pinning), access_log=None,
                            shutdown_timeout=settings.drain_seconds, **handler_options(settings))
     await runner.setup()
-    front_door.install(runner)
+    door = front_door.install(runner)
+    lanes = fast_lane.Lanes(door, runner.server, settings)
     frozen = event_loop.freeze_started_objects()  # before the port opens: no request waits for it
-    site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
-    await site.start()
+    await lanes.start(settings.host, settings.port, backlog=1024)
     log.info("ingest started", extra={"host": settings.host, "port": settings.port,
                                      "socket": str(settings.resolved_socket_path), "verbosity": settings.verbosity,
                                      "gc_frozen_objects": frozen, "cpus": pinning.describe()})
     await stop.wait()
     log.info("ingest draining")
-    await runner.cleanup()
+    lanes.stop_listening()
+    await runner.cleanup()  # waits for aiohttp's requests, then the app's cleanup drains the writer link
+    await lanes.shutdown(timeout=1.0)
     log.info("ingest stopped")
 
 

@@ -20,12 +20,14 @@ import orjson
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.helpers import rfc822_formatted_time
-from aiohttp.http import SERVER_SOFTWARE, HttpVersion10, HttpVersion11
+from aiohttp.http import SERVER_SOFTWARE, HttpVersion, HttpVersion10, HttpVersion11
 
 from ingest.errors import RETRY_AFTER_SECONDS
 
 REASONS = {status.value: status.phrase for status in HTTPStatus}
 RETRY_AFTER = {"Retry-After": RETRY_AFTER_SECONDS}
+_SET_HERE = frozenset({"content-length", "date", "server", "connection", "transfer-encoding"})  # by response_message
+_CLOSE = "Connection: close\r\n"
 
 
 class JsonAnswer:
@@ -44,8 +46,13 @@ class JsonAnswer:
         """Write the status line, headers and body in one write (the stream writer counts and drains it)."""
         if self.keep_alive is not None:
             return None
-        version = request.version
         keep_alive = self.keep_alive = request.keep_alive
+        writer = request.writer
+        await writer.write_eof(self.message(request.version, keep_alive))
+        return writer
+
+    def message(self, version: HttpVersion, keep_alive: bool) -> bytes:
+        """The whole answer as sent: status line, headers and body."""
         if keep_alive:
             connection = "Connection: keep-alive\r\n" if version == HttpVersion10 else ""
         else:
@@ -53,9 +60,7 @@ class JsonAnswer:
         head = (f"HTTP/{version[0]}.{version[1]} {self.status} {REASONS[self.status]}\r\n{self.header_lines}"
                 f"Content-Type: application/json\r\nContent-Length: {len(self.body)}\r\n"
                 f"Date: {rfc822_formatted_time()}\r\nServer: {SERVER_SOFTWARE}\r\n{connection}\r\n")
-        writer = request.writer
-        await writer.write_eof(head.encode() + self.body)
-        return writer
+        return head.encode() + self.body
 
     async def write_eof(self, data: bytes = b"") -> None:
         """Nothing left to write: ``prepare`` sent the whole answer."""
@@ -70,3 +75,21 @@ def error_answer(status: int, detail: str) -> JsonAnswer:
     """The one error shape, ``{"detail": "..."}`` (as ``errors.error``); a 503 tells producers when to try again
     (as ``errors.unavailable``)."""
     return JsonAnswer(status, orjson.dumps({"detail": detail}), RETRY_AFTER if status == 503 else None)
+
+
+def response_message(response: web.StreamResponse | JsonAnswer, keep_alive: bool) -> tuple[bytes, bool]:
+    """An answer to an HTTP/1.1 post as sent on a connection aiohttp does not serve (``ingest.fast_lane``),
+    and whether the connection stays open: a ``JsonAnswer`` as it writes itself, any other response (an
+    error, a refusal, a raised redirect) with its own headers, then ``Content-Length``, ``Date``, ``Server``
+    and ``Connection: close`` when it or the caller closes, as aiohttp's ``prepare`` adds them."""
+    if isinstance(response, JsonAnswer):
+        return response.message(HttpVersion11, keep_alive), keep_alive
+    keep_alive = keep_alive and response.keep_alive is not False  # False after ``force_close``
+    body = getattr(response, "body", None)
+    body = body if isinstance(body, (bytes, bytearray)) else b""
+    lines = [f"HTTP/1.1 {response.status} {response.reason}\r\n"]
+    lines += [f"{name}: {value}\r\n" for name, value in response.headers.items() if name.lower() not in _SET_HERE]
+    lines.append(f"Content-Length: {len(body)}\r\nDate: {rfc822_formatted_time()}\r\nServer: {SERVER_SOFTWARE}\r\n"
+                 f"{'' if keep_alive else _CLOSE}\r\n")
+    return "".join(lines).encode() + bytes(body), keep_alive
+

@@ -90,7 +90,9 @@ def _field(events: list[dict[str, Any]], name: str, default: Any = None) -> list
 def has_control_bytes(body: bytes) -> bool:
     """True when a compact body may hold a control character in some string: a backslash (a canonical
     encoding escapes U+0000-U+001F), DEL, or a C1 control (U+0080-U+009F: the bytes C2 80 to C2 9F)."""
-    return b"\\" in body or b"\x7f" in body or (b"\xc2" in body and _C1_CONTROL.search(body) is not None)
+    # ``find``, not ``in``: ``in`` first tries the needle as an integer and formats a TypeError (about 3,000 instructions).
+    return (body.find(b"\\") >= 0 or body.find(b"\x7f") >= 0
+            or (body.find(b"\xc2") >= 0 and _C1_CONTROL.search(body) is not None))
 
 
 def _named_fields_printable(posted: list[dict[str, Any]]) -> bool:

@@ -28,6 +28,10 @@ STATS_COUNTERS: dict[str, tuple[str, str]] = {
     "invalid_requests": ("auditlake_ingest_invalid_requests", "Requests refused as malformed (400, 413)."),
     "front_door_requests": ("auditlake_ingest_front_door_requests",
                             "Posts to /v1/audit/events answered without the router (the others went through it)."),
+    "lane_requests": ("auditlake_ingest_lane_requests",
+                      "Posts parsed and answered by the fast lane, without aiohttp's protocol (also counted as front-door posts)."),
+    "lane_handovers": ("auditlake_ingest_lane_handovers",
+                       "Connections the fast lane handed to aiohttp at a request it does not take (another route, method or header)."),
 }
 # Counters that carry the verbosity preset as a label.
 VERBOSITY_COUNTERS: dict[str, tuple[str, str]] = {

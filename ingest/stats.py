@@ -30,4 +30,6 @@ class IngestStats:
     invalid_requests: int = 0
     unconfirmed_events: int = 0
     front_door_requests: int = 0  # posts answered without the router (``ingest.front_door``)
+    lane_requests: int = 0  # of those, posts parsed and answered without aiohttp's protocol (``ingest.fast_lane``)
+    lane_handovers: int = 0  # connections the fast lane handed to aiohttp at a request it does not take
     last_received_at: str | None = None

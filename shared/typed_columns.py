@@ -109,7 +109,8 @@ def _entry(values: Sequence[Any] | None, complete: bool, free: bool) -> str | li
 
 def separator_free(body: bytes) -> bool:
     """True when no string decoded from this JSON body can hold the separator (no DEL, raw or escaped)."""
-    return b"\x7f" not in body and (b"\\" not in body or (b"\\u007f" not in body and b"\\u007F" not in body))
+    # ``find``, not ``in`` (see ``compact_batch.has_control_bytes``).
+    return body.find(b"\x7f") < 0 and (body.find(b"\\") < 0 or (body.find(b"\\u007f") < 0 and body.find(b"\\u007F") < 0))
 
 
 def frame_section(parts: Sequence[bytes]) -> bytes:

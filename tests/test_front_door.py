@@ -21,7 +21,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from ingest import front_door
+from ingest import fast_lane, front_door
 from ingest.app import create_app
 from ingest.body import handler_options
 from ingest.ops import UNMATCHED_ROUTE
@@ -148,9 +148,9 @@ async def in_process(tmp_path: Path) -> AsyncIterator[tuple[str, front_door.Fron
         return await app_handler(request)
 
     door.through_app = watched
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
+    lanes = fast_lane.Lanes(door, runner.server, settings)  # as ingest listens: the lane, aiohttp behind it
+    await lanes.start("127.0.0.1", 0, backlog=128)
+    port = lanes.port
     try:
         url = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as session:
@@ -162,7 +162,9 @@ async def in_process(tmp_path: Path) -> AsyncIterator[tuple[str, front_door.Fron
         reached.clear()  # the readiness polls
         yield url, door, reached
     finally:
+        lanes.stop_listening()
         await runner.cleanup()
+        await lanes.shutdown(timeout=1.0)
         service.stop()
 
 

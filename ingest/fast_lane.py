@@ -1,0 +1,286 @@
+"""The ingest listener: plain posts parsed (httptools) and answered here, any other request handed to aiohttp with the rest of its connection.
+
+aiohttp's request handler (its protocol, the per-request task it starts, the payload stream, the request
+and the stream writer) cost a single-event post more than all of ingest's own checks: a bare aiohttp
+server answered 38,900 posts a second on one core where an httptools protocol answered 123,000
+(docs/benchmarks.md). So each connection starts in a ``Lane``: a protocol that parses with llhttp and takes
+a request itself when it is ``POST /v1/audit/events HTTP/1.1``, kept alive, not an upgrade, with a
+``Content-Length`` of at most ``max_body_bytes``, no ``Transfer-Encoding`` or ``Expect``, and a usual JSON
+``Content-Type`` or none. Its whole body received, it is answered by the front door (``FrontDoor.respond``:
+the access decision, the handler, the error shapes, the metrics and access line) with a ``LaneRequest``,
+and the answer is written as aiohttp would write it (``answer.response_message``). Anything else (another
+method, path, version or header, a parse error, a head longer than ``MAX_HEAD_BYTES``) hands the
+connection to aiohttp's own protocol at that request's first byte, once the answers before it are sent;
+aiohttp parses it from there and serves the connection to its end.
+
+A lane keeps aiohttp's deadlines: a connection that has not delivered a whole request head within
+``header_read_timeout_seconds`` of its opening or its last answer is closed, and a body not received
+within ``body_read_timeout_seconds`` of its head is answered 408 and the connection closed (one sweep
+task checks every lane). Pipelined posts are answered one at a time, in order; reading pauses while more
+than a body's worth waits behind the one being answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import Any
+
+import httptools
+from aiohttp import web
+from aiohttp.tcp_helpers import tcp_keepalive
+
+from ingest.answer import response_message
+from ingest.body import USUAL_JSON_TYPES, Rejected
+from ingest.front_door import EVENTS_PATH, FrontDoor
+from ingest.lane_request import LaneRequest
+from shared.settings import Settings
+
+EXACT_LINE = b"POST " + EVENTS_PATH.encode() + b" HTTP/1.1\r\n"
+MAX_HEAD_BYTES = 8190  # aiohttp's limit for one line: a longer head is aiohttp's to judge
+_USUAL_TYPES = frozenset(kind.encode() for kind in USUAL_JSON_TYPES) | {b"", None}  # None: no Content-Type
+WAITING, BODY, BUSY = "waiting for a head", "receiving a body", "answering"
+
+
+class _HandOver(Exception):
+    """Raised from the parser's callback at a request the lane does not take."""
+
+
+class Lanes:
+    """The listener's connections: what they share, the deadline sweep, and the shutdown."""
+
+    def __init__(self, door: FrontDoor, server: web.Server, settings: Settings) -> None:
+        self.door = door
+        self.app = door.app
+        self.server = server  # makes aiohttp's protocol for a connection handed over
+        self.header_timeout = settings.header_read_timeout_seconds
+        self.body_timeout = settings.body_read_timeout_seconds
+        self.max_body_bytes = settings.max_body_bytes
+        self.stats = door.stats
+        self.open: set[Lane] = set()
+        self.closing = False
+        self.listener: asyncio.Server | None = None
+        self.sweeper: asyncio.Task[None] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def __call__(self) -> Lane:
+        return Lane(self)
+
+    async def start(self, host: str, port: int, backlog: int) -> None:
+        """Listen, and start the deadline sweep."""
+        self.loop = asyncio.get_running_loop()
+        self.listener = await self.loop.create_server(self, host, port, backlog=backlog)
+        self.sweeper = asyncio.create_task(self._sweep(), name="lane-deadlines")
+
+    @property
+    def port(self) -> int:
+        """The port listened on."""
+        assert self.listener is not None
+        return self.listener.sockets[0].getsockname()[1]
+
+    async def _sweep(self) -> None:
+        period = max(0.05, min(1.0, self.header_timeout / 4, self.body_timeout / 4))
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for lane in list(self.open):
+                lane.check_deadline(now)
+
+    def stop_listening(self) -> None:
+        """Accept no more connections; close the idle ones, and every other once its answer is sent."""
+        self.closing = True
+        if self.listener is not None:
+            self.listener.close()
+        for lane in list(self.open):
+            lane.close_if_idle()
+
+    async def shutdown(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for the answers still being made, then close every connection."""
+        deadline = time.monotonic() + timeout
+        while any(lane.phase == BUSY for lane in self.open) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for lane in list(self.open):
+            lane.close()
+        if self.sweeper is not None:
+            self.sweeper.cancel()
+            await asyncio.gather(self.sweeper, return_exceptions=True)
+
+
+class Lane(asyncio.Protocol):
+    """One connection while the lane serves it (httptools calls the ``on_*`` methods)."""
+
+    def __init__(self, lanes: Lanes) -> None:
+        self.lanes = lanes
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.buffer = b""  # received bytes from the first byte of the request being parsed
+        self.fields = b""  # the head's header lines of the request being received
+        self.body_at = 0
+        self.length = 0
+        self.head_done = False
+        self.ready: deque[tuple[bytes, bytes]] = deque()  # (header lines, body) of posts received whole
+        self.leaving = False  # a request the lane does not take starts the buffer
+        self.paused = False
+        self.phase = WAITING
+        self.since = time.monotonic()
+        self.task: asyncio.Task[None] | None = None
+
+    # -- the connection ------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+        self.transport = transport  # type: ignore[assignment]
+        tcp_keepalive(transport)  # as aiohttp's protocol does
+        self.lanes.open.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lanes.open.discard(self)
+        self.transport = None
+        if self.task is not None:
+            self.task.cancel()  # the front door counts it as 499, as aiohttp's handler cancellation does
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer = self.buffer + data if self.buffer else data
+        if self.leaving:
+            return
+        try:
+            self.parser.feed_data(data)
+        except Exception:  # _HandOver from a callback, or a request llhttp refuses: aiohttp answers it
+            self.leaving = True
+        if not self.head_done and len(self.buffer) > MAX_HEAD_BYTES:
+            self.leaving = True
+        if self.phase == BUSY:
+            if len(self.buffer) > self.lanes.max_body_bytes and not self.paused and self.transport is not None:
+                self.paused = True
+                self.transport.pause_reading()
+        elif self.ready:
+            self._begin()
+        elif self.leaving:
+            self._hand_over()
+        elif self.head_done and self.phase == WAITING:
+            self.phase, self.since = BODY, time.monotonic()
+
+    def check_deadline(self, now: float) -> None:
+        """Close a connection past the head deadline; answer 408 to a body past its deadline."""
+        if self.transport is None or self.phase == BUSY:
+            return
+        if self.phase == WAITING and now - self.since > self.lanes.header_timeout:
+            self.close()
+        elif self.phase == BODY and now - self.since > self.lanes.body_timeout:
+            self._body_stalled(now - self.since)
+
+    def close_if_idle(self) -> None:
+        """Close the connection when no request is being answered or received."""
+        if self.phase == WAITING and not self.buffer:
+            self.close()
+
+    def close(self) -> None:
+        """Close the connection (what is written still goes out)."""
+        if self.transport is not None:
+            self.transport.close()
+
+    # -- httptools' callbacks (only these two: llhttp validates the head, the lane reads it in C-level passes) --
+
+    def on_headers_complete(self) -> None:
+        body_at = self.buffer.find(b"\r\n\r\n") + 4
+        fields = self.buffer[len(EXACT_LINE) - 2:body_at - 2]  # each header line after a CRLF, then a CRLF
+        length = self._taken_length(body_at, fields)
+        if length is None:
+            raise _HandOver
+        self.body_at, self.length, self.fields, self.head_done = body_at, length, fields, True
+
+    def on_message_complete(self) -> None:
+        end = self.body_at + self.length
+        body, self.buffer = self.buffer[self.body_at:end], self.buffer[end:]
+        self.ready.append((self.fields, body))
+        self.head_done = False
+
+    def _taken_length(self, body_at: int, fields: bytes) -> int | None:
+        """The body's length when the lane takes the request whose head ends at ``body_at``, else None."""
+        if (not 4 <= body_at <= MAX_HEAD_BYTES or not self.buffer.startswith(EXACT_LINE)
+                or fields.count(b"\n") != fields.count(b"\r\n")  # a bare LF ends some line: aiohttp judges it
+                or not self.parser.should_keep_alive() or self.parser.should_upgrade()):
+            return None
+        lowered = fields.lower()
+        if lowered.find(b"\r\ntransfer-encoding:") >= 0 or lowered.find(b"\r\nexpect:") >= 0:
+            return None
+        if _value(fields, lowered, b"\r\ncontent-type:") not in _USUAL_TYPES:
+            return None
+        length = _value(fields, lowered, b"\r\ncontent-length:")  # llhttp checked its digits and refuses two
+        return int(length) if length is not None and int(length) <= self.lanes.max_body_bytes else None
+
+    # -- answering -----------------------------------------------------------------------------------
+
+    def _begin(self) -> None:
+        fields, body = self.ready.popleft()
+        self.phase = BUSY
+        self.lanes.stats.lane_requests += 1
+        request = LaneRequest(self.lanes.app, fields, body)
+        self.task = self.lanes.loop.create_task(self._answer(request))  # type: ignore[union-attr]
+
+    async def _answer(self, request: LaneRequest) -> None:
+        try:
+            response: Any = await self.lanes.door.respond(request)  # type: ignore[arg-type]
+        except web.HTTPException as exc:  # below 400, raised again as aiohttp's handler would answer it
+            response = exc
+        self.task = None
+        self._send(response)
+
+    def _send(self, response: Any) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        message, keep_alive = response_message(response, not self.lanes.closing)
+        transport.write(message)
+        if not keep_alive:
+            transport.close()
+            return
+        if self.ready:
+            self._begin()
+            return
+        if self.leaving:
+            self._hand_over()
+            return
+        self.phase, self.since = (BODY if self.head_done else WAITING), time.monotonic()
+        if self.paused:
+            self.paused = False
+            transport.resume_reading()
+
+    def _body_stalled(self, waited: float) -> None:
+        """408 for a body not received in time, counted as the front door counts one, and close."""
+        door = self.lanes.door
+        door.stats.front_door_requests += 1
+        door.stats.lane_requests += 1
+        door.stats.invalid_requests += 1
+        response = Rejected(408, f"request body not received within {self.lanes.body_timeout:g} s").response()
+        request = LaneRequest(self.lanes.app, self.fields, b"")
+        request.content_length = self.length
+        door.recorder.record(request, EVENTS_PATH, 408, waited, response)  # type: ignore[arg-type]
+        self.phase = BUSY  # nothing more is read
+        self._send(response)
+
+    def _hand_over(self) -> None:
+        """Give the connection to aiohttp's protocol, from the first byte of the request not taken."""
+        transport = self.transport
+        if transport is None:
+            return
+        self.lanes.open.discard(self)
+        self.lanes.stats.lane_handovers += 1
+        self.transport = None
+        handler = self.lanes.server()
+        transport.set_protocol(handler)
+        handler.connection_made(transport)
+        if self.paused:
+            transport.resume_reading()
+        if self.buffer:
+            handler.data_received(self.buffer)
+
+
+def _value(fields: bytes, lowered: bytes, name: bytes) -> bytes | None:
+    """The value of the first header ``name`` (lowercase, between its CRLF and colon) in the header lines
+    ``fields`` (``lowered`` is them in lowercase), without surrounding whitespace; None without one."""
+    at = lowered.find(name)
+    if at < 0:
+        return None
+    start = at + len(name)
+    return fields[start:fields.find(b"\r\n", start)].strip(b" \t")
