@@ -39,7 +39,8 @@ from shared.settings import Settings
 
 EXACT_LINE = b"POST " + EVENTS_PATH.encode() + b" HTTP/1.1\r\n"
 MAX_HEAD_BYTES = 8190  # aiohttp's limit for one line: a longer head is aiohttp's to judge
-_USUAL_TYPES = frozenset(kind.encode() for kind in USUAL_JSON_TYPES) | {b"", None}  # None: no Content-Type
+_USUAL_TYPES = frozenset(kind.encode() for kind in USUAL_JSON_TYPES) | {b""}
+_NOT_TAKEN = frozenset({b"transfer-encoding", b"expect"})
 WAITING, BODY, BUSY = "waiting for a head", "receiving a body", "answering"
 
 
@@ -115,11 +116,11 @@ class Lane(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.buffer = b""  # received bytes from the first byte of the request being parsed
-        self.fields = b""  # the head's header lines of the request being received
+        self.headers: list[tuple[bytes, bytes]] = []  # of the request being received
         self.body_at = 0
         self.length = 0
         self.head_done = False
-        self.ready: deque[tuple[bytes, bytes]] = deque()  # (header lines, body) of posts received whole
+        self.ready: deque[tuple[list[tuple[bytes, bytes]], bytes]] = deque()  # (headers, body) of whole posts
         self.leaving = False  # a request the lane does not take starts the buffer
         self.paused = False
         self.phase = WAITING
@@ -179,43 +180,50 @@ class Lane(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    # -- httptools' callbacks (only these two: llhttp validates the head, the lane reads it in C-level passes) --
+    # -- httptools' callbacks -----------------------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         body_at = self.buffer.find(b"\r\n\r\n") + 4
-        fields = self.buffer[len(EXACT_LINE) - 2:body_at - 2]  # each header line after a CRLF, then a CRLF
-        length = self._taken_length(body_at, fields)
+        length = self._taken_length(body_at)
         if length is None:
             raise _HandOver
-        self.body_at, self.length, self.fields, self.head_done = body_at, length, fields, True
+        self.body_at, self.length, self.head_done = body_at, length, True
 
     def on_message_complete(self) -> None:
         end = self.body_at + self.length
         body, self.buffer = self.buffer[self.body_at:end], self.buffer[end:]
-        self.ready.append((self.fields, body))
+        self.ready.append((self.headers, body))
+        self.headers = []
         self.head_done = False
 
-    def _taken_length(self, body_at: int, fields: bytes) -> int | None:
-        """The body's length when the lane takes the request whose head ends at ``body_at``, else None."""
-        if (not 4 <= body_at <= MAX_HEAD_BYTES or not self.buffer.startswith(EXACT_LINE)
-                or fields.count(b"\n") != fields.count(b"\r\n")  # a bare LF ends some line: aiohttp judges it
+    def _taken_length(self, body_at: int) -> int | None:
+        """The body's length when the lane takes the request whose head ends at ``body_at``, else None.
+        (Measured against finding the few headers in the head's bytes and reading the rest lazily, this
+        callback per header and one multidict came out a little cheaper: about 3.5 us a post.)"""
+        head = self.buffer[:body_at]
+        if (not 4 <= body_at <= MAX_HEAD_BYTES or not head.startswith(EXACT_LINE)
+                or head.count(b"\n") != head.count(b"\r\n")  # a bare LF ends some line: aiohttp judges it
                 or not self.parser.should_keep_alive() or self.parser.should_upgrade()):
             return None
-        lowered = fields.lower()
-        if lowered.find(b"\r\ntransfer-encoding:") >= 0 or lowered.find(b"\r\nexpect:") >= 0:
-            return None
-        if _value(fields, lowered, b"\r\ncontent-type:") not in _USUAL_TYPES:
-            return None
-        length = _value(fields, lowered, b"\r\ncontent-length:")  # llhttp checked its digits and refuses two
-        return int(length) if length is not None and int(length) <= self.lanes.max_body_bytes else None
+        length = None
+        for name, value in self.headers:
+            lowered = name.lower()
+            if lowered == b"content-length":
+                length = int(value)  # llhttp checked its digits and refuses a second one
+            elif lowered in _NOT_TAKEN or (lowered == b"content-type" and value.strip() not in _USUAL_TYPES):
+                return None
+        return length if length is not None and length <= self.lanes.max_body_bytes else None
 
     # -- answering -----------------------------------------------------------------------------------
 
     def _begin(self) -> None:
-        fields, body = self.ready.popleft()
+        headers, body = self.ready.popleft()
         self.phase = BUSY
         self.lanes.stats.lane_requests += 1
-        request = LaneRequest(self.lanes.app, fields, body)
+        request = LaneRequest(self.lanes.app, _decoded(headers), body)
         self.task = self.lanes.loop.create_task(self._answer(request))  # type: ignore[union-attr]
 
     async def _answer(self, request: LaneRequest) -> None:
@@ -253,7 +261,7 @@ class Lane(asyncio.Protocol):
         door.stats.lane_requests += 1
         door.stats.invalid_requests += 1
         response = Rejected(408, f"request body not received within {self.lanes.body_timeout:g} s").response()
-        request = LaneRequest(self.lanes.app, self.fields, b"")
+        request = LaneRequest(self.lanes.app, _decoded(self.headers), b"")
         request.content_length = self.length
         door.recorder.record(request, EVENTS_PATH, 408, waited, response)  # type: ignore[arg-type]
         self.phase = BUSY  # nothing more is read
@@ -276,11 +284,7 @@ class Lane(asyncio.Protocol):
             handler.data_received(self.buffer)
 
 
-def _value(fields: bytes, lowered: bytes, name: bytes) -> bytes | None:
-    """The value of the first header ``name`` (lowercase, between its CRLF and colon) in the header lines
-    ``fields`` (``lowered`` is them in lowercase), without surrounding whitespace; None without one."""
-    at = lowered.find(name)
-    if at < 0:
-        return None
-    start = at + len(name)
-    return fields[start:fields.find(b"\r\n", start)].strip(b" \t")
+def _decoded(headers: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    """Header names and values as aiohttp's parser gives them (UTF-8, undecodable bytes escaped)."""
+    return [(name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
+            for name, value in headers]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from operator import methodcaller
-
 from aiohttp import web
 from aiohttp.http import HttpVersion11
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
@@ -11,7 +9,6 @@ from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 from ingest.front_door import EVENTS_PATH
 
 NO_QUERY: MultiDictProxy[str] = MultiDictProxy(MultiDict())
-_NAME_AND_VALUE = methodcaller("partition", ":")
 
 
 class WholeBody:
@@ -53,13 +50,10 @@ class LaneRequest(dict):
     query = NO_QUERY
     path = raw_path = EVENTS_PATH
 
-    def __init__(self, app: web.Application, fields: bytes, body: bytes) -> None:
-        """``fields``: the head's header lines, each after a CRLF, then a CRLF (as llhttp accepted them)."""
+    def __init__(self, app: web.Application, headers: list[tuple[str, str]], body: bytes) -> None:
         super().__init__()
         self.app = app
-        lines = fields.decode("utf-8", "surrogateescape").split("\r\n")[1:-1]
-        self.headers = CIMultiDictProxy(CIMultiDict([(name, value.strip(" \t"))
-                                                     for name, _, value in map(_NAME_AND_VALUE, lines)]))
+        self.headers = CIMultiDictProxy(CIMultiDict(headers))
         self.content = WholeBody(body)
         self.content_length = len(body)
 
