@@ -81,16 +81,18 @@ def _around_async(owner: Any, name: str, marks: Marks, before: str) -> None:
 def _ingest(marks: Marks) -> None:
     from aiohttp import web_protocol
 
-    from ingest import answer, front_door, link
+    from ingest import answer, fast_lane, front_door, link
     from shared import wire
 
+    _around(fast_lane.Lane, "data_received", marks, "read")
     _around(web_protocol.RequestHandler, "data_received", marks, "read", when=lambda self, data: bool(data))
-    _around_async(front_door.FrontDoor, "__call__", marks, "check")
+    _around_async(front_door.FrontDoor, "respond", marks, "check")
     _around(link.WriterLink, "submit", marks, None, "queued")
     _around(link.WriterLink, "_next_batch", marks, None, "frame")
     _around(wire.FrameProtocol, "data_received", marks, "reply")
     _around(link.WriterLink, "_on_frame", marks, None, "settled",
             when=lambda self, frame: frame.kind is wire.Kind.ACK)
+    _around(fast_lane.Lane, "_send", marks, "answer")
     _around_async(answer.JsonAnswer, "prepare", marks, "answer")
 
 
