@@ -16,8 +16,8 @@ aiohttp parses it from there and serves the connection to its end.
 A lane keeps aiohttp's deadlines: a connection that has not delivered a whole request head within
 ``header_read_timeout_seconds`` of its opening or its last answer is closed, and a body not received
 within ``body_read_timeout_seconds`` of its head is answered 408 and the connection closed (one sweep
-task checks every lane). Pipelined posts are answered one at a time, in order; reading pauses while more
-than a body's worth waits behind the one being answered.
+task checks every lane). Pipelined posts are answered one at a time, in order; reading pauses while a
+whole post, or a body's worth of bytes, waits behind the one being answered.
 """
 
 from __future__ import annotations
@@ -142,7 +142,8 @@ class Lane(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer = self.buffer + data if self.buffer else data
-        if self.leaving:
+        if self.leaving:  # answering what came before a request for aiohttp: the rest waits for aiohttp
+            self._pause()
             return
         try:
             self.parser.feed_data(data)
@@ -150,16 +151,23 @@ class Lane(asyncio.Protocol):
             self.leaving = True
         if not self.head_done and len(self.buffer) > MAX_HEAD_BYTES:
             self.leaving = True
-        if self.phase == BUSY:
-            if len(self.buffer) > self.lanes.max_body_bytes and not self.paused and self.transport is not None:
-                self.paused = True
-                self.transport.pause_reading()
-        elif self.ready:
-            self._begin()
-        elif self.leaving:
-            self._hand_over()
-        elif self.head_done and self.phase == WAITING:
-            self.phase, self.since = BODY, time.monotonic()
+        if self.phase != BUSY:
+            if self.ready:
+                self._begin()
+            elif self.leaving:
+                self._hand_over()
+                return
+            elif self.head_done and self.phase == WAITING:
+                self.phase, self.since = BODY, time.monotonic()
+        # A whole post waiting behind the one being answered, a request for aiohttp, or a body's worth of the
+        # next: read no more until they are answered (pipelined bytes are held one read's worth at most).
+        if self.phase == BUSY and (self.ready or self.leaving or len(self.buffer) > self.lanes.max_body_bytes):
+            self._pause()
+
+    def _pause(self) -> None:
+        if not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
 
     def check_deadline(self, now: float) -> None:
         """Close a connection past the head deadline; answer 408 to a body past its deadline."""
