@@ -29,10 +29,11 @@ MAX_SUBMISSIONS_PER_BATCH = 1024
 # Frames sent and not yet answered before the next one waits: while the writer fsyncs one, requests that
 # arrive meanwhile gather into the next frame (fewer frames, writes and spool records under load). Three
 # rather than two since the writer answers from its commit's own step and single-event connections travel in
-# two or three groups: a third group's frame no longer waits for an ack (single events 9,384 against 8,018
-# requests/s on average in six alternated pairs, 100-event bodies and the latency at half the maximum
-# unchanged; four frames were ahead in three pairs of six; docs/benchmarks.md, twenty-eighth session).
-MAX_FRAMES_IN_FLIGHT = 3
+# two or three groups (single events 9,384 against 8,018 requests/s in six alternated pairs; twenty-eighth
+# session); four since ingest answers posts in its fast lane: single events 12,212 against 11,000 requests/s
+# in nine alternated pairs (ahead in seven, ingest 46-57 against 57-77 µs of CPU a request), 100-event bodies
+# even (166,683 against 164,985 events/s in four); docs/benchmarks.md, thirtieth session.
+MAX_FRAMES_IN_FLIGHT = 4
 # The same while the writer says it is catching up (its STATUS: the spool holds two full flushes or more).
 # Each frame costs the writer a group commit (a thread hand-off, an fsync, an ack) on the CPU its flushes
 # need: one frame at a time, frames held 5.0-5.4 requests instead of 2.4-2.5 and the writer spent 168-193

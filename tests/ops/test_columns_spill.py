@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from ingest.link import MAX_FRAMES_IN_FLIGHT
 from tests.ledger import make_events
 from tests.ops.helpers import Scrape, wait_for
 
@@ -37,8 +38,8 @@ def test_typed_fields_past_the_memory_bound_are_spilled_and_every_flush_uses_the
     blocker.unlink()
     wait_for(lambda: service.writer_status()["spool_backlog_events"] == 0, timeout=180, what="the backlog to drain")
     assert service.writer_status()["catching_up"] is False
-    wait_for(lambda: Scrape(f"{service.url}/metrics").value("auditlake_ingest_frames_in_flight_limit") == 3,
-             what="ingest to send three frames again")
+    wait_for(lambda: Scrape(f"{service.url}/metrics").value("auditlake_ingest_frames_in_flight_limit") == MAX_FRAMES_IN_FLIGHT,
+             what="ingest to send four frames again")
     stored = sorted(event["audit_event_id"] for event in service.stored_events())
     assert stored == sorted(posted)  # every event, once
     after = Scrape(f"{service.writer_url}/metrics")

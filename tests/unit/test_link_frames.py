@@ -129,17 +129,20 @@ async def test_a_writer_catching_up_gets_one_frame_at_a_time(tmp_path: Path) -> 
         assert await no_frame_within(0.3) and link.frames_in_flight == 1 and not second.sent
         sessions[0].write(wire.encode_json(wire.Kind.STATUS, {"ready": True, "catching_up": False}))
         second_frame = await asyncio.wait_for(frames.get(), 5)  # no ACK came: the caught-up STATUS let it go
-        assert link.frames_allowed == 3 and link.frames_in_flight == 2
+        assert link.frames_allowed == 4 and link.frames_in_flight == 2
         link.submit(b'{"c":3}\n', 1, b"[3]")
         third_frame = await asyncio.wait_for(frames.get(), 5)  # a third may be unanswered too
-        assert link.frames_in_flight == 3
-        fourth = link.submit(b'{"d":4}\n', 1, b"[4]")
-        assert await no_frame_within(0.3) and not fourth.sent
+        link.submit(b'{"d":4}\n', 1, b"[4]")
+        fourth_frame = await asyncio.wait_for(frames.get(), 5)  # and a fourth
+        assert link.frames_in_flight == 4
+        fifth = link.submit(b'{"e":5}\n', 1, b"[5]")
+        assert await no_frame_within(0.3) and not fifth.sent
         sessions[0].write(wire.ack(first_frame.batch_id, 1))
-        fourth_frame = await asyncio.wait_for(frames.get(), 5)
+        fifth_frame = await asyncio.wait_for(frames.get(), 5)
         await asyncio.wait_for(first.future, 5)
-        assert [wire.typed_parts(frame.payload)[0] for frame in (first_frame, second_frame, third_frame, fourth_frame)
-                ] == [b'{"a":1}\n', b'{"b":2}\n', b'{"c":3}\n', b'{"d":4}\n']
+        assert [wire.typed_parts(frame.payload)[0]
+                for frame in (first_frame, second_frame, third_frame, fourth_frame, fifth_frame)
+                ] == [b'{"a":1}\n', b'{"b":2}\n', b'{"c":3}\n', b'{"d":4}\n', b'{"e":5}\n']
     finally:
         link.stop()
         running.cancel()
