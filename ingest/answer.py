@@ -92,4 +92,3 @@ def response_message(response: web.StreamResponse | JsonAnswer, keep_alive: bool
     lines.append(f"Content-Length: {len(body)}\r\nDate: {rfc822_formatted_time()}\r\nServer: {SERVER_SOFTWARE}\r\n"
                  f"{'' if keep_alive else _CLOSE}\r\n")
     return "".join(lines).encode() + bytes(body), keep_alive
-

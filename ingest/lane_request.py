@@ -56,4 +56,3 @@ class LaneRequest(dict):
         self.headers = CIMultiDictProxy(CIMultiDict(headers))
         self.content = WholeBody(body)
         self.content_length = len(body)
-
