@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 import orjson
 import pytest
 
+from ingest.link import MAX_FRAMES_IN_FLIGHT
 from ingest.metrics import STATS_COUNTERS, VERBOSITY_COUNTERS
 from ingest.stats import IngestStats
 from ingest.turns import LARGE_BODY_BYTES
@@ -88,7 +89,7 @@ def test_ingest_counts_requests_by_canonical_route_and_events_by_outcome(service
     assert after.value("auditlake_ingest_queue_max_events") == 10000
     assert after.value("auditlake_ingest_queue_max_bytes") == 64 * 1024 * 1024
     assert "auditlake_ingest_frames_in_flight" in after.samples
-    assert after.value("auditlake_ingest_frames_in_flight_limit") == 3  # a writer that keeps up gets three
+    assert after.value("auditlake_ingest_frames_in_flight_limit") == MAX_FRAMES_IN_FLIGHT  # a writer that keeps up
     assert "auditlake_ingest_parse_turn_waits_total" in after.samples
     assert "auditlake_ingest_parse_turns_skipped_total" in after.samples
     assert after.value("auditlake_ingest_writer_connected") == 1
