@@ -32,9 +32,9 @@ from aiohttp import web
 from aiohttp.tcp_helpers import tcp_keepalive
 
 from ingest.answer import response_message
-from ingest.body import USUAL_JSON_TYPES, Rejected
+from ingest.body import USUAL_JSON_TYPES
 from ingest.front_door import EVENTS_PATH, FrontDoor
-from ingest.lane_request import LaneRequest
+from ingest.lane_request import LaneRequest, StalledBody
 from shared.settings import Settings
 
 EXACT_LINE = b"POST " + EVENTS_PATH.encode() + b" HTTP/1.1\r\n"
@@ -176,7 +176,7 @@ class Lane(asyncio.Protocol):
         if self.phase == WAITING and now - self.since > self.lanes.header_timeout:
             self.close()
         elif self.phase == BODY and now - self.since > self.lanes.body_timeout:
-            self._body_stalled(now - self.since)
+            self._body_stalled()
 
     def close_if_idle(self) -> None:
         """Close the connection when no request is being answered or received."""
@@ -229,9 +229,12 @@ class Lane(asyncio.Protocol):
 
     def _begin(self) -> None:
         headers, body = self.ready.popleft()
+        self._respond(LaneRequest(self.lanes.app, _decoded(headers), body))
+
+    def _respond(self, request: LaneRequest) -> None:
+        """Have the front door answer ``request``; nothing more is read meanwhile."""
         self.phase = BUSY
         self.lanes.stats.lane_requests += 1
-        request = LaneRequest(self.lanes.app, _decoded(headers), body)
         self.task = self.lanes.loop.create_task(self._answer(request))  # type: ignore[union-attr]
 
     async def _answer(self, request: LaneRequest) -> None:
@@ -262,18 +265,12 @@ class Lane(asyncio.Protocol):
             self.paused = False
             transport.resume_reading()
 
-    def _body_stalled(self, waited: float) -> None:
-        """408 for a body not received in time, counted as the front door counts one, and close."""
-        door = self.lanes.door
-        door.stats.front_door_requests += 1
-        door.stats.lane_requests += 1
-        door.stats.invalid_requests += 1
-        response = Rejected(408, f"request body not received within {self.lanes.body_timeout:g} s").response()
+    def _body_stalled(self) -> None:
+        """A body not received in time: the front door answers it as it answers aiohttp's read deadline (the
+        access decision and the queue check first, then ``read_body``'s 408, counted and recorded there)."""
         request = LaneRequest(self.lanes.app, _decoded(self.headers), b"")
-        request.content_length = self.length
-        door.recorder.record(request, EVENTS_PATH, 408, waited, response)  # type: ignore[arg-type]
-        self.phase = BUSY  # nothing more is read
-        self._send(response)
+        request.content, request.content_length = StalledBody(), self.length
+        self._respond(request)  # the 408 closes the connection
 
     def _hand_over(self) -> None:
         """Give the connection to aiohttp's protocol, from the first byte of the request not taken."""

@@ -33,14 +33,29 @@ class WholeBody:
         return self.read_nowait()
 
 
+class StalledBody:
+    """The body of a post the lane's sweep found past its read deadline: ``read_body`` waits for it and is
+    told the deadline passed (its ``TimeoutError``), so it refuses the post with its own 408."""
+
+    __slots__ = ()
+
+    def is_eof(self) -> bool:
+        """More was announced than arrived."""
+        return False
+
+    async def readany(self) -> bytes:
+        """The deadline ``read_body`` waits within has passed already."""
+        raise TimeoutError
+
+
 class LaneRequest(dict):
     """What ``FrontDoor.respond`` and the code it calls read of a request: the app, method, path, headers,
     body (as ``content``), its length, an empty query, and a dict for per-request values (the principal).
 
     ``ingest.fast_lane`` builds one only for ``POST /v1/audit/events HTTP/1.1`` with a ``Content-Length``,
     no ``Transfer-Encoding`` or ``Expect``, a usual JSON ``Content-Type`` or none, and the whole body
-    received, so ``content_type`` and ``charset`` are never asked for and a compressed body is read in
-    one ``readany``.
+    received (or, past the body's deadline, a ``StalledBody``), so ``content_type`` and ``charset`` are
+    never asked for and a compressed body is read in one ``readany``.
     """
 
     __slots__ = ("app", "headers", "content", "content_length")
