@@ -58,14 +58,18 @@ def write_template(path: Path, count: int) -> int:
     return len(body)
 
 
-def wrk(url: str, template: Path, seconds: float, connections: int, delay_ms: float = 0, spread: bool = False) -> dict:
+def wrk(url: str, template: Path, seconds: float, connections: int, delay_ms: float = 0, spread: bool = False,
+        requests_per_second: float = 0) -> dict:
     """One wrk run; the JSON summary written by the Lua script's ``done``. With ``spread`` the pauses are
-    exponential with mean ``delay_ms`` (independent producers), else every connection pauses ``delay_ms``."""
+    exponential with mean ``delay_ms`` (independent producers), else every connection pauses ``delay_ms``.
+    With ``requests_per_second`` requests follow a fixed schedule at that rate instead (no pause): a late
+    answer delays no later request, so the rate offered holds while the connections can carry it."""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
         out_path = Path(out.name)
-    env = {**os.environ, "BENCH_TEMPLATE": str(template), "BENCH_DELAY_MS": str(delay_ms),
-           "BENCH_OUT": str(out_path), "BENCH_SPREAD": "1" if spread else "0"}
     threads = min(2, connections)
+    env = {**os.environ, "BENCH_TEMPLATE": str(template), "BENCH_DELAY_MS": str(delay_ms),
+           "BENCH_OUT": str(out_path), "BENCH_SPREAD": "1" if spread else "0",
+           "BENCH_RATE": str(requests_per_second / threads)}
     ticks_before = machine_ticks()
     subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{int(seconds)}s", "--timeout", "10s",
                     "-s", str(LUA), f"{url}/v1/audit/events"], env=env, check=True, capture_output=True)

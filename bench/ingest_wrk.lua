@@ -1,8 +1,21 @@
 -- wrk script for bench/ingest_bench.py: POSTs a body template with unique audit_event_ids, optional pacing.
 -- Environment: BENCH_TEMPLATE (file with "@ID@" placeholders), BENCH_DELAY_MS (per-connection pause, may be fractional), BENCH_OUT,
--- BENCH_SPREAD=1 (pauses drawn from an exponential distribution with that mean, so connections do not move in step).
+-- BENCH_SPREAD=1 (pauses drawn from an exponential distribution with that mean, so connections do not move in step),
+-- BENCH_RATE (requests per second for each wrk thread: a fixed schedule on the monotonic clock instead of a pause).
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } auditlake_timespec;
+int clock_gettime(int clock, auditlake_timespec *now);
+]]
+local CLOCK_MONOTONIC = 1
+local clock_now = ffi.new("auditlake_timespec")
 local threads = {}
 local counter = 0
+
+local function now_ms()
+  ffi.C.clock_gettime(CLOCK_MONOTONIC, clock_now)
+  return tonumber(clock_now.tv_sec) * 1000 + tonumber(clock_now.tv_nsec) / 1e6
+end
 
 function setup(thread)
   thread:set("tid", #threads + 1)
@@ -24,6 +37,8 @@ function init(args)
   tail = string.sub(text, start)
   pause = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
   spread = os.getenv("BENCH_SPREAD") == "1"
+  rate = tonumber(os.getenv("BENCH_RATE") or "0")
+  slot_ms = nil  -- with a rate: when this thread's next request is due (requests claim slots in turn)
   math.randomseed(os.time() * 1000 + tid)
   started = os.time()  -- in every id: a later run (the measured one after the warm-up) repeats no id
   -- Each id is "<started>-<event index>" (fixed per thread, made once here) followed by "-4<thread>-8000-<request
@@ -53,6 +68,14 @@ function request()
 end
 
 function delay()
+  if rate > 0 then
+    -- A schedule, not a pause: the thread's requests are due 1000 / rate ms apart whatever the answers take,
+    -- and one that is late goes at once, so the rate offered is the rate asked for as long as the sixteen
+    -- connections can carry it (the answers' time no longer lowers it, as it does a closed loop's).
+    local now = now_ms()
+    slot_ms = (slot_ms or now) + 1000 / rate
+    return math.max(0, math.floor(slot_ms - now + 0.5))
+  end
   if spread then
     return math.floor(-pause * math.log(1 - math.random()) + 0.5)
   end
