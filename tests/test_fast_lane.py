@@ -195,10 +195,11 @@ NOT_TAKEN = {  # name: (request bytes, the status aiohttp answers, whether it th
     "a body over the limit": (post(b" " * (MAX_BODY + 1)), 413, True),
     "a head over 8190 bytes": (post(orjson.dumps(event()), b"X-Long: " + b"a" * 9000 + b"\r\n"), 400, True),
     "not HTTP": (b"HELLO THERE\r\n\r\n", 400, True),
+    "a bare LF": (post(orjson.dumps(event()), b"Content-Type: application/json\n"), 400, True),
 }
 
 
-PARSER_REFUSED = ("a head over 8190 bytes", "not HTTP")  # aiohttp's parser answers these in plain text
+PARSER_REFUSED = ("a head over 8190 bytes", "not HTTP", "a bare LF")  # aiohttp's parser answers these in plain text
 
 
 @pytest.mark.parametrize("name", list(NOT_TAKEN))
