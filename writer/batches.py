@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from itertools import compress
 
 import numpy as np
 import pyarrow as pa
@@ -13,7 +12,8 @@ import pyarrow.compute as pc
 from shared.s3_layout import UTC_MICROS
 from shared.spool_format import SpoolRange, SpoolRecord
 from writer import event_table
-from writer.dedupe import DedupeWindow, utf8_id_hashes
+from writer.dedupe import DedupeWindow
+from writer.id_hashes import column_hashes, legacy_column_hashes
 
 log = logging.getLogger("auditlake.writer.batches")
 DayKey = tuple[str, str, str]
@@ -32,7 +32,7 @@ class FlushBatch:
     events: int
     duplicates: int
     unparsable: list[bytes]
-    id_hashes: np.ndarray  # uint64, of the events kept (``dedupe.id_hashes``)
+    id_hashes: np.ndarray  # uint64, of the events kept (``id_hashes.column_hashes``)
     parsed: bool = True  # False when the table came from the typed fields ingest sent
     fields_refused: bool = False  # typed fields were sent for every record and did not check out
 
@@ -63,11 +63,11 @@ def group_range(span: SpoolRange, window: DedupeWindow | None = None,
     if parsed:
         table = event_table.parse_block(span.data)
     if table is not None:
-        ids = table.column(event_table.ID).cast(pa.binary()).to_pylist()  # each id's UTF-8 bytes
+        ids = table.column(event_table.ID)
         unparsable: list[bytes] = []
     else:
         table, parsed_ids, unparsable = event_table.parse_lines(span.payloads())
-        ids = [event_id.encode("utf-8", "surrogatepass") for event_id in parsed_ids]
+        ids = pa.array([event_id.encode("utf-8", "surrogatepass") for event_id in parsed_ids], pa.binary())
     unreadable, micros = stamp_micros(table.column("ts"))
     if len(unreadable):
         log.error("events whose ts cannot be read as a timestamp are kept in quarantine, not stored",
@@ -76,12 +76,12 @@ def group_range(span: SpoolRange, window: DedupeWindow | None = None,
         unparsable = [*unparsable, *(line.encode("utf-8").removesuffix(b"\n") for line in lines)]
         readable = np.ones(table.num_rows, dtype=bool)
         readable[unreadable] = False
-        table, ids = table.filter(pa.array(readable)), list(compress(ids, readable))
-    hashes = utf8_id_hashes(ids)
+        table, ids = table.filter(pa.array(readable)), ids.filter(pa.array(readable))
+    hashes = column_hashes(ids)
     keep = np.zeros(len(hashes), dtype=bool)
     keep[np.unique(hashes, return_index=True)[1]] = True  # the first of each id in the range
     if window is not None and len(hashes):
-        earlier = window.seen(hashes)
+        earlier = window.seen(hashes, lambda: legacy_column_hashes(ids))
         if earlier:
             keep &= ~np.isin(hashes, np.fromiter(earlier, dtype=np.uint64))
     kept = int(keep.sum())

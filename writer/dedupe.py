@@ -1,7 +1,9 @@
 """The dedupe window: ids of events stored in the last hours, in compact sorted segments and on disk.
 
-Each stored ``audit_event_id`` is remembered as a 64-bit BLAKE2b hash in a segment of the server hour it
-was stored in, and appended to that segment's file under ``<spool>/dedupe/``. At start the files of the
+Each stored ``audit_event_id`` is remembered as a 64-bit hash (``writer.id_hashes.column_hashes``) in a
+segment of the server hour it was stored in, and appended to that segment's file under ``<spool>/dedupe/``
+(``keys-<hour>-<n>.bin``; ``ids-<hour>-<n>.bin`` files hold the BLAKE2b hashes of earlier versions and are
+searched with those until they leave the window). At start the files of the
 window are loaded again, so a producer retry is recognised across restarts. The window is bounded by
 time (``window_seconds``) and by count (``max_ids``, also within one busy hour: the oldest segments go
 first, and status says how far back the window actually reaches).
@@ -11,11 +13,10 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import hashlib
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -29,35 +30,8 @@ SEGMENTS_PER_WINDOW = 10
 # 10 segments of 100,000 ids, 10,000 hashes) searching every hash in every segment was 6.5 % of the
 # encoder's CPU at the maximum.
 FILTER_BITS_PER_ID = 16
-
-
-def id_hash(event_id: str) -> int:
-    """The 64-bit hash under which an id is remembered."""
-    return int.from_bytes(hashlib.blake2b(event_id.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big")
-
-
-def id_hashes(event_ids: list[str]) -> np.ndarray:
-    """``id_hash`` of each id as a uint64 array (``utf8_id_hashes`` of their UTF-8 bytes)."""
-    return utf8_id_hashes([event_id.encode("utf-8", "surrogatepass") for event_id in event_ids])
-
-
-def utf8_id_hashes(encoded_ids: list[bytes]) -> np.ndarray:
-    """``id_hash`` of each id given as its UTF-8 bytes, as a uint64 array, about half the CPU per id of
-    ``id_hash`` (a copied hasher, the digests read as big-endian numbers in one go). A flush takes the
-    bytes straight from its Arrow column of ids, without a str made and encoded per id: 9.9-10.1 ms for
-    28,000 ids against 12.3-12.6 (``bench/step_costs.py``). An array, not Python ints, all the way to ``remember``:
-    the flush sends it from the encoder process to the writer and back, where 28,000 ints a flush were
-    pickled four times."""
-    empty = hashlib.blake2b(digest_size=8)
-    copy = empty.copy
-
-    def digest(data: bytes) -> bytes:
-        hasher = copy()
-        hasher.update(data)
-        return hasher.digest()
-
-    joined = b"".join([digest(data) for data in encoded_ids])
-    return np.frombuffer(joined, dtype=">u8").astype(np.uint64)
+FILE_PREFIX = "keys"  # files of ``column_hashes``
+LEGACY_PREFIX = "ids"  # files of ``legacy_hashes``, written by versions before ``keys`` files
 
 
 @dataclasses.dataclass
@@ -68,6 +42,7 @@ class _Segment:
     ids: np.ndarray
     path: Path
     filter: np.ndarray  # one bit per slot (uint8 bytes): set for the slot of every id in ``ids``
+    legacy: bool = False  # its ids are ``legacy_hashes`` (a file of an earlier version), never added to
 
 
 class DedupeWindow:
@@ -103,7 +78,8 @@ class DedupeWindow:
         self.directory.mkdir(parents=True, exist_ok=True)
         current = _hour(time.time() if now is None else now)
         first = current - int(self.window_seconds // BUCKET_SECONDS)
-        for path in sorted(self.directory.glob("ids-*.bin"), key=_file_order):
+        for path in sorted([*self.directory.glob(f"{FILE_PREFIX}-*.bin"), *self.directory.glob(f"{LEGACY_PREFIX}-*.bin")],
+                           key=_file_order):
             hour, number = _file_order(path)
             self._next_file = max(self._next_file, number + 1)
             if hour < first:
@@ -111,11 +87,20 @@ class DedupeWindow:
                 continue
             data = path.read_bytes()
             ids = np.unique(np.frombuffer(data[: len(data) - len(data) % 8], dtype=np.uint64))
-            self.segments.append(_Segment(hour, ids, path, self._filter_with(self._empty_filter(), ids)))
+            self.segments.append(_Segment(hour, ids, path, self._filter_with(self._empty_filter(), ids),
+                                          path.name.startswith(f"{LEGACY_PREFIX}-")))
         self._trim(current)
 
-    def seen(self, hashes: Iterable[int] | np.ndarray) -> set[int]:
-        """The hashes among ``hashes`` already in the window.
+    @property
+    def has_legacy(self) -> bool:
+        """Whether segments of an earlier version's hashes are still in the window."""
+        return any(segment.legacy for segment in self.segments)
+
+    def seen(self, hashes: Iterable[int] | np.ndarray,
+             legacy: Callable[[], Iterable[int] | np.ndarray] | None = None) -> set[int]:
+        """The hashes among ``hashes`` already in the window. ``legacy`` gives the same ids' legacy hashes,
+        in the same order, to search the segments that hold those (called only while there are some; without
+        it they are not searched).
 
         Each segment's bit filter is tested first, and only the hashes whose bit is set (~5 % of new ones)
         are searched in that segment, sorted: numpy's binary search starts each key where the previous one
@@ -123,17 +108,24 @@ class DedupeWindow:
         remembered; ``bench/dedupe_lookup.py``): 12.2-12.5 ms searching every hash unsorted, 3.6 ms sorted,
         about 1 ms with the filters.
         """
-        values = hashes if isinstance(hashes, np.ndarray) else np.fromiter(hashes, dtype=np.uint64)
+        values = _array(hashes)
         if not len(values) or not self.segments:
             return set()
-        byte, bit = self._slots(values)
         found: set[int] = set()
-        for segment in self.segments:
-            ids = segment.ids
-            candidates = np.sort(values[(segment.filter[byte] & bit) != 0]) if len(ids) else ()
-            if len(candidates):
-                places = np.searchsorted(ids, candidates)
-                found.update(candidates[ids[np.minimum(places, len(ids) - 1)] == candidates].tolist())
+        for legacy_segments in (False, True):
+            segments = [segment for segment in self.segments if segment.legacy is legacy_segments and len(segment.ids)]
+            if not segments or (legacy_segments and legacy is None):
+                continue
+            searched = _array(legacy()) if legacy_segments and legacy is not None else values
+            byte, bit = self._slots(searched)
+            for segment in segments:
+                rows = np.flatnonzero(segment.filter[byte] & bit)
+                if len(rows):
+                    rows = rows[np.argsort(searched[rows])]  # ascending keys: each search starts where the last ended
+                    candidates = searched[rows]
+                    places = np.searchsorted(segment.ids, candidates)
+                    hit = segment.ids[np.minimum(places, len(segment.ids) - 1)] == candidates
+                    found.update(values[rows[hit]].tolist())
         return found
 
     def remember(self, hashes: list[int] | np.ndarray, now: float | None = None) -> None:
@@ -143,8 +135,9 @@ class DedupeWindow:
             return
         current = _hour(time.time() if now is None else now)
         newest = self.segments[-1] if self.segments else None
-        if newest is None or newest.hour != current or len(newest.ids) + len(values) > self.segment_ids:
-            path = self.directory / f"ids-{current}-{self._next_file}.bin"
+        if (newest is None or newest.legacy or newest.hour != current
+                or len(newest.ids) + len(values) > self.segment_ids):
+            path = self.directory / f"{FILE_PREFIX}-{current}-{self._next_file}.bin"
             newest = _Segment(current, np.empty(0, dtype=np.uint64), path, self._empty_filter())
             self._next_file += 1
             self.segments.append(newest)
@@ -198,8 +191,12 @@ def _merged(ids: np.ndarray, values: np.ndarray) -> np.ndarray:
     return values
 
 
+def _array(hashes: Iterable[int] | np.ndarray) -> np.ndarray:
+    return hashes if isinstance(hashes, np.ndarray) else np.fromiter(hashes, dtype=np.uint64)
+
+
 def _file_order(path: Path) -> tuple[int, int]:
-    """``ids-<hour>-<n>.bin`` (``ids-<hour>.bin`` from earlier versions counts as n = -1)."""
+    """``<prefix>-<hour>-<n>.bin`` (``ids-<hour>.bin`` from earlier versions counts as n = -1)."""
     parts = path.stem.split("-")
     return int(parts[1]), int(parts[2]) if len(parts) > 2 else -1
 

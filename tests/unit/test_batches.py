@@ -15,7 +15,8 @@ import pytest
 from shared.spool_format import SpoolRecord
 from writer import event_table
 from writer.batches import FlushBatch, group_records
-from writer.dedupe import DedupeWindow, id_hash, id_hashes, utf8_id_hashes
+from writer.dedupe import DedupeWindow
+from writer.id_hashes import id_hash, id_hashes, legacy_column_hashes, legacy_hashes
 
 
 def _reference(records: list[SpoolRecord], window: DedupeWindow | None = None) -> FlushBatch:
@@ -190,19 +191,39 @@ def test_the_block_parse_declines_what_it_could_read_differently(line: bytes) ->
     _assert_same(group_records([record]), _reference([record]))
 
 
-def test_id_hashes_equal_id_hash() -> None:
-    """The batched hashes are the values already on disk: 64-bit BLAKE2b, big-endian, surrogates passed."""
-    ids = ["", "a", "0b3c8d0e-6f1a-4b2c-9d3e-4f5a6b7c8d9e", "é", "😀" * 40, "\ud800x", "x" * 5000]
-    assert id_hashes(ids).tolist() == [id_hash(event_id) for event_id in ids]
-    assert id_hashes(["a"]).tolist() == [0x40F89E395B66422F]  # hashlib.blake2b(b"a", digest_size=8), as stored on disk
-    assert id_hashes([]).tolist() == [] and id_hashes([]).dtype == np.uint64
+def test_legacy_hashes_are_the_blake2b_values_earlier_versions_stored() -> None:
+    """Window files of earlier versions hold 64-bit BLAKE2b, big-endian, of each id's UTF-8 bytes (surrogates
+    passed); from a list of bytes or from an Arrow column, the same values."""
+    import hashlib
 
-
-def test_ids_taken_as_bytes_from_their_arrow_column_hash_the_same() -> None:
-    """A flush hashes its ids' UTF-8 bytes straight from the Arrow column: the values ``id_hash`` gives."""
     ids = ["", "a", "0b3c8d0e-6f1a-4b2c-9d3e-4f5a6b7c8d9e", "é", "😀" * 40, 'a\\"b', "x" * 5000]
+    expected = [int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big") for event_id in ids]
+    assert legacy_hashes([event_id.encode() for event_id in ids]).tolist() == expected
+    assert legacy_hashes([b"a"]).tolist() == [0x40F89E395B66422F]  # hashlib.blake2b(b"a", digest_size=8), as stored on disk
     column = pa.chunked_array([pa.array(ids[:3], pa.string()), pa.array(ids[3:], pa.string())])
-    assert utf8_id_hashes(column.cast(pa.binary()).to_pylist()).tolist() == [id_hash(event_id) for event_id in ids]
+    assert legacy_column_hashes(column).tolist() == expected
+    assert legacy_hashes([]).tolist() == [] and legacy_hashes([]).dtype == np.uint64
+
+
+@pytest.mark.parametrize("typed_field", ['"outcome":"allow"', '"outcome":5'])  # block parse, then per line
+def test_ids_in_a_window_file_of_an_earlier_version_are_dropped(tmp_path: Path, typed_field: str) -> None:
+    """A window file of BLAKE2b hashes (``ids-<hour>-<n>.bin``, written before an upgrade) still drops a retry
+    of one of its ids, on either parse path, and the batch's hashes are the current ones."""
+    import array
+    import time
+
+    from writer.dedupe import BUCKET_SECONDS
+
+    hour = int(time.time() // BUCKET_SECONDS)
+    (tmp_path / f"ids-{hour}-0.bin").write_bytes(array.array("Q", legacy_hashes([b"id-3"]).tolist()).tobytes())
+    window = DedupeWindow(tmp_path, 2 * BUCKET_SECONDS, 1000)
+    window.load()
+    lines = [b'{"audit_event_id":"%s","ts":"2026-11-29T00:00:0%dZ",%s}\n' % (event_id, index, typed_field.encode())
+             for index, event_id in enumerate([b"id-1", b"id-3", b"id-2"])]
+    batch = group_records([SpoolRecord(1, 1, b"".join(lines))], window)
+    assert batch.parsed and (batch.events, batch.duplicates) == (2, 1)
+    assert batch.days[("2026", "11", "29")].column(event_table.ID).to_pylist() == ["id-1", "id-2"]
+    assert sorted(batch.id_hashes.tolist()) == sorted([id_hash("id-1"), id_hash("id-2")])
 
 
 @pytest.mark.parametrize("typed", [True, False])

@@ -6,7 +6,11 @@ import array
 import random
 from pathlib import Path
 
-from writer.dedupe import BUCKET_SECONDS, DedupeWindow, id_hash
+import numpy as np
+import pyarrow as pa
+
+from writer.dedupe import BUCKET_SECONDS, DedupeWindow
+from writer.id_hashes import column_hashes, id_hash, id_hashes, legacy_hashes
 
 HOUR = 500_000  # an hour number; times below are inside it
 
@@ -34,22 +38,84 @@ def test_seen_finds_exactly_the_remembered_ids(tmp_path: Path) -> None:
     assert window.seen([]) == set()
 
 
+def _legacy_hash(event_id: str) -> int:
+    return int(legacy_hashes([event_id.encode()])[0])
+
+
 def test_a_restart_loads_the_window_and_drops_expired_files(tmp_path: Path) -> None:
-    """Ids survive a restart; files of hours outside the window are deleted; old one-file-per-hour names load."""
+    """Ids survive a restart; files of hours outside the window are deleted; files of earlier versions load
+    (BLAKE2b hashes: ``ids-<hour>-<n>.bin``, and one file per hour, ``ids-<hour>.bin``) and are searched with
+    the ids' legacy hashes, whose matches come back as the ids' current hashes."""
     window = DedupeWindow(tmp_path, 2 * BUCKET_SECONDS, 1000)
     window.remember([id_hash("old")], now=_at(HOUR - 5))
     window.remember([id_hash("a"), id_hash("b")], now=_at(HOUR - 1))
     window.remember([id_hash("c")], now=_at(HOUR))
-    (tmp_path / f"ids-{HOUR}.bin").write_bytes(array.array("Q", [id_hash("legacy")]).tobytes())
+    assert sorted(path.name.split("-")[0] for path in tmp_path.iterdir()) == ["keys"] * 2  # "old" has left
+    (tmp_path / f"ids-{HOUR}.bin").write_bytes(array.array("Q", [_legacy_hash("legacy")]).tobytes())
+    (tmp_path / f"ids-{HOUR - 1}-0.bin").write_bytes(array.array("Q", [_legacy_hash("older")]).tobytes())
+    (tmp_path / f"ids-{HOUR - 5}-0.bin").write_bytes(array.array("Q", [_legacy_hash("expired")]).tobytes())
     again = DedupeWindow(tmp_path, 2 * BUCKET_SECONDS, 1000)
     again.load(now=_at(HOUR, 10))
-    names = ["a", "b", "c", "legacy", "old"]
-    assert again.seen([id_hash(name) for name in names]) == {id_hash(name) for name in names[:4]}
-    assert not list(tmp_path.glob(f"ids-{HOUR - 5}*"))
-    again.remember([id_hash("d")], now=_at(HOUR, 20))
+    assert again.has_legacy and again.size == 5
+    names = ["a", "b", "c", "legacy", "older", "old", "expired", "new"]
+    current = [id_hash(name) for name in names]
+    legacy_calls: list[int] = []
+
+    def legacy() -> list[int]:
+        legacy_calls.append(1)
+        return [_legacy_hash(name) for name in names]
+
+    assert again.seen(current, legacy) == set(current[:5])
+    assert again.seen(current) == set(current[:3])  # without the legacy hashes, the legacy files are not searched
+    assert legacy_calls == [1]
+    assert not list(tmp_path.glob(f"*-{HOUR - 5}*"))
+    again.remember([id_hash("d")], now=_at(HOUR, 20))  # never into a legacy segment
+    assert (tmp_path / f"ids-{HOUR}.bin").stat().st_size == 8
     third = DedupeWindow(tmp_path, 2 * BUCKET_SECONDS, 1000)
     third.load(now=_at(HOUR, 30))
-    assert id_hash("d") in third.seen([id_hash("d")]) and third.size == 5
+    assert id_hash("d") in third.seen([id_hash("d")]) and third.size == 6
+
+
+def test_once_legacy_files_leave_the_window_their_hashes_are_not_asked_for(tmp_path: Path) -> None:
+    """The legacy hashes cost a BLAKE2b an id: they are computed only while a legacy segment is in the window."""
+    (tmp_path / f"ids-{HOUR}-0.bin").write_bytes(array.array("Q", [_legacy_hash("x")]).tobytes())
+    window = DedupeWindow(tmp_path, 1 * BUCKET_SECONDS, 1000)
+    window.load(now=_at(HOUR, 10))
+    window.remember([id_hash("y")], now=_at(HOUR, 11))
+
+    def refused() -> list[int]:
+        raise AssertionError("legacy hashes asked for")
+
+    assert window.seen([id_hash("x")], lambda: [_legacy_hash("x")]) == {id_hash("x")}
+    window.remember([id_hash("z")], now=_at(HOUR + 2, 0))  # two hours on: the legacy hour has left
+    assert not window.has_legacy and not list(tmp_path.glob("ids-*"))
+    assert window.seen([id_hash("z"), id_hash("x")], refused) == {id_hash("z")}
+
+
+def test_column_hashes_depend_on_each_ids_bytes_alone() -> None:
+    """Each row's hash is that of its bytes alone: the same in any column, slice or chunking, for ids of every
+    length around the word size, empty, NUL-padded, multibyte, long; distinct ids hash apart."""
+    ids = ["", "a", "a\0", "\0", "ab", "a" * 7, "a" * 8, "a" * 9, "a" * 16, "a" * 17, "é", "😀" * 40,
+           "0b3c8d0e-6f1a-4b2c-9d3e-4f5a6b7c8d9e", "x" * 5000, "\ud800x"]
+    together = id_hashes(ids)
+    assert together.dtype == np.uint64 and len(set(together.tolist())) == len(ids)
+    assert [id_hash(event_id) for event_id in ids] == together.tolist()
+    column = pa.array([event_id.encode("utf-8", "surrogatepass") for event_id in ids], pa.binary())
+    for start in range(len(ids)):
+        assert column_hashes(column.slice(start)).tolist() == together[start:].tolist()
+    chunked = pa.chunked_array([column.slice(0, 4), column.slice(4, 0), column.slice(4)])
+    assert column_hashes(chunked).tolist() == together.tolist()
+    assert column_hashes(pa.array(ids[:-1], pa.string())).tolist() == together[:-1].tolist()
+    assert column_hashes(pa.chunked_array([], pa.string())).tolist() == []
+    assert id_hash("a") == 0x3F8805A87949ECB3  # fixed: the values on disk must not change between versions
+
+
+def test_column_hashes_of_many_similar_ids_do_not_collide() -> None:
+    """A million sequential ids (one character apart) and a million random ones: no two hash the same."""
+    sequential = column_hashes(pa.array([f"evt-{index:012d}" for index in range(1_000_000)]))
+    generator = random.Random(3)
+    randomly = column_hashes(pa.array([generator.randbytes(16).hex() for _ in range(1_000_000)]))
+    assert len(np.unique(np.concatenate([sequential, randomly]))) == 2_000_000
 
 
 def test_the_count_bound_holds_within_one_busy_hour(tmp_path: Path) -> None:
@@ -61,7 +127,7 @@ def test_the_count_bound_holds_within_one_busy_hour(tmp_path: Path) -> None:
     assert 9_000 <= window.size <= 10_000
     assert window.seen(batches[-1]) == set(batches[-1])
     assert window.seen(batches[0]) == set()
-    assert sum(path.stat().st_size for path in tmp_path.glob("ids-*.bin")) <= 8 * 11_000
+    assert sum(path.stat().st_size for path in tmp_path.glob("keys-*.bin")) <= 8 * 11_000
     reloaded = DedupeWindow(tmp_path, 24 * BUCKET_SECONDS, 10_000)
     reloaded.load(now=_at(HOUR, 200))
     assert reloaded.size == window.size and reloaded.seen(batches[-1]) == set(batches[-1])
