@@ -86,7 +86,7 @@ class DedupeWindow:
                 path.unlink()
                 continue
             data = path.read_bytes()
-            ids = np.unique(np.frombuffer(data[: len(data) - len(data) % 8], dtype=np.uint64))
+            ids = sorted_unique(np.frombuffer(data[: len(data) - len(data) % 8], dtype=np.uint64))
             self.segments.append(_Segment(hour, ids, path, self._filter_with(self._empty_filter(), ids),
                                           path.name.startswith(f"{LEGACY_PREFIX}-")))
         self._trim(current)
@@ -177,18 +177,26 @@ class DedupeWindow:
 
 
 def _merged(ids: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """The sorted union of sorted unique ``ids`` and any ``values``: the new ones inserted, no full re-sort.
+    """The sorted union of sorted unique ``ids`` and any ``values``: one sort of both together.
 
-    ``np.union1d`` sorts both again on every flush (a 100,000-id segment per 14,000 flushed events cost
-    more than the flush's own id hashing); this is one copy of ``ids`` plus a sort of the new values.
+    ``np.union1d`` (a 100,000-id segment per 14,000 flushed events cost more than the flush's id hashing)
+    and then inserting the sorted new values (``np.unique``, ``searchsorted``, ``np.insert``: 3.1-3.4 ms
+    for 27,400 new ids) both cost more than numpy's in-place sort of the joined arrays (its vectorised
+    sort of 64-bit keys) and a mask of repeats: 0.2-0.5 ms (scratch, segments of 27,400-82,200 ids).
     """
-    values = np.unique(values)
-    if len(ids):
-        places = np.searchsorted(ids, values)
-        present = ids[np.minimum(places, len(ids) - 1)] == values
-        values, places = values[~present], places[~present]
-        return np.insert(ids, places, values)
-    return values
+    return sorted_unique(np.concatenate([ids, values]))
+
+
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """The distinct values, sorted: ``np.unique`` without its extra passes (a copy sorted in place and the
+    repeats masked out)."""
+    ordered = np.sort(values)
+    if len(ordered) < 2:
+        return ordered
+    distinct = np.empty(len(ordered), dtype=bool)
+    distinct[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=distinct[1:])
+    return ordered[distinct]
 
 
 def _array(hashes: Iterable[int] | np.ndarray) -> np.ndarray:

@@ -270,3 +270,16 @@ def test_stamp_micros_names_each_row_arrow_cannot_read_or_that_has_none() -> Non
                                                                                       None, good, "2026/11/29"]])
     unreadable, micros = stamp_micros(mixed)
     assert unreadable.tolist() == [1, 2, 3, 5] and micros.tolist() == [good_micros, good_micros]
+
+
+def test_first_of_each_marks_the_earliest_row_of_every_hash() -> None:
+    """Against ``np.unique(return_index=True)``: empty, one row, all equal, few distinct, none repeated."""
+    from writer.batches import first_of_each
+
+    generator = np.random.default_rng(8)
+    cases = [np.empty(0, np.uint64), np.array([7], np.uint64), np.full(9, 3, np.uint64),
+             generator.integers(0, 40, 2000, dtype=np.uint64), generator.integers(0, 2**64 - 1, 2000, dtype=np.uint64)]
+    for hashes in cases:
+        expected = np.zeros(len(hashes), dtype=bool)
+        expected[np.unique(hashes, return_index=True)[1]] = True
+        assert np.array_equal(first_of_each(hashes), expected)

@@ -167,3 +167,16 @@ def test_the_bit_filters_are_rebuilt_at_load_even_for_segments_larger_than_now_c
     small.load(now=_at(HOUR, 5))
     fresh = [generator.getrandbits(64) for _ in range(1000)]
     assert small.size == 20_000 and small.seen(values + fresh) == set(values)
+
+
+def test_segments_merge_to_the_sorted_union() -> None:
+    """``_merged`` and ``sorted_unique`` against numpy's set routines, with repeats within and across."""
+    from writer.dedupe import _merged, sorted_unique
+
+    generator = np.random.default_rng(4)
+    for size, spread in ((0, 10), (1, 10), (50, 30), (5000, 2**64 - 1), (5000, 3000)):
+        values = generator.integers(0, spread, size, dtype=np.uint64)
+        ids = np.unique(generator.integers(0, spread, 40, dtype=np.uint64))
+        assert np.array_equal(sorted_unique(values), np.unique(values))
+        assert np.array_equal(_merged(ids, values), np.union1d(ids, values))
+        assert np.array_equal(_merged(np.empty(0, np.uint64), values), np.unique(values))
