@@ -90,8 +90,8 @@ def group_range(span: SpoolRange, window: DedupeWindow | None = None,
 
 def first_of_each(hashes: np.ndarray) -> np.ndarray:
     """A mask of the first row of each distinct hash. One unstable sort of the hashes (numpy's vectorised
-    argsort) and, per run of equal ones, the smallest row: 1.05 ms for 27,400 against 2.31 with
-    ``np.unique(return_index=True)`` (scratch)."""
+    argsort) and, per run of equal ones, the smallest row: 0.39-0.40 ms for 28,000 against 1.65-1.73 with
+    ``np.unique(return_index=True)`` (``bench/step_costs.py``)."""
     keep = np.zeros(len(hashes), dtype=bool)
     if not len(hashes):
         return keep

@@ -54,23 +54,17 @@ def column_hashes(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
     starts = offsets[:-1] - first
     lengths = np.diff(offsets)
     hashes = _mix(lengths.astype(np.uint64) ^ _SEED)
-    rows = np.flatnonzero(lengths)
-    every_row = len(rows) == count
+    rows = np.flatnonzero(lengths)  # the rows with bytes left to absorb
     position = 0
     while len(rows):
-        left = (lengths if every_row else lengths[rows]) - position  # the row's bytes from this word on
-        word = words[starts + position] if every_row else words[starts[rows] + position]
+        left = lengths[rows] - position  # each row's bytes from this word on
+        word = words[starts[rows] + position]
         short = np.flatnonzero(left < _WORD)  # the last, partial word: its bytes past the id are cleared
         if len(short):
             word[short] &= _ALL_BITS >> ((_WORD - left[short]) * _WORD).astype(np.uint64)
-        if every_row:
-            hashes = _mix(hashes ^ word)
-        else:
-            hashes[rows] = _mix(hashes[rows] ^ word)
+        hashes[rows] = _mix(hashes[rows] ^ word)
         position += _WORD
-        still = left > _WORD
-        if not (every_row and still.all()):
-            rows, every_row = rows[still], False
+        rows = rows[left > _WORD]
     return hashes
 
 

@@ -56,7 +56,7 @@ def test_a_restart_loads_the_window_and_drops_expired_files(tmp_path: Path) -> N
     (tmp_path / f"ids-{HOUR - 5}-0.bin").write_bytes(array.array("Q", [_legacy_hash("expired")]).tobytes())
     again = DedupeWindow(tmp_path, 2 * BUCKET_SECONDS, 1000)
     again.load(now=_at(HOUR, 10))
-    assert again.has_legacy and again.size == 5
+    assert any(segment.legacy for segment in again.segments) and again.size == 5
     names = ["a", "b", "c", "legacy", "older", "old", "expired", "new"]
     current = [id_hash(name) for name in names]
     legacy_calls: list[int] = []
@@ -88,7 +88,7 @@ def test_once_legacy_files_leave_the_window_their_hashes_are_not_asked_for(tmp_p
 
     assert window.seen([id_hash("x")], lambda: [_legacy_hash("x")]) == {id_hash("x")}
     window.remember([id_hash("z")], now=_at(HOUR + 2, 0))  # two hours on: the legacy hour has left
-    assert not window.has_legacy and not list(tmp_path.glob("ids-*"))
+    assert not any(segment.legacy for segment in window.segments) and not list(tmp_path.glob("ids-*"))
     assert window.seen([id_hash("z"), id_hash("x")], refused) == {id_hash("z")}
 
 
